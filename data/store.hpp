@@ -1,0 +1,89 @@
+// The durable store: SQLite in WAL mode, one writer thread with group commit, and a
+// separate read connection for REST and history. <sqlite3.h> stays out of this header.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "engine/records.hpp"
+
+namespace dispatch::data {
+
+// Thrown at start-up only (cannot open, newer schema than this build knows, ...).
+struct StoreError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct StoreOptions {
+  std::string path;
+  bool synchronous_full = true;          // false: synchronous=NORMAL
+  std::size_t batch_max = 1024;          // commit when this many writes are pending ...
+  std::chrono::microseconds batch_delay{0};  // ... or this long after the first one came
+  std::chrono::milliseconds retry_after{500};  // after a failed commit, try again
+  std::int64_t track_retention_ms = 7LL * 24 * 3600 * 1000;
+};
+
+// An incident as read back for REST, with its assignments and timeline.
+struct IncidentRecord {
+  engine::rec::Incident incident;
+  std::vector<engine::rec::Assignment> assignments;
+  std::vector<engine::rec::Timeline> timeline;
+};
+
+struct StoreStats {
+  std::uint64_t commits = 0;
+  std::uint64_t writes = 0;
+  std::uint64_t failures = 0;
+  bool healthy = true;
+};
+
+class Store {
+ public:
+  // Opens or creates the database, creates or migrates the schema. Throws StoreError.
+  explicit Store(StoreOptions options);
+  // Commits everything submitted, stops the writer, closes cleanly.
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Recovery, before the writer is busy: the open state and the counters.
+  engine::Snapshot load();
+  // Adds roster units the database does not have yet (units already stored stay as they
+  // are). Synchronous; at start-up.
+  void add_units(const std::vector<engine::rec::Unit>& units);
+
+  // Queues writes. `done(true)` runs on the writer thread once the batch holding them has
+  // committed. A failed commit is retried (every retry_after) until it succeeds, so done
+  // is only ever called with true, late if the disk is in trouble; meanwhile healthy()
+  // is false. An empty `writes` still waits for everything queued before it.
+  void submit(std::vector<engine::Write> writes, std::function<void()> done);
+  // Blocks until everything submitted so far has committed.
+  void flush();
+  // False while commits are failing (disk full, I/O error); true again once one succeeds.
+  bool healthy() const;
+  StoreStats stats() const;
+  // Commit latency histogram hook: called on the writer thread with each commit's
+  // duration in microseconds and its number of writes.
+  void on_commit(std::function<void(std::int64_t micros, std::size_t writes)> hook);
+
+  // Reads, on their own connection (thread-safe; serialised internally).
+  std::optional<IncidentRecord> incident(const std::string& id);
+  std::vector<IncidentRecord> incidents(bool open_only, std::size_t limit = 1000);
+  std::vector<engine::rec::TrackPoint> track(const std::string& unit, engine::Millis since,
+                                             engine::Millis until);
+  std::vector<engine::rec::UnitEvent> unit_events(const std::string& unit);
+
+  static int schema_version();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dispatch::data

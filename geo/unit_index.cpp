@@ -1,0 +1,91 @@
+#include "geo/unit_index.hpp"
+
+#include <boost/geometry.hpp>
+#include <boost/geometry/index/rtree.hpp>
+#include <cmath>
+
+namespace bg = boost::geometry;
+namespace bgi = boost::geometry::index;
+
+namespace dispatch::geo {
+
+namespace {
+using Point = bg::model::point<double, 3, bg::cs::cartesian>;
+using Value = std::pair<Point, UnitIndex::Id>;
+
+Point to_point(LatLon p) {
+  const Vec3 v = to_unit_vector(p);
+  return Point(v.x, v.y, v.z);
+}
+double chord(const Point& a, const Point& b) {
+  const double dx = a.get<0>() - b.get<0>(), dy = a.get<1>() - b.get<1>(),
+               dz = a.get<2>() - b.get<2>();
+  return std::sqrt(dx * dx + dy * dy + dz * dz);
+}
+}  // namespace
+
+struct UnitIndex::Impl {
+  // quadratic split: cheaper inserts than R*, which matters for a moving fleet.
+  bgi::rtree<Value, bgi::quadratic<16>> tree;
+  std::vector<Point> where;    // by id: the point stored in the tree
+  std::vector<bool> present;   // by id
+};
+
+UnitIndex::UnitIndex() : impl_(std::make_unique<Impl>()) {}
+UnitIndex::~UnitIndex() = default;
+UnitIndex::UnitIndex(UnitIndex&&) noexcept = default;
+UnitIndex& UnitIndex::operator=(UnitIndex&&) noexcept = default;
+
+void UnitIndex::upsert(Id id, LatLon p) {
+  auto& m = *impl_;
+  if (id >= m.where.size()) {
+    m.where.resize(id + 1);
+    m.present.resize(id + 1, false);
+  }
+  const Point pt = to_point(p);
+  if (m.present[id]) {
+    const Point& old = m.where[id];
+    if (old.get<0>() == pt.get<0>() && old.get<1>() == pt.get<1>() && old.get<2>() == pt.get<2>())
+      return;
+    m.tree.remove(Value(old, id));
+  }
+  m.tree.insert(Value(pt, id));
+  m.where[id] = pt;
+  m.present[id] = true;
+}
+
+bool UnitIndex::remove(Id id) {
+  auto& m = *impl_;
+  if (id >= m.present.size() || !m.present[id]) return false;
+  m.tree.remove(Value(m.where[id], id));
+  m.present[id] = false;
+  return true;
+}
+
+bool UnitIndex::contains(Id id) const {
+  return id < impl_->present.size() && impl_->present[id];
+}
+
+std::size_t UnitIndex::size() const { return impl_->tree.size(); }
+
+std::optional<UnitIndex::Hit> UnitIndex::nearest(LatLon p, IdFilter accept) const {
+  const Point q = to_point(p);
+  for (auto it = impl_->tree.qbegin(bgi::nearest(q, static_cast<unsigned>(impl_->tree.size())));
+       it != impl_->tree.qend(); ++it) {
+    if (accept(it->second)) return Hit{it->second, chord_to_m(chord(q, it->first))};
+  }
+  return std::nullopt;
+}
+
+std::vector<UnitIndex::Hit> UnitIndex::nearest_k(LatLon p, std::size_t k, IdFilter accept) const {
+  std::vector<Hit> out;
+  if (k == 0) return out;
+  const Point q = to_point(p);
+  for (auto it = impl_->tree.qbegin(bgi::nearest(q, static_cast<unsigned>(impl_->tree.size())));
+       it != impl_->tree.qend() && out.size() < k; ++it) {
+    if (accept(it->second)) out.push_back(Hit{it->second, chord_to_m(chord(q, it->first))});
+  }
+  return out;
+}
+
+}  // namespace dispatch::geo
