@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what the project needs from Debian 12's own packages, idempotently.
+# Silent when everything is already there.
+set -euo pipefail
+
+PKGS=(
+  g++ cmake ninja-build ccache pkg-config
+  libboost1.81-dev libboost-json1.81-dev
+  libgeos-dev libsqlite3-dev libfmt-dev libcli11-dev doctest-dev libbenchmark-dev
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "installing: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
