@@ -1,0 +1,959 @@
+#include "engine/engine.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+namespace dispatch::engine {
+
+namespace {
+
+const Actor system_actor{"system", "dispatchd"};
+
+Actor actor_of(const Origin& o) {
+  if (!o.who) return system_actor;
+  return Actor{o.who->role, o.who->name};
+}
+
+std::string make_id(char prefix, std::uint64_t seq) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%c-%06llu", prefix, static_cast<unsigned long long>(seq));
+  return buf;
+}
+
+std::uint64_t seq_of(std::string_view id) {
+  const auto dash = id.find('-');
+  if (dash == std::string_view::npos) return 0;
+  std::uint64_t v = 0;
+  for (char c : id.substr(dash + 1)) {
+    if (c < '0' || c > '9') return 0;
+    v = v * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return v;
+}
+
+// Counts UTF-8 code points, and cuts a string to at most n of them.
+std::string utf8_truncate(const std::string& s, std::size_t n) {
+  std::size_t count = 0, i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 1;
+    if (count == n) return s.substr(0, i);
+    i += len;
+    ++count;
+  }
+  return s;
+}
+
+int severity_rank(Severity s) { return static_cast<int>(s); }
+
+double eta_for(UnitKind kind, double metres) {
+  return kind == UnitKind::heli ? geo::air_eta_s(metres) : geo::ground_eta_s(metres);
+}
+
+}  // namespace
+
+bool Principal::may_speak_for(std::string_view unit) const {
+  if (all_units) return true;
+  return std::find(units.begin(), units.end(), unit) != units.end();
+}
+
+Engine::Engine(Config config) : config_(config) {}
+Engine::~Engine() = default;
+
+// ---------------------------------------------------------------------------------------
+// Lookups
+
+Unit* Engine::find_unit(std::string_view id) {
+  auto it = unit_by_id_.find(id);
+  return it == unit_by_id_.end() ? nullptr : &units_[it->second];
+}
+const Unit* Engine::unit(std::string_view id) const {
+  auto it = unit_by_id_.find(id);
+  return it == unit_by_id_.end() ? nullptr : &units_[it->second];
+}
+Assignment* Engine::find_assignment(std::string_view id) {
+  auto it = assignments_.find(id);
+  return it == assignments_.end() ? nullptr : it->second;
+}
+Incident* Engine::find_incident(std::string_view id) {
+  auto it = incidents_.find(id);
+  return it == incidents_.end() ? nullptr : it->second.get();
+}
+const Incident* Engine::incident(std::string_view id) const {
+  auto it = incidents_.find(id);
+  return it == incidents_.end() ? nullptr : it->second.get();
+}
+
+std::vector<const Incident*> Engine::open_incidents() const {
+  std::vector<const Incident*> out;
+  for (const auto& [id, inc] : incidents_)
+    if (is_open(inc->rec.state)) out.push_back(inc.get());
+  std::sort(out.begin(), out.end(),
+            [](const Incident* a, const Incident* b) { return a->rec.seq < b->rec.seq; });
+  return out;
+}
+
+bool Engine::assignable(const Unit& u, Millis now) const {
+  return u.status == UnitStatus::available && u.has_pos &&
+         now - u.pos_ts <= config_.stale_after_ms;
+}
+
+std::string_view Engine::wire_status(const Unit& u, Millis now) const {
+  if (u.status == UnitStatus::available && u.has_pos && now - u.pos_ts > config_.stale_after_ms)
+    return "stale";
+  return to_string(u.status);
+}
+
+void Engine::take_moved(std::vector<std::uint32_t>& out) {
+  for (auto slot : moved_) units_[slot].moved = false;
+  out.insert(out.end(), moved_.begin(), moved_.end());
+  moved_.clear();
+}
+
+// ---------------------------------------------------------------------------------------
+// Restore
+
+void Engine::restore(const Snapshot& s, Millis now) {
+  for (const auto& ru : s.units) {
+    if (unit_by_id_.count(ru.id)) continue;
+    Unit u;
+    u.slot = static_cast<std::uint32_t>(units_.size());
+    u.id = ru.id;
+    u.kind = ru.kind;
+    u.callsign = ru.callsign;
+    u.capcode = ru.capcode;
+    u.base = ru.base;
+    u.status = ru.status;
+    unit_by_id_.emplace(u.id, u.slot);
+    units_.push_back(std::move(u));
+  }
+  for (const auto& [report, inc] : s.report_ids) report_ids_.emplace(report, inc);
+  incident_seq_ = std::max(incident_seq_, s.max_incident_seq);
+  assignment_seq_ = std::max(assignment_seq_, s.max_assignment_seq);
+  page_seq_ = std::max(page_seq_, s.max_page_seq);
+
+  for (const auto& ri : s.open_incidents) {
+    auto inc = std::make_unique<Incident>();
+    inc->rec = ri;
+    incident_seq_ = std::max(incident_seq_, ri.seq);
+    if (inc->rec.state != IncidentState::remote) plan_needs(*inc);
+    report_ids_.emplace(ri.report_id, ri.id);
+    incidents_.emplace(ri.id, std::move(inc));
+  }
+  std::vector<const rec::Assignment*> as;
+  for (const auto& ra : s.assignments) as.push_back(&ra);
+  std::sort(as.begin(), as.end(), [](auto* a, auto* b) { return a->seq < b->seq; });
+  for (const auto* ra : as) {
+    Incident* inc = find_incident(ra->incident);
+    Unit* u = find_unit(ra->unit);
+    if (!inc || !u) continue;
+    assignment_seq_ = std::max(assignment_seq_, ra->seq);
+    auto a = std::make_unique<Assignment>();
+    a->rec = *ra;
+    a->incident = inc;
+    a->unit = u->slot;
+    // Match the assignment to a need of its kind and task; manual extras add one.
+    std::size_t need = inc->needs.size();
+    for (std::size_t i = 0; i < inc->needs.size(); ++i) {
+      auto& n = inc->needs[i];
+      if (n.kind == u->kind && n.task == ra->task && !n.done && !n.active) {
+        need = i;
+        break;
+      }
+    }
+    if (need == inc->needs.size()) {
+      // A need of this kind already served (or none planned): find one to attach to.
+      for (std::size_t i = 0; i < inc->needs.size() && need == inc->needs.size(); ++i)
+        if (inc->needs[i].kind == u->kind && inc->needs[i].task == ra->task) need = i;
+      if (need == inc->needs.size()) {
+        Need n;
+        n.kind = u->kind;
+        n.task = ra->task;
+        n.target = {ra->lat, ra->lon};
+        inc->needs.push_back(n);
+      }
+    }
+    a->need = need;
+    Need& n = inc->needs[need];
+    if (is_active(ra->state)) {
+      n.active = a.get();
+      u->active = a.get();
+      if (ra->state == AssignmentState::assigned) {
+        a->ack_deadline = std::max(ra->assigned_ts + config_.ack_within_ms, now + config_.ack_within_ms);
+        pending_ack_.push_back(a.get());
+      }
+    } else if (ra->state == AssignmentState::cleared) {
+      n.done = true;
+    } else {
+      n.excluded.push_back(u->slot);
+    }
+    assignments_.emplace(a->rec.id, a.get());
+    inc->assignments.push_back(std::move(a));
+  }
+  for (const auto& t : s.timeline)
+    if (Incident* inc = find_incident(t.incident)) inc->timeline.push_back(t);
+  for (auto& [id, inc] : incidents_) {
+    for (auto& n : inc->needs)
+      if (!n.done && !n.active && is_open(inc->rec.state)) inc->waiting = true;
+    if (inc->waiting) waiting_.push_back(inc.get());
+  }
+  // A unit whose assignment did not survive is free again.
+  for (auto& u : units_) {
+    if (!u.active && (u.status == UnitStatus::assigned || u.status == UnitStatus::en_route ||
+                      u.status == UnitStatus::on_scene))
+      u.status = UnitStatus::available;
+  }
+  for (const auto& p : s.undelivered_pages) {
+    pages_.push_back(PendingPage{p, 0});
+    page_seq_ = std::max(page_seq_, p.seq);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Connections
+
+void Engine::unit_connected(ConnId conn, const Principal& who) {
+  if (who.role != "unit" || who.all_units) return;
+  for (const auto& id : who.units)
+    if (Unit* u = find_unit(id)) u->own_conn = conn;
+}
+
+void Engine::disconnected(ConnId conn) {
+  for (auto& u : units_) {
+    if (u.own_conn == conn) u.own_conn = 0;
+    if (u.gateway_conn == conn) u.gateway_conn = 0;
+  }
+}
+
+void Engine::pager_connected(ConnId conn, Output& out) {
+  pagers_connected_ = true;
+  for (auto& p : pages_) {
+    out.messages.push_back({Target{Target::Kind::conn, conn},
+                            ev::Page{p.rec.id, p.rec.unit, p.rec.capcode, p.rec.assignment, p.rec.text}});
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Positions: the hot path
+
+void Engine::positions(std::span<const cmd::Position> batch, const Origin& origin, Millis now,
+                       Output& out) {
+  bool freed = false;
+  const bool via_gateway = origin.who && origin.who->role == "gateway";
+  for (const auto& p : batch) {
+    Unit* u = find_unit(p.unit);
+    if (!u) {
+      error(origin, ErrorCode::unknown_unit, "no such unit", p.unit, out);
+      continue;
+    }
+    if (origin.who && !origin.who->may_speak_for(p.unit)) {
+      error(origin, ErrorCode::forbidden, "this token does not speak for that unit", p.unit, out);
+      continue;
+    }
+    if (p.ts > now + config_.max_future_ms) {
+      error(origin, ErrorCode::bad_message, "ts is too far in the future", p.unit, out);
+      continue;
+    }
+    ++stats_.positions;
+    if (via_gateway)
+      u->gateway_conn = origin.conn;
+    else if (origin.conn)
+      u->own_conn = origin.conn;
+    const geo::LatLon where{p.lat, p.lon};
+    if (u->has_pos) {
+      if (p.ts <= u->pos_ts) {
+        ++stats_.positions_out_of_order;
+        continue;
+      }
+      const double limit_kmh =
+          u->kind == UnitKind::heli ? config_.max_speed_kmh_heli : config_.max_speed_kmh_ground;
+      const double d = geo::distance_m(u->pos, where);
+      const double hours = static_cast<double>(p.ts - u->pos_ts) / 3'600'000.0;
+      if (d / 1000.0 > limit_kmh * hours) {
+        ++stats_.positions_gps_jump;
+        continue;
+      }
+    }
+    const bool was_assignable = u->has_pos && !u->stale && u->status == UnitStatus::available &&
+                                index_[static_cast<int>(u->kind)].contains(u->slot);
+    u->has_pos = true;
+    u->pos = where;
+    u->pos_ts = p.ts;
+    u->speed_kmh = p.speed_kmh ? static_cast<float>(*p.speed_kmh) : -1.f;
+    u->heading = p.heading ? static_cast<float>(*p.heading) : -1.f;
+    const bool was_stale = u->stale;
+    u->stale = now - p.ts > config_.stale_after_ms;
+    reindex(*u, now);
+    if (!was_assignable && assignable(*u, now)) freed = true;
+    if (was_stale != u->stale) unit_changed(*u, out);
+    if (!u->moved) {
+      u->moved = true;
+      moved_.push_back(u->slot);
+    }
+    if (u->track_ts == 0 || p.ts - u->track_ts >= config_.track_min_interval_ms ||
+        geo::distance_m(u->track_pos, where) >= config_.track_min_distance_m) {
+      u->track_pos = where;
+      u->track_ts = p.ts;
+      out.writes.push_back(rec::TrackPoint{u->id, p.ts, p.lat, p.lon});
+    }
+  }
+  if (freed && !waiting_.empty()) dispatch_waiting(now, out);
+}
+
+void Engine::reindex(Unit& u, Millis now) {
+  auto& idx = index_[static_cast<int>(u.kind)];
+  if (u.status == UnitStatus::available && u.has_pos && now - u.pos_ts <= config_.stale_after_ms)
+    idx.upsert(u.slot, u.pos);
+  else
+    idx.remove(u.slot);
+}
+
+// ---------------------------------------------------------------------------------------
+// Commands
+
+void Engine::handle(const Command& command, const Origin& origin, Millis now, Output& out) {
+  std::visit(
+      [&](const auto& c) {
+        using C = std::decay_t<decltype(c)>;
+        if constexpr (std::is_same_v<C, cmd::Status>) on_status(c, origin, now, out);
+        else if constexpr (std::is_same_v<C, cmd::Ack>) on_ack(c, origin, now, out);
+        else if constexpr (std::is_same_v<C, cmd::Decline>) on_decline(c, origin, now, out);
+        else if constexpr (std::is_same_v<C, cmd::Arrived>) on_arrived(c, origin, now, out);
+        else if constexpr (std::is_same_v<C, cmd::Cleared>) on_cleared(c, origin, now, out);
+        else if constexpr (std::is_same_v<C, cmd::Report>) on_report(c, origin, now, out);
+        else if constexpr (std::is_same_v<C, cmd::Assign>) on_assign(c, origin, now, out);
+        else if constexpr (std::is_same_v<C, cmd::Cancel>) on_cancel(c, origin, now, out);
+        else if constexpr (std::is_same_v<C, cmd::Liability>) on_liability(c, origin, now, out);
+        else if constexpr (std::is_same_v<C, cmd::Close>) on_close(c, origin, now, out);
+        else if constexpr (std::is_same_v<C, cmd::Delivered>) on_delivered(c, origin, now, out);
+      },
+      command);
+}
+
+void Engine::error(const Origin& o, ErrorCode code, std::string message, std::string ref,
+                   Output& out) {
+  out.messages.push_back({Target{Target::Kind::conn, o.conn},
+                          ev::Error{code, std::move(message), std::move(ref)}});
+}
+
+void Engine::on_status(const cmd::Status& c, const Origin& o, Millis now, Output& out) {
+  Unit* u = find_unit(c.unit);
+  if (!u) return error(o, ErrorCode::unknown_unit, "no such unit", c.unit, out);
+  if (o.who && !o.who->may_speak_for(c.unit))
+    return error(o, ErrorCode::forbidden, "this token does not speak for that unit", c.unit, out);
+  if (c.status != UnitStatus::available && c.status != UnitStatus::off_duty)
+    return error(o, ErrorCode::bad_message, "status must be available or off_duty", c.unit, out);
+  if (o.who && o.who->role == "unit") u->own_conn = o.conn;
+  if (u->active)
+    return error(o, ErrorCode::conflict,
+                 "unit has an active assignment " + u->active->rec.id + "; clear or decline it first",
+                 c.unit, out);
+  if (u->status == c.status) return;
+  set_unit_status(*u, c.status, now, actor_of(o),
+                  c.status == UnitStatus::off_duty ? "off duty" : "on duty", out);
+  out.must_wait = true;
+  if (c.status == UnitStatus::available) dispatch_waiting(now, out);
+}
+
+Assignment* Engine::assignment_for(std::string_view id, const Origin& o, Output& out) {
+  Assignment* a = find_assignment(id);
+  if (!a) {
+    error(o, ErrorCode::unknown_assignment, "no such assignment", std::string(id), out);
+    return nullptr;
+  }
+  const Unit& u = units_[a->unit];
+  const bool pager = o.who && o.who->role == "pager";
+  if (o.who && !pager && o.who->role != "console" && !o.who->may_speak_for(u.id)) {
+    error(o, ErrorCode::forbidden, "this token does not speak for the assigned unit",
+          std::string(id), out);
+    return nullptr;
+  }
+  return a;
+}
+
+void Engine::on_ack(const cmd::Ack& c, const Origin& o, Millis now, Output& out) {
+  Assignment* a = assignment_for(c.assignment, o, out);
+  if (!a) return;
+  if (a->rec.state == AssignmentState::en_route || a->rec.state == AssignmentState::on_scene)
+    return;  // a repeated ack (unit and pager both) changes nothing
+  if (a->rec.state != AssignmentState::assigned)
+    return error(o, ErrorCode::conflict,
+                 "assignment is " + std::string(to_string(a->rec.state)), c.assignment, out);
+  Unit& u = units_[a->unit];
+  a->rec.state = AssignmentState::en_route;
+  a->rec.acked_ts = now;
+  std::erase(pending_ack_, a);
+  set_unit_status(u, UnitStatus::en_route, now, actor_of(o), "acked " + a->rec.id, out);
+  out.writes.push_back(a->rec);
+  timeline(*a->incident, now, "acked", u.id + " acknowledged " + a->rec.id, actor_of(o), out);
+  update_incident_state(*a->incident, now, out);
+  out.must_wait = true;
+}
+
+void Engine::on_decline(const cmd::Decline& c, const Origin& o, Millis now, Output& out) {
+  Assignment* a = assignment_for(c.assignment, o, out);
+  if (!a) return;
+  if (!is_active(a->rec.state))
+    return error(o, ErrorCode::conflict,
+                 "assignment is " + std::string(to_string(a->rec.state)), c.assignment, out);
+  end_assignment(*a, AssignmentState::declined, c.reason.empty() ? "declined" : c.reason, false,
+                 now, actor_of(o), out);
+  out.must_wait = true;
+}
+
+void Engine::on_arrived(const cmd::Arrived& c, const Origin& o, Millis now, Output& out) {
+  Assignment* a = assignment_for(c.assignment, o, out);
+  if (!a) return;
+  if (a->rec.state == AssignmentState::on_scene) return;
+  if (a->rec.state != AssignmentState::assigned && a->rec.state != AssignmentState::en_route)
+    return error(o, ErrorCode::conflict,
+                 "assignment is " + std::string(to_string(a->rec.state)), c.assignment, out);
+  Unit& u = units_[a->unit];
+  if (a->rec.state == AssignmentState::assigned) {  // arriving implies the ack
+    a->rec.acked_ts = now;
+    std::erase(pending_ack_, a);
+  }
+  a->rec.state = AssignmentState::on_scene;
+  a->rec.arrived_ts = now;
+  set_unit_status(u, UnitStatus::on_scene, now, actor_of(o), "arrived " + a->rec.id, out);
+  out.writes.push_back(a->rec);
+  timeline(*a->incident, now, "arrived", u.id + " on scene", actor_of(o), out);
+  update_incident_state(*a->incident, now, out);
+  out.must_wait = true;
+}
+
+void Engine::on_cleared(const cmd::Cleared& c, const Origin& o, Millis now, Output& out) {
+  Assignment* a = assignment_for(c.assignment, o, out);
+  if (!a) return;
+  if (a->rec.state == AssignmentState::cleared) return;
+  if (!is_active(a->rec.state))
+    return error(o, ErrorCode::conflict,
+                 "assignment is " + std::string(to_string(a->rec.state)), c.assignment, out);
+  Unit& u = units_[a->unit];
+  Incident& inc = *a->incident;
+  if (a->rec.state == AssignmentState::assigned) std::erase(pending_ack_, a);
+  a->rec.state = AssignmentState::cleared;
+  a->rec.cleared_ts = now;
+  if (!a->rec.acked_ts) a->rec.acked_ts = now;
+  Need& n = inc.needs[a->need];
+  n.active = nullptr;
+  n.done = true;
+  u.active = nullptr;
+  ++stats_.assignments_cleared;
+  out.writes.push_back(a->rec);
+  timeline(inc, now, "cleared", u.id + " cleared", actor_of(o), out);
+  free_unit(u, now, actor_of(o), "cleared " + a->rec.id, out);
+  const bool all_done = std::all_of(inc.needs.begin(), inc.needs.end(),
+                                    [](const Need& x) { return x.done; });
+  if (all_done)
+    close_incident(inc, IncidentState::closed, now, actor_of(o), "all units cleared", out);
+  else
+    update_incident_state(inc, now, out);
+  out.must_wait = true;
+  dispatch_waiting(now, out);
+}
+
+void Engine::on_report(const cmd::Report& c, const Origin& o, Millis now, Output& out) {
+  if (auto it = report_ids_.find(c.id); it != report_ids_.end()) {
+    ++stats_.reports_duplicate;
+    out.messages.push_back({Target{Target::Kind::conn, o.conn}, ev::Accepted{c.id, it->second}});
+    out.must_wait = true;  // the first answer may still be on its way to the disk
+    return;
+  }
+  ++stats_.reports;
+  auto inc = std::make_unique<Incident>();
+  auto& r = inc->rec;
+  r.seq = ++incident_seq_;
+  r.id = make_id('I', r.seq);
+  r.report_id = c.id;
+  r.severity = c.severity;
+  r.lat = c.lat;
+  r.lon = c.lon;
+  r.reported_ts = c.ts.value_or(now);
+  r.received_ts = now;
+  r.injured = c.injured;
+  r.drivable = c.drivable;
+  r.parties_agree = c.parties_agree;
+  r.vehicles = c.vehicles;
+  r.note = c.note;
+  const Actor actor = actor_of(o);
+  r.source = actor.role + ":" + actor.name;
+  Incident& ref = *inc;
+  report_ids_.emplace(c.id, r.id);
+  incidents_.emplace(r.id, std::move(inc));
+
+  timeline(ref, now, "reported",
+           std::string(to_string(c.severity)) + " reported by " + actor.role + " " + actor.name,
+           actor, out);
+  out.messages.push_back({Target{Target::Kind::conn, o.conn}, ev::Accepted{c.id, ref.rec.id}});
+  out.must_wait = true;
+  if (c.severity == Severity::minor && c.drivable && c.parties_agree) {
+    ref.rec.state = IncidentState::remote;
+    timeline(ref, now, "remote", "remote fast handling: waiting for a liability decision", system_actor, out);
+    out.writes.push_back(ref.rec);
+    incident_changed(ref, out);
+    return;
+  }
+  plan_needs(ref);
+  out.writes.push_back(ref.rec);  // the incident row goes before its assignments
+  dispatch(ref, now, system_actor, out);
+}
+
+void Engine::plan_needs(Incident& inc) {
+  Need n;
+  n.kind = UnitKind::moto;
+  n.task = Task::scene;
+  n.target = {inc.rec.lat, inc.rec.lon};
+  inc.needs.push_back(n);
+}
+
+std::optional<geo::UnitIndex::Hit> Engine::nearest(const Need& need, Millis now) const {
+  const auto& excluded = need.excluded;
+  const Millis fresh_after = now - config_.stale_after_ms;
+  return index_[static_cast<int>(need.kind)].nearest(need.target, [&](std::uint32_t slot) {
+    const Unit& u = units_[slot];
+    return u.pos_ts >= fresh_after && u.status == UnitStatus::available &&
+           std::find(excluded.begin(), excluded.end(), slot) == excluded.end();
+  });
+}
+
+void Engine::dispatch(Incident& inc, Millis now, const Actor& actor, Output& out) {
+  bool left = false;
+  for (std::size_t i = 0; i < inc.needs.size(); ++i) {
+    Need& n = inc.needs[i];
+    if (n.done || n.active) continue;
+    if (auto hit = nearest(n, now)) {
+      create_assignment(inc, i, units_[hit->id], now, actor, out);
+    } else {
+      left = true;
+    }
+  }
+  if (left && !inc.waiting) {
+    inc.waiting = true;
+    waiting_.push_back(&inc);
+    timeline(inc, now, "dispatching", "no assignable unit: waiting", system_actor, out);
+  } else if (!left && inc.waiting) {
+    inc.waiting = false;
+    std::erase(waiting_, &inc);
+  }
+  update_incident_state(inc, now, out);
+}
+
+void Engine::dispatch_waiting(Millis now, Output& out) {
+  if (waiting_.empty()) return;
+  // Most urgent first: severity, then the oldest report.
+  std::vector<Incident*> queue = waiting_;
+  std::sort(queue.begin(), queue.end(), [](const Incident* a, const Incident* b) {
+    if (a->rec.severity != b->rec.severity)
+      return severity_rank(a->rec.severity) > severity_rank(b->rec.severity);
+    return a->rec.seq < b->rec.seq;
+  });
+  for (Incident* inc : queue) {
+    if (!is_open(inc->rec.state)) continue;
+    dispatch(*inc, now, system_actor, out);
+    out.must_wait = true;
+  }
+}
+
+Assignment& Engine::create_assignment(Incident& inc, std::size_t need, Unit& u, Millis now,
+                                      const Actor& actor, Output& out) {
+  Need& n = inc.needs[need];
+  auto a = std::make_unique<Assignment>();
+  auto& r = a->rec;
+  r.seq = ++assignment_seq_;
+  r.id = make_id('A', r.seq);
+  r.incident = inc.rec.id;
+  r.unit = u.id;
+  r.task = n.task;
+  r.state = AssignmentState::assigned;
+  r.lat = n.target.lat;
+  r.lon = n.target.lon;
+  const double d = u.has_pos ? geo::distance_m(u.pos, n.target) : 0.0;
+  r.eta_s = static_cast<int>(std::lround(eta_for(u.kind, d)));
+  r.assigned_ts = now;
+  a->incident = &inc;
+  a->unit = u.slot;
+  a->need = need;
+  a->ack_deadline = now + config_.ack_within_ms;
+  Assignment& ref = *a;
+  n.active = &ref;
+  u.active = &ref;
+  assignments_.emplace(r.id, &ref);
+  inc.assignments.push_back(std::move(a));
+  pending_ack_.push_back(&ref);
+  ++stats_.assignments;
+
+  set_unit_status(u, UnitStatus::assigned, now, actor, "assigned " + r.id, out);
+  out.writes.push_back(r);
+  char detail[160];
+  std::snprintf(detail, sizeof detail, "%s assigned (%s, %.0f m, eta %d s)", u.id.c_str(),
+                std::string(to_string(n.task)).c_str(), d, r.eta_s);
+  timeline(inc, now, "assigned", detail, actor, out);
+  send_to_unit(u,
+               ev::Assign{r.id, u.id, inc.rec.id, r.task, r.lat, r.lon, inc.rec.severity, r.eta_s,
+                          static_cast<int>(config_.ack_within_ms / 1000)},
+               out);
+  if (!u.capcode.empty()) page(ref, u, now, out);
+  out.must_wait = true;
+  return ref;
+}
+
+void Engine::send_to_unit(const Unit& u, Payload payload, Output& out) {
+  const ConnId to = u.own_conn ? u.own_conn : u.gateway_conn;
+  if (!to) return;  // unreachable now: the pager (if any) and the ack timer take over
+  out.messages.push_back({Target{Target::Kind::conn, to}, std::move(payload)});
+}
+
+void Engine::page(const Assignment& a, const Unit& u, Millis now, Output& out) {
+  const Incident& inc = *a.incident;
+  char buf[200];
+  std::snprintf(buf, sizeof buf, "%s %s %s %.5f,%.5f ETA%dmin %s", u.callsign.c_str(),
+                std::string(to_string(inc.rec.severity)).c_str(), inc.rec.id.c_str(),
+                a.rec.lat, a.rec.lon, (a.rec.eta_s + 59) / 60, a.rec.id.c_str());
+  rec::Page p;
+  p.seq = ++page_seq_;
+  p.id = make_id('P', p.seq);
+  p.unit = u.id;
+  p.capcode = u.capcode;
+  p.assignment = a.rec.id;
+  p.text = utf8_truncate(buf, 80);
+  p.created_ts = now;
+  ++stats_.pages;
+  out.writes.push_back(p);
+  out.messages.push_back({Target{Target::Kind::pagers, 0},
+                          ev::Page{p.id, p.unit, p.capcode, p.assignment, p.text}});
+  pages_.push_back(PendingPage{std::move(p), now});
+}
+
+void Engine::end_assignment(Assignment& a, AssignmentState state, const std::string& reason,
+                            bool tell_unit, Millis now, const Actor& actor, Output& out) {
+  Unit& u = units_[a.unit];
+  Incident& inc = *a.incident;
+  if (a.rec.state == AssignmentState::assigned) std::erase(pending_ack_, &a);
+  a.rec.state = state;
+  a.rec.ended_ts = now;
+  a.rec.end_reason = reason;
+  Need& n = inc.needs[a.need];
+  if (n.active == &a) n.active = nullptr;
+  n.excluded.push_back(u.slot);
+  if (u.active == &a) u.active = nullptr;
+  out.writes.push_back(a.rec);
+  if (state == AssignmentState::declined) ++stats_.assignments_declined;
+  if (state == AssignmentState::lapsed) ++stats_.assignments_lapsed;
+  if (state == AssignmentState::cancelled) ++stats_.assignments_cancelled;
+  timeline(inc, now, std::string(to_string(state)), u.id + ": " + reason, actor, out);
+  if (tell_unit) send_to_unit(u, ev::Cancel{a.rec.id, u.id, reason}, out);
+  free_unit(u, now, actor, std::string(to_string(state)) + " " + a.rec.id, out);
+  out.must_wait = true;
+  if (is_open(inc.rec.state)) dispatch(inc, now, system_actor, out);
+}
+
+void Engine::free_unit(Unit& u, Millis now, const Actor& actor, const std::string& why,
+                       Output& out) {
+  if (u.status == UnitStatus::off_duty) return;
+  set_unit_status(u, UnitStatus::available, now, actor, why, out);
+}
+
+void Engine::set_unit_status(Unit& u, UnitStatus s, Millis now, const Actor& actor,
+                             const std::string& why, Output& out) {
+  const bool changed = u.status != s;
+  u.status = s;
+  reindex(u, now);
+  if (!changed) return;
+  rec::Unit r;
+  r.id = u.id;
+  r.kind = u.kind;
+  r.callsign = u.callsign;
+  r.capcode = u.capcode;
+  r.base = u.base;
+  r.status = s;
+  r.updated_ts = now;
+  out.writes.push_back(std::move(r));
+  out.writes.push_back(rec::UnitEvent{u.id, now, std::string(to_string(s)), why, actor.role, actor.name});
+  unit_changed(u, out);
+}
+
+void Engine::update_incident_state(Incident& inc, Millis now, Output& out) {
+  (void)now;
+  auto& st = inc.rec.state;
+  if (!is_open(st) || st == IncidentState::remote) {
+    incident_changed(inc, out);
+    return;
+  }
+  IncidentState next = IncidentState::on_scene;
+  bool any_active = false, any_open_need = false;
+  for (const auto& n : inc.needs) {
+    if (n.done) continue;
+    if (!n.active) {
+      any_open_need = true;
+      continue;
+    }
+    any_active = true;
+    const auto as = n.active->rec.state;
+    if (as == AssignmentState::assigned)
+      next = IncidentState::assigned;
+    else if (as == AssignmentState::en_route && next != IncidentState::assigned)
+      next = IncidentState::en_route;
+  }
+  if (any_open_need)
+    next = IncidentState::dispatching;
+  else if (!any_active)
+    next = IncidentState::dispatching;
+  if (next != st) {
+    st = next;
+    out.writes.push_back(inc.rec);
+  }
+  incident_changed(inc, out);
+}
+
+void Engine::close_incident(Incident& inc, IncidentState final_state, Millis now,
+                            const Actor& actor, const std::string& why, Output& out) {
+  for (auto& a : inc.assignments)
+    if (is_active(a->rec.state)) {
+      Unit& u = units_[a->unit];
+      if (a->rec.state == AssignmentState::assigned) std::erase(pending_ack_, a.get());
+      a->rec.state = AssignmentState::cancelled;
+      a->rec.ended_ts = now;
+      a->rec.end_reason = "incident closed";
+      inc.needs[a->need].active = nullptr;
+      u.active = nullptr;
+      out.writes.push_back(a->rec);
+      send_to_unit(u, ev::Cancel{a->rec.id, u.id, "incident closed"}, out);
+      free_unit(u, now, actor, "incident " + inc.rec.id + " closed", out);
+    }
+  if (inc.waiting) {
+    inc.waiting = false;
+    std::erase(waiting_, &inc);
+  }
+  inc.rec.state = final_state;
+  inc.rec.closed_ts = now;
+  ++stats_.incidents_closed;
+  out.writes.push_back(inc.rec);
+  timeline(inc, now, std::string(to_string(final_state)), why, actor, out);
+  incident_changed(inc, out);
+  out.must_wait = true;
+}
+
+void Engine::timeline(Incident& inc, Millis ts, std::string event, std::string detail,
+                      const Actor& actor, Output& out) {
+  rec::Timeline t{inc.rec.id, ts, std::move(event), std::move(detail), actor.role, actor.name};
+  inc.timeline.push_back(t);
+  out.writes.push_back(std::move(t));
+}
+
+void Engine::incident_changed(Incident& inc, Output& out) {
+  // One change message per incident per output is enough: it renders the current state.
+  for (const auto& m : out.messages)
+    if (auto* ic = std::get_if<ev::IncidentChanged>(&m.payload); ic && ic->incident == inc.rec.id)
+      return;
+  out.messages.push_back({Target{Target::Kind::consoles, 0}, ev::IncidentChanged{inc.rec.id}});
+}
+
+void Engine::unit_changed(const Unit& u, Output& out) {
+  for (const auto& m : out.messages)
+    if (auto* uc = std::get_if<ev::UnitChanged>(&m.payload); uc && uc->unit == u.slot) return;
+  out.messages.push_back({Target{Target::Kind::consoles, 0}, ev::UnitChanged{u.slot}});
+}
+
+// ---------------------------------------------------------------------------------------
+// Console commands
+
+void Engine::on_assign(const cmd::Assign& c, const Origin& o, Millis now, Output& out) {
+  Incident* inc = find_incident(c.incident);
+  if (!inc) return error(o, ErrorCode::unknown_incident, "no such incident", c.incident, out);
+  Unit* u = find_unit(c.unit);
+  if (!u) return error(o, ErrorCode::unknown_unit, "no such unit", c.unit, out);
+  if (!is_open(inc->rec.state))
+    return error(o, ErrorCode::conflict, "incident is " + std::string(to_string(inc->rec.state)),
+                 c.incident, out);
+  if (u->status == UnitStatus::off_duty)
+    return error(o, ErrorCode::conflict, "unit is off duty", c.unit, out);
+  if (u->active && u->active->incident == inc)
+    return error(o, ErrorCode::conflict, "unit is already assigned to this incident", c.unit, out);
+  const Actor actor = actor_of(o);
+  out.must_wait = true;
+  // The unit leaves whatever it was doing; that incident gets its next nearest.
+  if (u->active)
+    end_assignment(*u->active, AssignmentState::cancelled, "reassigned to " + inc->rec.id, true,
+                   now, actor, out);
+  if (inc->rec.state == IncidentState::remote) {
+    inc->rec.state = IncidentState::dispatching;
+    timeline(*inc, now, "escalated", "manual assignment ends remote handling", actor, out);
+  }
+  // The need of the unit's kind: its current unit is withdrawn; without one, a new need.
+  std::size_t need = inc->needs.size();
+  for (std::size_t i = 0; i < inc->needs.size(); ++i)
+    if (inc->needs[i].kind == u->kind && !inc->needs[i].done) {
+      need = i;
+      break;
+    }
+  if (need == inc->needs.size()) {
+    Need n;
+    n.kind = u->kind;
+    n.task = Task::scene;
+    n.target = {inc->rec.lat, inc->rec.lon};
+    inc->needs.push_back(n);
+  } else if (Assignment* cur = inc->needs[need].active) {
+    Unit& old = units_[cur->unit];
+    if (cur->rec.state == AssignmentState::assigned) std::erase(pending_ack_, cur);
+    cur->rec.state = AssignmentState::cancelled;
+    cur->rec.ended_ts = now;
+    cur->rec.end_reason = "replaced by " + u->id;
+    inc->needs[need].active = nullptr;
+    old.active = nullptr;
+    ++stats_.assignments_cancelled;
+    out.writes.push_back(cur->rec);
+    timeline(*inc, now, "cancelled", old.id + ": replaced by " + u->id, actor, out);
+    send_to_unit(old, ev::Cancel{cur->rec.id, old.id, "replaced by " + u->id}, out);
+    free_unit(old, now, actor, "replaced on " + inc->rec.id, out);
+  }
+  // A manual choice overrides an earlier decline of this unit.
+  std::erase(inc->needs[need].excluded, u->slot);
+  create_assignment(*inc, need, *u, now, actor, out);
+  dispatch(*inc, now, actor, out);
+  dispatch_waiting(now, out);
+}
+
+void Engine::on_cancel(const cmd::Cancel& c, const Origin& o, Millis now, Output& out) {
+  Assignment* a = find_assignment(c.assignment);
+  if (!a) return error(o, ErrorCode::unknown_assignment, "no such assignment", c.assignment, out);
+  if (!is_active(a->rec.state))
+    return error(o, ErrorCode::conflict,
+                 "assignment is " + std::string(to_string(a->rec.state)), c.assignment, out);
+  end_assignment(*a, AssignmentState::cancelled, "cancelled by dispatcher", true, now, actor_of(o),
+                 out);
+  dispatch_waiting(now, out);
+}
+
+void Engine::on_liability(const cmd::Liability& c, const Origin& o, Millis now, Output& out) {
+  Incident* inc = find_incident(c.incident);
+  if (!inc) return error(o, ErrorCode::unknown_incident, "no such incident", c.incident, out);
+  if (!is_open(inc->rec.state))
+    return error(o, ErrorCode::conflict, "incident is " + std::string(to_string(inc->rec.state)),
+                 c.incident, out);
+  if (c.at_fault != "none") {
+    const bool known = std::any_of(inc->rec.vehicles.begin(), inc->rec.vehicles.end(),
+                                   [&](const Vehicle& v) { return v.plate == c.at_fault; });
+    if (!known && !inc->rec.vehicles.empty())
+      return error(o, ErrorCode::bad_message, "at_fault must be a plate of the incident or none",
+                   c.incident, out);
+  }
+  const Actor actor = actor_of(o);
+  inc->rec.at_fault = c.at_fault;
+  inc->rec.liability_ts = now;
+  out.writes.push_back(inc->rec);
+  timeline(*inc, now, "liability",
+           "at fault: " + c.at_fault + (c.note.empty() ? "" : " (" + c.note + ")"), actor, out);
+  out.must_wait = true;
+  // Remote fast handling ends with the liability decision.
+  if (inc->rec.state == IncidentState::remote)
+    close_incident(*inc, IncidentState::closed, now, actor, "liability decided remotely", out);
+  else
+    incident_changed(*inc, out);
+}
+
+void Engine::on_close(const cmd::Close& c, const Origin& o, Millis now, Output& out) {
+  Incident* inc = find_incident(c.incident);
+  if (!inc) return error(o, ErrorCode::unknown_incident, "no such incident", c.incident, out);
+  if (!is_open(inc->rec.state))
+    return error(o, ErrorCode::conflict, "incident is " + std::string(to_string(inc->rec.state)),
+                 c.incident, out);
+  close_incident(*inc, IncidentState::closed, now, actor_of(o), "closed by dispatcher", out);
+  dispatch_waiting(now, out);
+}
+
+void Engine::on_delivered(const cmd::Delivered& c, const Origin& o, Millis now, Output& out) {
+  auto it = std::find_if(pages_.begin(), pages_.end(),
+                         [&](const PendingPage& p) { return p.rec.id == c.page; });
+  if (it == pages_.end()) {
+    // Delivered twice, or after a restart: harmless unless the page never existed.
+    if (seq_of(c.page) == 0 || seq_of(c.page) > page_seq_)
+      error(o, ErrorCode::bad_message, "no such page", c.page, out);
+    return;
+  }
+  it->rec.delivered = true;
+  it->rec.delivered_ts = now;
+  out.writes.push_back(it->rec);
+  if (Assignment* a = find_assignment(it->rec.assignment))
+    timeline(*a->incident, now, "paged", it->rec.unit + " pager delivered " + it->rec.id,
+             actor_of(o), out);
+  pages_.erase(it);
+  out.must_wait = true;
+}
+
+// ---------------------------------------------------------------------------------------
+// Timers
+
+void Engine::tick(Millis now, Output& out) {
+  // Ack timeouts lapse to the next nearest unit.
+  std::vector<Assignment*> due;
+  for (Assignment* a : pending_ack_)
+    if (a->ack_deadline <= now) due.push_back(a);
+  for (Assignment* a : due)
+    if (a->rec.state == AssignmentState::assigned)
+      end_assignment(*a, AssignmentState::lapsed, "no ack within " +
+                         std::to_string(config_.ack_within_ms / 1000) + " s",
+                     true, now, system_actor, out);
+
+  // Stale sweep: a slice of the fleet per tick, the whole fleet about every second.
+  if (!units_.empty()) {
+    const std::size_t slice = std::max<std::size_t>(1024, units_.size() / 4);
+    for (std::size_t i = 0; i < slice && i < units_.size(); ++i) {
+      if (sweep_next_ >= units_.size()) sweep_next_ = 0;
+      Unit& u = units_[sweep_next_++];
+      if (!u.has_pos) continue;
+      const bool stale = now - u.pos_ts > config_.stale_after_ms;
+      if (stale != u.stale) {
+        u.stale = stale;
+        reindex(u, now);
+        unit_changed(u, out);
+      }
+    }
+  }
+
+  // Pages not delivered in time go out again.
+  for (auto& p : pages_)
+    if (now - p.sent_ts >= config_.page_retry_ms) {
+      p.sent_ts = now;
+      ++stats_.pages_resent;
+      out.messages.push_back({Target{Target::Kind::pagers, 0},
+                              ev::Page{p.rec.id, p.rec.unit, p.rec.capcode, p.rec.assignment, p.rec.text}});
+    }
+
+  // Closed incidents leave memory after a while; the store keeps them.
+  for (auto it = incidents_.begin(); it != incidents_.end();) {
+    const auto& inc = *it->second;
+    if (!is_open(inc.rec.state) && now - inc.rec.closed_ts > config_.keep_closed_ms) {
+      bool busy = false;
+      for (const auto& a : inc.assignments) busy |= is_active(a->rec.state);
+      if (!busy) {
+        for (const auto& a : inc.assignments) assignments_.erase(a->rec.id);
+        it = incidents_.erase(it);
+        continue;
+      }
+    }
+    ++it;
+  }
+  if (!out.writes.empty()) out.must_wait = true;
+}
+
+std::vector<Engine::Candidate> Engine::candidates(std::string_view incident, std::size_t k,
+                                                  Millis now) const {
+  std::vector<Candidate> out;
+  const Incident* inc = this->incident(incident);
+  if (!inc) return out;
+  const geo::LatLon at{inc->rec.lat, inc->rec.lon};
+  for (int kind = 0; kind < 3; ++kind) {
+    auto hits = index_[kind].nearest_k(at, k, [&](std::uint32_t slot) {
+      return assignable(units_[slot], now);
+    });
+    for (const auto& h : hits)
+      out.push_back({h.id, h.distance_m, eta_for(static_cast<UnitKind>(kind), h.distance_m)});
+  }
+  std::sort(out.begin(), out.end(), [](const Candidate& a, const Candidate& b) { return a.eta_s < b.eta_s; });
+  if (out.size() > k) out.resize(k);
+  return out;
+}
+
+}  // namespace dispatch::engine

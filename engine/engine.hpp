@@ -1,0 +1,363 @@
+// The dispatch engine: units, incidents and assignments as explicit state machines, and
+// the contract's dispatch policy (wire-contract.md section 7).
+//
+// One facade: commands in, an Output (writes to persist, messages to send) out. The
+// engine does no I/O, reads no clock (`now` is an input) and takes no locks: one thread
+// owns it. The server releases the messages of an Output that `must_wait` only after the
+// store has committed its writes ("tell nobody before the disk knows").
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "engine/records.hpp"
+#include "engine/types.hpp"
+#include "geo/geo.hpp"
+#include "geo/unit_index.hpp"
+
+namespace dispatch::engine {
+
+// Who sent a command: the token's role and name, and the units it may speak for.
+struct Principal {
+  std::string role;  // console, reporter, unit, gateway, pager
+  std::string name;
+  bool all_units = false;
+  std::vector<std::string> units;
+  bool may_speak_for(std::string_view unit) const;
+};
+
+struct Origin {
+  ConnId conn = 0;
+  const Principal* who = nullptr;
+};
+
+struct Config {
+  Millis stale_after_ms = 60'000;
+  Millis max_future_ms = 300'000;
+  Millis ack_within_ms = 30'000;
+  Millis page_retry_ms = 60'000;
+  Millis remote_liability_ms = 300'000;
+  double max_speed_kmh_ground = 250;
+  double max_speed_kmh_heli = 400;
+  // Track downsampling: a point when the unit moved this far or this long has passed.
+  double track_min_distance_m = 100;
+  Millis track_min_interval_ms = 60'000;
+  // Closed incidents stay in memory this long for late messages, then only the store has them.
+  Millis keep_closed_ms = 10 * 60'000;
+};
+
+namespace cmd {
+struct Position {
+  std::string unit;
+  double lat = 0, lon = 0;
+  Millis ts = 0;
+  std::optional<double> speed_kmh;
+  std::optional<double> heading;
+};
+struct Status {
+  std::string unit;
+  UnitStatus status = UnitStatus::available;
+};
+struct Ack {
+  std::string assignment;
+};
+struct Decline {
+  std::string assignment;
+  std::string reason;
+};
+struct Arrived {
+  std::string assignment;
+};
+struct Cleared {
+  std::string assignment;
+};
+struct Report {
+  std::string id;
+  double lat = 0, lon = 0;
+  std::optional<Millis> ts;
+  Severity severity = Severity::minor;
+  int injured = 0;
+  bool drivable = false;
+  bool parties_agree = false;
+  std::vector<Vehicle> vehicles;
+  std::string note;
+};
+struct Assign {  // console: manual assignment (override)
+  std::string incident;
+  std::string unit;
+};
+struct Cancel {  // console: withdraw an assignment
+  std::string assignment;
+};
+struct Liability {
+  std::string incident;
+  std::string at_fault;
+  std::string note;
+};
+struct Close {
+  std::string incident;
+};
+struct Delivered {  // pager gateway: a page reached the pager
+  std::string page;
+};
+}  // namespace cmd
+
+using Command = std::variant<cmd::Status, cmd::Ack, cmd::Decline, cmd::Arrived, cmd::Cleared,
+                             cmd::Report, cmd::Assign, cmd::Cancel, cmd::Liability, cmd::Close,
+                             cmd::Delivered>;
+
+namespace ev {
+struct Accepted {
+  std::string report_id;
+  std::string incident;
+};
+struct Assign {
+  std::string assignment, unit, incident;
+  Task task = Task::scene;
+  double lat = 0, lon = 0;
+  Severity severity = Severity::minor;
+  int eta_s = 0;
+  int ack_within_s = 0;
+};
+struct Cancel {
+  std::string assignment, unit, reason;
+};
+struct Page {
+  std::string page, unit, capcode, assignment, text;
+};
+struct Error {
+  ErrorCode code;
+  std::string message;
+  std::string ref;
+};
+// For consoles: the current state of a unit or an incident is rendered when released.
+struct UnitChanged {
+  std::uint32_t unit;
+};
+struct IncidentChanged {
+  std::string incident;
+};
+}  // namespace ev
+
+using Payload = std::variant<ev::Accepted, ev::Assign, ev::Cancel, ev::Page, ev::Error,
+                             ev::UnitChanged, ev::IncidentChanged>;
+
+struct Target {
+  enum class Kind : std::uint8_t { conn, consoles, pagers };
+  Kind kind = Kind::conn;
+  ConnId conn = 0;
+};
+
+struct Message {
+  Target to;
+  Payload payload;
+};
+
+struct Output {
+  std::vector<Write> writes;
+  std::vector<Message> messages;
+  // The messages may leave only after the writes (and all queued before) are durable.
+  bool must_wait = false;
+  void clear() {
+    writes.clear();
+    messages.clear();
+    must_wait = false;
+  }
+  bool empty() const { return writes.empty() && messages.empty(); }
+};
+
+struct Stats {
+  std::uint64_t positions = 0;
+  std::uint64_t positions_out_of_order = 0;
+  std::uint64_t positions_gps_jump = 0;
+  std::uint64_t reports = 0;
+  std::uint64_t reports_duplicate = 0;
+  std::uint64_t assignments = 0;
+  std::uint64_t assignments_declined = 0;
+  std::uint64_t assignments_lapsed = 0;
+  std::uint64_t assignments_cancelled = 0;
+  std::uint64_t assignments_cleared = 0;
+  std::uint64_t incidents_closed = 0;
+  std::uint64_t pages = 0;
+  std::uint64_t pages_resent = 0;
+};
+
+// ---------------------------------------------------------------------------------------
+// State. Read-only views are public so that the server can render objects; only the
+// engine changes them.
+
+struct Incident;
+struct Assignment;
+
+struct Unit {
+  std::uint32_t slot = 0;
+  std::string id;
+  UnitKind kind = UnitKind::moto;
+  std::string callsign;
+  std::string capcode;
+  std::optional<geo::LatLon> base;
+  UnitStatus status = UnitStatus::available;
+  bool has_pos = false;
+  bool stale = false;  // last known staleness (the sweep keeps it current to within a tick)
+  bool moved = false;  // position changed since the consoles last heard
+  geo::LatLon pos;
+  Millis pos_ts = 0;
+  float speed_kmh = -1;
+  float heading = -1;
+  ConnId own_conn = 0;      // the unit's own /ws/unit connection
+  ConnId gateway_conn = 0;  // the gateway that last sent its position
+  Assignment* active = nullptr;
+  geo::LatLon track_pos;
+  Millis track_ts = 0;
+};
+
+struct Assignment {
+  rec::Assignment rec;
+  Incident* incident = nullptr;
+  std::uint32_t unit = 0;
+  std::size_t need = 0;
+  Millis ack_deadline = 0;
+};
+
+struct Need {
+  UnitKind kind = UnitKind::moto;
+  Task task = Task::scene;
+  geo::LatLon target;
+  Assignment* active = nullptr;
+  bool done = false;
+  std::vector<std::uint32_t> excluded;  // units that declined or lapsed
+};
+
+struct Incident {
+  rec::Incident rec;
+  std::vector<Need> needs;
+  std::vector<std::unique_ptr<Assignment>> assignments;
+  std::vector<rec::Timeline> timeline;
+  bool waiting = false;  // in the dispatch queue: a need has no unit
+};
+
+class Engine {
+ public:
+  explicit Engine(Config config = {});
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // At start: the store's snapshot (roster, open incidents, counters).
+  void restore(const Snapshot& snapshot, Millis now);
+
+  // A frame's positions: the hot path. Allocation-free unless something changes state.
+  void positions(std::span<const cmd::Position> batch, const Origin& origin, Millis now,
+                 Output& out);
+  void handle(const Command& command, const Origin& origin, Millis now, Output& out);
+  // Timers: ack timeouts, stale units, page resends, eviction of closed incidents.
+  void tick(Millis now, Output& out);
+
+  // Connections, so that assigns reach the right one.
+  void unit_connected(ConnId conn, const Principal& who);
+  void disconnected(ConnId conn);
+  // A pager gateway connected: every undelivered page again.
+  void pager_connected(ConnId conn, Output& out);
+
+  // Views, for rendering.
+  const std::vector<Unit>& units() const { return units_; }
+  const Unit* unit(std::string_view id) const;
+  const Incident* incident(std::string_view id) const;
+  std::vector<const Incident*> open_incidents() const;
+  // Derived status for the wire: `stale` when available but silent for stale_after.
+  std::string_view wire_status(const Unit& u, Millis now) const;
+  bool assignable(const Unit& u, Millis now) const;
+  // Units whose position changed since the last call (for coalesced console updates).
+  void take_moved(std::vector<std::uint32_t>& out);
+  // Candidates for a manual assignment: the k nearest available units of any kind.
+  struct Candidate {
+    std::uint32_t unit;
+    double distance_m;
+    double eta_s;
+  };
+  std::vector<Candidate> candidates(std::string_view incident, std::size_t k, Millis now) const;
+
+  const Config& config() const { return config_; }
+  const Stats& stats() const { return stats_; }
+  std::size_t waiting_count() const { return waiting_.size(); }
+
+ private:
+  Unit* find_unit(std::string_view id);
+  Assignment* find_assignment(std::string_view id);
+  Incident* find_incident(std::string_view id);
+
+  void on_status(const cmd::Status&, const Origin&, Millis, Output&);
+  void on_ack(const cmd::Ack&, const Origin&, Millis, Output&);
+  void on_decline(const cmd::Decline&, const Origin&, Millis, Output&);
+  void on_arrived(const cmd::Arrived&, const Origin&, Millis, Output&);
+  void on_cleared(const cmd::Cleared&, const Origin&, Millis, Output&);
+  void on_report(const cmd::Report&, const Origin&, Millis, Output&);
+  void on_assign(const cmd::Assign&, const Origin&, Millis, Output&);
+  void on_cancel(const cmd::Cancel&, const Origin&, Millis, Output&);
+  void on_liability(const cmd::Liability&, const Origin&, Millis, Output&);
+  void on_close(const cmd::Close&, const Origin&, Millis, Output&);
+  void on_delivered(const cmd::Delivered&, const Origin&, Millis, Output&);
+
+  // An assignment message about a unit: looks it up and checks the sender may speak for it.
+  Assignment* assignment_for(std::string_view id, const Origin&, Output&);
+
+  void plan_needs(Incident& inc);
+  // Assigns every open need of the incident it can; queues the incident when one is left.
+  void dispatch(Incident& inc, Millis now, const Actor& actor, Output& out);
+  // Tries the waiting incidents, most urgent first (a unit has become assignable).
+  void dispatch_waiting(Millis now, Output& out);
+  std::optional<geo::UnitIndex::Hit> nearest(const Need& need, Millis now) const;
+  Assignment& create_assignment(Incident& inc, std::size_t need, Unit& u, Millis now,
+                                const Actor& actor, Output& out);
+  // Ends an active assignment (declined, lapsed, cancelled): frees the unit, reopens the need.
+  void end_assignment(Assignment& a, AssignmentState state, const std::string& reason,
+                      bool tell_unit, Millis now, const Actor& actor, Output& out);
+  void free_unit(Unit& u, Millis now, const Actor& actor, const std::string& why, Output& out);
+  void set_unit_status(Unit& u, UnitStatus s, Millis now, const Actor& actor,
+                       const std::string& why, Output& out);
+  void update_incident_state(Incident& inc, Millis now, Output& out);
+  void close_incident(Incident& inc, IncidentState final_state, Millis now, const Actor& actor,
+                      const std::string& why, Output& out);
+  void timeline(Incident& inc, Millis ts, std::string event, std::string detail,
+                const Actor& actor, Output& out);
+  void incident_changed(Incident& inc, Output& out);
+  void unit_changed(const Unit& u, Output& out);
+  void send_to_unit(const Unit& u, Payload payload, Output& out);
+  void page(const Assignment& a, const Unit& u, Millis now, Output& out);
+  void reindex(Unit& u, Millis now);
+  void error(const Origin& o, ErrorCode code, std::string message, std::string ref, Output& out);
+
+  Config config_;
+  Stats stats_;
+  std::vector<Unit> units_;
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, std::uint32_t, Hash, std::equal_to<>> unit_by_id_;
+  std::unordered_map<std::string, std::unique_ptr<Incident>, Hash, std::equal_to<>> incidents_;
+  std::unordered_map<std::string, Assignment*, Hash, std::equal_to<>> assignments_;
+  std::unordered_map<std::string, std::string, Hash, std::equal_to<>> report_ids_;
+  std::array<geo::UnitIndex, 3> index_;  // by UnitKind: the assignable units with a position
+  std::vector<Incident*> waiting_;
+  std::vector<Assignment*> pending_ack_;
+  struct PendingPage {
+    rec::Page rec;
+    Millis sent_ts = 0;
+  };
+  std::vector<PendingPage> pages_;
+  std::vector<std::uint32_t> moved_;
+  std::size_t sweep_next_ = 0;
+  std::uint64_t incident_seq_ = 0, assignment_seq_ = 0, page_seq_ = 0;
+  bool pagers_connected_ = false;
+};
+
+}  // namespace dispatch::engine
