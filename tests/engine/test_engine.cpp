@@ -1,0 +1,518 @@
+// Scenario tests for the engine, in-process with a fixed clock.
+//
+// Most scenarios use this small map of central Chongqing (1 cell ~ 1 km; north up):
+//
+//        A . . . . . B        X: the accident, 29.560 N 106.550 E
+//        . . . . . . .        M1: 2 km east of X          (moto)
+//        . . . X . M1.        M2: 1 km west of X          (moto)
+//        . . M2. . . .        M3: 3 km north of X         (moto)
+//        C1. . . . . .        C1: 0.3 km south-west of X  (car: never sent to injuries)
+//
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+
+#include "engine/engine.hpp"
+
+using namespace dispatch;
+using namespace dispatch::engine;
+
+namespace {
+
+constexpr Millis t0 = 1'764'300'000'000;
+const geo::LatLon X{29.560, 106.550};
+
+geo::LatLon offset_km(geo::LatLon p, double north_km, double east_km) {
+  const double dlat = north_km / 111.195;
+  const double dlon = east_km / (111.195 * std::cos(geo::deg2rad(p.lat)));
+  return {p.lat + dlat, p.lon + dlon};
+}
+
+// A harness: an engine, its principals, and what it said.
+struct World {
+  Engine engine;
+  Principal gateway{"gateway", "gw", true, {}};
+  Principal console{"console", "desk1", false, {}};
+  Principal reporter{"reporter", "cc", false, {}};
+  Principal pager{"pager", "pg", false, {}};
+  static constexpr ConnId gw_conn = 10, console_conn = 20, reporter_conn = 30, pager_conn = 40;
+  Output out;
+  Millis now = t0;
+
+  explicit World(Config c = {}) : engine(c) {}
+
+  void roster(std::vector<rec::Unit> units) {
+    Snapshot s;
+    s.units = std::move(units);
+    engine.restore(s, now);
+  }
+  Output& pos(const std::string& unit, geo::LatLon p, Millis ts = 0) {
+    cmd::Position c{unit, p.lat, p.lon, ts ? ts : now, {}, {}};
+    out.clear();
+    engine.positions(std::span(&c, 1), Origin{gw_conn, &gateway}, now, out);
+    return out;
+  }
+  Output& run(Command c, const Principal& who, ConnId conn) {
+    out.clear();
+    engine.handle(c, Origin{conn, &who}, now, out);
+    return out;
+  }
+  Output& report(const std::string& id, geo::LatLon p, Severity s = Severity::injury) {
+    cmd::Report r;
+    r.id = id;
+    r.lat = p.lat;
+    r.lon = p.lon;
+    r.severity = s;
+    return run(r, reporter, reporter_conn);
+  }
+  Output& unit_says(Command c) { return run(std::move(c), gateway, gw_conn); }
+  Output& tick(Millis advance_ms) {
+    now += advance_ms;
+    out.clear();
+    engine.tick(now, out);
+    return out;
+  }
+
+  template <class T>
+  std::vector<T> sent(const Output& o) const {
+    std::vector<T> v;
+    for (const auto& m : o.messages)
+      if (auto* p = std::get_if<T>(&m.payload)) v.push_back(*p);
+    return v;
+  }
+  std::string assigned_unit(const Output& o) const {
+    auto as = sent<ev::Assign>(o);
+    return as.empty() ? std::string() : as.back().unit;
+  }
+  const Incident& incident_of(const std::string& report_id) const {
+    for (const Incident* i : engine.open_incidents())
+      if (i->rec.report_id == report_id) return *i;
+    FAIL("no open incident for " << report_id);
+    throw 0;
+  }
+};
+
+rec::Unit moto(std::string id, std::string capcode = {}) {
+  rec::Unit u;
+  u.id = std::move(id);
+  u.kind = UnitKind::moto;
+  u.callsign = "渝警保" + u.id;
+  u.capcode = std::move(capcode);
+  return u;
+}
+rec::Unit car(std::string id) {
+  auto u = moto(std::move(id));
+  u.kind = UnitKind::car;
+  return u;
+}
+
+// The map above.
+void place_all(World& w) {
+  w.roster({moto("M1"), moto("M2"), moto("M3"), car("C1")});
+  w.pos("M1", offset_km(X, 0, 2));
+  w.pos("M2", offset_km(X, -0.2, -1));
+  w.pos("M3", offset_km(X, 3, 0));
+  w.pos("C1", offset_km(X, -0.2, -0.2));
+}
+
+}  // namespace
+
+TEST_CASE("an injury report goes to the nearest moto, durable first") {
+  World w;
+  place_all(w);
+  auto& out = w.report("r1", X);
+  CHECK(out.must_wait);
+  CHECK(w.assigned_unit(out) == "M2");  // the car is nearer but is no moto
+  auto acc = w.sent<ev::Accepted>(out);
+  REQUIRE(acc.size() == 1);
+  CHECK(acc[0].report_id == "r1");
+  // The incident and its assignment are among the writes, the incident first.
+  std::size_t inc_at = 99, asg_at = 99;
+  for (std::size_t i = 0; i < out.writes.size(); ++i) {
+    if (std::holds_alternative<rec::Incident>(out.writes[i]) && inc_at == 99) inc_at = i;
+    if (std::holds_alternative<rec::Assignment>(out.writes[i]) && asg_at == 99) asg_at = i;
+  }
+  CHECK(inc_at < asg_at);
+  CHECK(asg_at != 99);
+  const auto a = w.sent<ev::Assign>(out).at(0);
+  CHECK(a.task == Task::scene);
+  CHECK(a.ack_within_s == 30);
+  // ETA: about 1.02 km x 1.3 at 30 km/h.
+  CHECK(a.eta_s == doctest::Approx(geo::ground_eta_s(geo::distance_m(offset_km(X, -0.2, -1), X))).epsilon(0.01));
+  // The assign goes to the gateway that last sent M2's position.
+  for (const auto& m : out.messages)
+    if (std::holds_alternative<ev::Assign>(m.payload)) CHECK(m.to.conn == World::gw_conn);
+  CHECK(w.engine.unit("M2")->status == UnitStatus::assigned);
+  CHECK(w.incident_of("r1").rec.state == IncidentState::assigned);
+}
+
+TEST_CASE("the same report id again is the same incident") {
+  World w;
+  place_all(w);
+  const auto first = w.sent<ev::Accepted>(w.report("r1", X)).at(0);
+  auto& again = w.report("r1", offset_km(X, 5, 5));
+  const auto second = w.sent<ev::Accepted>(again).at(0);
+  CHECK(second.incident == first.incident);
+  CHECK(w.sent<ev::Assign>(again).empty());
+  CHECK(again.must_wait);  // the first answer may not be on disk yet
+  CHECK(w.engine.open_incidents().size() == 1);
+}
+
+TEST_CASE("decline moves the incident to the next nearest") {
+  World w;
+  place_all(w);
+  auto a1 = w.sent<ev::Assign>(w.report("r1", X)).at(0);
+  CHECK(a1.unit == "M2");
+  auto& out = w.unit_says(cmd::Decline{a1.assignment, "flat tyre"});
+  CHECK(w.assigned_unit(out) == "M1");
+  CHECK(w.engine.unit("M2")->status == UnitStatus::available);
+  // M2 is not asked again for this incident, even when M1 declines too.
+  auto a2 = w.sent<ev::Assign>(out).at(0);
+  auto& out2 = w.unit_says(cmd::Decline{a2.assignment, {}});
+  CHECK(w.assigned_unit(out2) == "M3");
+  auto a3 = w.sent<ev::Assign>(out2).at(0);
+  auto& out3 = w.unit_says(cmd::Decline{a3.assignment, {}});
+  CHECK(w.sent<ev::Assign>(out3).empty());
+  CHECK(w.incident_of("r1").rec.state == IncidentState::dispatching);
+  // Declining twice is a conflict, not a crash.
+  auto& again = w.unit_says(cmd::Decline{a3.assignment, {}});
+  REQUIRE(w.sent<ev::Error>(again).size() == 1);
+  CHECK(w.sent<ev::Error>(again)[0].code == ErrorCode::conflict);
+}
+
+TEST_CASE("stale units are skipped") {
+  World w;
+  w.roster({moto("M1"), moto("M2")});
+  w.pos("M2", offset_km(X, 0, -1), t0 - 61'000);  // its last fix is 61 s old
+  w.pos("M1", offset_km(X, 0, 2));
+  CHECK(w.engine.wire_status(*w.engine.unit("M2"), w.now) == "stale");
+  CHECK(w.assigned_unit(w.report("r1", X)) == "M1");
+}
+
+TEST_CASE("no unit free: the incident waits and is assigned when one clears") {
+  World w;
+  w.roster({moto("M1"), moto("M2")});
+  w.pos("M1", offset_km(X, 0, 1));
+  auto a1 = w.sent<ev::Assign>(w.report("r1", X)).at(0);
+  auto& out = w.report("r2", offset_km(X, 1, 0));
+  CHECK(w.sent<ev::Assign>(out).empty());
+  CHECK(w.incident_of("r2").rec.state == IncidentState::dispatching);
+  CHECK(w.engine.waiting_count() == 1);
+  w.unit_says(cmd::Ack{a1.assignment});
+  CHECK(w.incident_of("r1").rec.state == IncidentState::en_route);
+  w.unit_says(cmd::Arrived{a1.assignment});
+  CHECK(w.incident_of("r1").rec.state == IncidentState::on_scene);
+  auto& cleared = w.unit_says(cmd::Cleared{a1.assignment});
+  // M1 is free again and goes to the waiting incident at once; r1 is closed.
+  auto next = w.sent<ev::Assign>(cleared);
+  REQUIRE(next.size() == 1);
+  CHECK(next[0].unit == "M1");
+  CHECK(w.incident_of("r2").rec.state == IncidentState::assigned);
+  CHECK(w.engine.incident(a1.incident)->rec.state == IncidentState::closed);
+  CHECK(w.engine.waiting_count() == 0);
+}
+
+TEST_CASE("a waiting incident is assigned when a unit reports its first position") {
+  World w;
+  w.roster({moto("M1")});
+  w.report("r1", X);
+  CHECK(w.incident_of("r1").rec.state == IncidentState::dispatching);
+  auto& out = w.pos("M1", offset_km(X, 2, 2));
+  CHECK(w.assigned_unit(out) == "M1");
+  CHECK(out.must_wait);
+}
+
+TEST_CASE("the most urgent waiting incident gets the first free unit") {
+  World w;
+  w.roster({moto("M1")});
+  w.report("minor", X, Severity::minor);
+  w.now += 1000;
+  w.report("crit", offset_km(X, 10, 10), Severity::critical);
+  auto& out = w.pos("M1", X);
+  auto as = w.sent<ev::Assign>(out);
+  REQUIRE(as.size() == 1);
+  CHECK(as[0].severity == Severity::critical);
+}
+
+TEST_CASE("an assignment not acked in time lapses to the next unit, and the unit is told") {
+  Config c;
+  c.ack_within_ms = 30'000;
+  World w(c);
+  place_all(w);
+  auto a1 = w.sent<ev::Assign>(w.report("r1", X)).at(0);
+  CHECK(w.sent<ev::Assign>(w.tick(29'000)).empty());
+  // Keep positions fresh while time passes.
+  w.pos("M1", offset_km(X, 0, 2.01));
+  auto& out = w.tick(1'500);
+  auto cancels = w.sent<ev::Cancel>(out);
+  REQUIRE(cancels.size() == 1);
+  CHECK(cancels[0].assignment == a1.assignment);
+  CHECK(cancels[0].unit == "M2");
+  CHECK(w.assigned_unit(out) == "M1");
+  CHECK(out.must_wait);
+  // A late ack of the lapsed assignment is refused.
+  auto& late = w.unit_says(cmd::Ack{a1.assignment});
+  CHECK(w.sent<ev::Error>(late).at(0).code == ErrorCode::conflict);
+}
+
+TEST_CASE("remote fast handling: no unit sent; liability closes it") {
+  World w;
+  place_all(w);
+  cmd::Report r;
+  r.id = "remote1";
+  r.lat = X.lat;
+  r.lon = X.lon;
+  r.severity = Severity::minor;
+  r.drivable = true;
+  r.parties_agree = true;
+  r.vehicles = {{"渝A12345", "PICC"}, {"渝B54321", "平安"}};
+  auto& out = w.run(r, w.reporter, World::reporter_conn);
+  CHECK(w.sent<ev::Assign>(out).empty());
+  CHECK(w.incident_of("remote1").rec.state == IncidentState::remote);
+  const std::string id = w.sent<ev::Accepted>(out).at(0).incident;
+  auto& bad = w.run(cmd::Liability{id, "渝Z00000", {}}, w.console, World::console_conn);
+  CHECK(w.sent<ev::Error>(bad).at(0).code == ErrorCode::bad_message);
+  w.run(cmd::Liability{id, "渝A12345", "rear-end"}, w.console, World::console_conn);
+  CHECK(w.engine.incident(id)->rec.state == IncidentState::closed);
+  CHECK(w.engine.incident(id)->rec.at_fault == "渝A12345");
+}
+
+TEST_CASE("off duty units are not assigned; going off duty with a task is a conflict") {
+  World w;
+  place_all(w);
+  w.unit_says(cmd::Status{"M2", UnitStatus::off_duty});
+  auto a = w.sent<ev::Assign>(w.report("r1", X)).at(0);
+  CHECK(a.unit == "M1");
+  auto& out = w.unit_says(cmd::Status{"M1", UnitStatus::off_duty});
+  CHECK(w.sent<ev::Error>(out).at(0).code == ErrorCode::conflict);
+  // Back on duty: M2 is available again (and nothing waits).
+  w.unit_says(cmd::Status{"M2", UnitStatus::available});
+  CHECK(w.engine.unit("M2")->status == UnitStatus::available);
+}
+
+TEST_CASE("a unit token speaks only for its own units") {
+  World w;
+  place_all(w);
+  Principal m1{"unit", "m1", false, {"M1"}};
+  cmd::Position p{"M2", X.lat, X.lon, w.now + 1, {}, {}};
+  Output out;
+  w.engine.positions(std::span(&p, 1), Origin{99, &m1}, w.now, out);
+  REQUIRE(w.sent<ev::Error>(out).size() == 1);
+  CHECK(w.sent<ev::Error>(out)[0].code == ErrorCode::forbidden);
+  CHECK(w.sent<ev::Error>(out)[0].ref == "M2");
+  auto a = w.sent<ev::Assign>(w.report("r1", X)).at(0);  // M2
+  auto& ack = w.run(cmd::Ack{a.assignment}, m1, 99);
+  CHECK(w.sent<ev::Error>(ack).at(0).code == ErrorCode::forbidden);
+  // The pager gateway may ack for any unit.
+  auto& pager_ack = w.run(cmd::Ack{a.assignment}, w.pager, World::pager_conn);
+  CHECK(w.sent<ev::Error>(pager_ack).empty());
+  CHECK(w.engine.unit("M2")->status == UnitStatus::en_route);
+}
+
+TEST_CASE("position hygiene: out of order, GPS jumps, far future") {
+  World w;
+  w.roster({moto("M1"), rec::Unit{"H1", UnitKind::heli, "渝救援1", {}, {}, UnitStatus::available, 0}});
+  w.pos("M1", X, t0);
+  w.pos("M1", offset_km(X, 0, 1), t0 - 5000);  // older: ignored
+  CHECK(w.engine.unit("M1")->pos == X);
+  CHECK(w.engine.stats().positions_out_of_order == 1);
+  w.now += 10'000;
+  w.pos("M1", offset_km(X, 0, 1), t0 + 10'000);  // 1 km in 10 s = 360 km/h: a jump
+  CHECK(w.engine.unit("M1")->pos == X);
+  CHECK(w.engine.stats().positions_gps_jump == 1);
+  w.pos("M1", offset_km(X, 0, 0.5), t0 + 10'000);  // 180 km/h: fine
+  CHECK(w.engine.unit("M1")->pos != X);
+  // A helicopter may do 360 km/h.
+  w.pos("H1", X, t0);
+  w.pos("H1", offset_km(X, 0, 1), t0 + 10'000);
+  CHECK(w.engine.unit("H1")->pos == offset_km(X, 0, 1));
+  auto& fut = w.pos("M1", X, w.now + 301'000);
+  CHECK(w.sent<ev::Error>(fut).at(0).code == ErrorCode::bad_message);
+  auto& unknown = w.pos("NOPE", X);
+  CHECK(w.sent<ev::Error>(unknown).at(0).code == ErrorCode::unknown_unit);
+}
+
+TEST_CASE("manual assignment withdraws a conflicting assignment with cancel") {
+  World w;
+  place_all(w);
+  auto a1 = w.sent<ev::Assign>(w.report("r1", X)).at(0);  // M2 -> r1
+  auto& r2 = w.report("r2", offset_km(X, 3, 0.5));         // M3 -> r2
+  auto a2 = w.sent<ev::Assign>(r2).at(0);
+  CHECK(a2.unit == "M3");
+  // The dispatcher sends M2 to r2 instead.
+  auto& out = w.run(cmd::Assign{a2.incident, "M2"}, w.console, World::console_conn);
+  auto cancels = w.sent<ev::Cancel>(out);
+  // M2 leaves r1, M3 is replaced on r2: two cancels.
+  CHECK(cancels.size() == 2);
+  auto assigns = w.sent<ev::Assign>(out);
+  const bool m2_to_r2 = std::any_of(assigns.begin(), assigns.end(), [&](auto& a) {
+    return a.unit == "M2" && a.incident == a2.incident;
+  });
+  CHECK(m2_to_r2);
+  // r1 lost M2 and got the next nearest free unit.
+  const Incident& i1 = w.incident_of("r1");
+  CHECK(i1.needs[0].active != nullptr);
+  CHECK(i1.needs[0].active->rec.unit != "M2");
+  CHECK(w.engine.unit("M2")->active->rec.incident == a2.incident);
+  (void)a1;
+  // Unknown ids answer with the right codes.
+  CHECK(w.sent<ev::Error>(w.run(cmd::Assign{"I-999999", "M2"}, w.console, 20)).at(0).code ==
+        ErrorCode::unknown_incident);
+  CHECK(w.sent<ev::Error>(w.run(cmd::Assign{a2.incident, "ZZ"}, w.console, 20)).at(0).code ==
+        ErrorCode::unknown_unit);
+  CHECK(w.sent<ev::Error>(w.run(cmd::Cancel{"A-999999"}, w.console, 20)).at(0).code ==
+        ErrorCode::unknown_assignment);
+}
+
+TEST_CASE("close cancels active assignments and frees the units") {
+  World w;
+  place_all(w);
+  auto a = w.sent<ev::Assign>(w.report("r1", X)).at(0);
+  auto& out = w.run(cmd::Close{a.incident}, w.console, World::console_conn);
+  CHECK(w.sent<ev::Cancel>(out).size() == 1);
+  CHECK(w.engine.unit("M2")->status == UnitStatus::available);
+  CHECK(w.engine.incident(a.incident)->rec.state == IncidentState::closed);
+  CHECK(w.sent<ev::Error>(w.run(cmd::Close{a.incident}, w.console, 20)).at(0).code == ErrorCode::conflict);
+}
+
+TEST_CASE("pages: one per assign to a unit with a capcode, at most 80 characters, resent until delivered") {
+  Config c;
+  c.page_retry_ms = 20'000;
+  World w(c);
+  w.roster({moto("M1", "1200001"), moto("M2")});
+  w.pos("M1", offset_km(X, 0, 1));
+  auto& out = w.report("r1", X);
+  auto pages = w.sent<ev::Page>(out);
+  REQUIRE(pages.size() == 1);
+  CHECK(pages[0].capcode == "1200001");
+  CHECK(pages[0].unit == "M1");
+  // Count characters, not bytes: the callsign is Chinese.
+  std::size_t chars = 0;
+  for (unsigned char ch : pages[0].text) chars += (ch & 0xC0) != 0x80;
+  CHECK(chars <= 80);
+  CHECK(pages[0].text.find("渝警保M1") == 0);
+  auto& resend = w.tick(21'000);
+  CHECK(w.sent<ev::Page>(resend).size() == 1);
+  w.run(cmd::Delivered{pages[0].page}, w.pager, World::pager_conn);
+  CHECK(w.sent<ev::Page>(w.tick(21'000)).empty());
+}
+
+TEST_CASE("restore: open incidents, their assignments and unit statuses come back") {
+  // Play the writes into a toy store: the last record per id wins.
+  World w0;
+  place_all(w0);
+  Snapshot snap;
+  std::map<std::string, rec::Unit> units;
+  std::map<std::string, rec::Incident> incs;
+  std::map<std::string, rec::Assignment> asgs;
+  auto keep = [&](Output& o) {
+    for (auto& wr : o.writes) {
+      if (auto* u = std::get_if<rec::Unit>(&wr)) units[u->id] = *u;
+      if (auto* i = std::get_if<rec::Incident>(&wr)) incs[i->id] = *i;
+      if (auto* x = std::get_if<rec::Assignment>(&wr)) asgs[x->id] = *x;
+      if (auto* t = std::get_if<rec::Timeline>(&wr)) snap.timeline.push_back(*t);
+    }
+  };
+  for (const auto& u : {moto("M1"), moto("M2"), moto("M3"), car("C1")}) units[u.id] = u;
+  keep(w0.report("r1", X));  // M2
+  keep(w0.unit_says(cmd::Ack{w0.engine.unit("M2")->active->rec.id}));
+  keep(w0.report("r2", offset_km(X, 3, 0)));  // M3, who declines: M1
+  keep(w0.unit_says(cmd::Decline{w0.engine.unit("M3")->active->rec.id, {}}));
+  for (auto& [id, u] : units) snap.units.push_back(u);
+  for (auto& [id, i] : incs) {
+    snap.open_incidents.push_back(i);
+    snap.report_ids.emplace_back(i.report_id, i.id);
+    snap.max_incident_seq = std::max(snap.max_incident_seq, i.seq);
+  }
+  for (auto& [id, x] : asgs) {
+    snap.assignments.push_back(x);
+    snap.max_assignment_seq = std::max(snap.max_assignment_seq, x.seq);
+  }
+
+  Engine again;
+  again.restore(snap, w0.now);
+  CHECK(again.open_incidents().size() == 2);
+  CHECK(again.unit("M2")->status == UnitStatus::en_route);
+  CHECK(again.unit("M1")->status == UnitStatus::assigned);
+  CHECK(again.unit("M3")->status == UnitStatus::available);
+  REQUIRE(again.unit("M2")->active);
+  CHECK(again.unit("M2")->active->rec.state == AssignmentState::en_route);
+  // M3 declined r2: after the restart it is still not asked again for r2.
+  const Incident* r2 = nullptr;
+  for (auto* i : again.open_incidents())
+    if (i->rec.report_id == "r2") r2 = i;
+  REQUIRE(r2);
+  CHECK(r2->needs[0].excluded.size() == 1);
+  CHECK(r2->timeline.size() >= 3);
+  // New ids continue after the stored ones; the old report id is known.
+  Output out;
+  Principal rep{"reporter", "cc", false, {}};
+  cmd::Report r;
+  r.id = "r1";
+  r.lat = X.lat;
+  r.lon = X.lon;
+  again.handle(r, Origin{1, &rep}, w0.now, out);
+  CHECK(std::get<ev::Accepted>(out.messages.at(0).payload).incident == snap.open_incidents[0].id);
+  out.clear();
+  r.id = "r3";
+  again.handle(r, Origin{1, &rep}, w0.now, out);
+  CHECK(std::get<ev::Accepted>(out.messages.at(0).payload).incident == "I-000003");
+}
+
+TEST_CASE("over hundreds of random units and reports, every assignment goes to the true nearest assignable moto") {
+  std::mt19937_64 rng(42);
+  World w;
+  const int n = 400;
+  std::vector<rec::Unit> roster;
+  for (int i = 0; i < n; ++i) {
+    auto u = moto("M" + std::to_string(i));
+    if (i % 10 == 0) u.kind = UnitKind::car;
+    roster.push_back(u);
+  }
+  w.roster(roster);
+  std::uniform_real_distribution<double> lat(29.3, 29.9), lon(106.2, 106.9);
+  std::map<std::string, geo::LatLon> where;
+  std::map<std::string, Millis> when;
+  for (int i = 0; i < n; ++i) {
+    const std::string id = "M" + std::to_string(i);
+    // Some units are stale from the start.
+    const Millis ts = i % 13 == 0 ? w.now - 70'000 : w.now;
+    where[id] = {lat(rng), lon(rng)};
+    when[id] = ts;
+    w.pos(id, where[id], ts);
+  }
+  int assigned = 0, checked = 0;
+  for (int k = 0; k < 300; ++k) {
+    w.now += 100;
+    const geo::LatLon at{lat(rng), lon(rng)};
+    // Brute force over what the engine was told.
+    std::string best;
+    double best_d = 1e18;
+    for (const auto& u : w.engine.units()) {
+      if (u.kind != UnitKind::moto || u.status != UnitStatus::available) continue;
+      if (w.now - when[u.id] > 60'000) continue;
+      const double d = geo::distance_m(where[u.id], at);
+      if (d < best_d) {
+        best_d = d;
+        best = u.id;
+      }
+    }
+    auto& out = w.report("rand-" + std::to_string(k), at);
+    const auto got = w.assigned_unit(out);
+    if (best.empty()) {
+      CHECK(got.empty());
+      continue;
+    }
+    REQUIRE(!got.empty());
+    ++assigned;
+    if (got != best) CHECK(geo::distance_m(where[got], at) == doctest::Approx(best_d));
+    ++checked;
+    // Some crews finish at once, freeing their unit; some decline.
+    auto a = w.sent<ev::Assign>(out).back();
+    if (k % 3 == 0) w.unit_says(cmd::Cleared{a.assignment});
+  }
+  CHECK(assigned > 100);
+  CHECK(checked == assigned);
+}
