@@ -1,0 +1,27 @@
+// Start-up files: tokens.json (who may connect) and fleet.json (the roster).
+// Both throw std::runtime_error with the file name and what is wrong.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/engine.hpp"
+
+namespace dispatch::net {
+
+struct Tokens {
+  std::unordered_map<std::string, std::shared_ptr<const engine::Principal>> by_token;
+  const engine::Principal* find(const std::string& token) const;
+  std::shared_ptr<const engine::Principal> share(const std::string& token) const;
+};
+
+Tokens load_tokens(const std::string& path);
+Tokens parse_tokens(const std::string& text, const std::string& what);
+std::vector<engine::rec::Unit> load_fleet(const std::string& path);
+std::vector<engine::rec::Unit> parse_fleet(const std::string& text, const std::string& what);
+
+std::string read_file(const std::string& path);
+
+}  // namespace dispatch::net

@@ -1,0 +1,87 @@
+// dispatchd: the dispatch server (wire-contract.md section 1).
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "net/server.hpp"
+
+int main(int argc, char** argv) {
+  using namespace dispatch;
+  net::ServerOptions opt;
+  std::string listen = "127.0.0.1:8080";
+  std::string db = "dispatch.db";
+  double ack_timeout_s = 30, stale_after_s = 60, max_future_s = 300, page_retry_s = 60;
+  bool sync_normal = false;
+  std::size_t batch_max = opt.store.batch_max;
+  long batch_delay_us = 0;
+
+  CLI::App app{"dispatchd: real-time dispatch of joint police-insurance patrol teams"};
+  app.add_option("--listen", listen, "HOST:PORT to listen on (port 0 picks a free one)")
+      ->capture_default_str();
+  app.add_option("--db", db, "SQLite database file (created when missing)")->capture_default_str();
+  app.add_option("--tokens", opt.tokens_path, "tokens.json: who may connect")->required();
+  app.add_option("--fleet", opt.fleet_path, "fleet.json: the roster of units");
+  app.add_option("--web-root", opt.web_root, "folder served at / (the dispatch console)");
+  app.add_option("--zones", opt.zones_path, "district boundaries (GeoJSON)");
+  app.add_option("--places", opt.places_path, "helicopter bases, landing zones, hospitals (GeoJSON)");
+  app.add_option("--ack-timeout", ack_timeout_s, "seconds a unit has to ack an assignment")
+      ->capture_default_str();
+  app.add_option("--stale-after", stale_after_s, "seconds without a position before a unit is stale")
+      ->capture_default_str();
+  app.add_option("--max-future", max_future_s, "seconds a position's ts may lie ahead of the server")
+      ->capture_default_str();
+  app.add_option("--page-retry", page_retry_s, "seconds before an undelivered page is sent again")
+      ->capture_default_str();
+  app.add_flag("--sync-normal", sync_normal,
+               "synchronous=NORMAL: faster commits; the last ones may be lost on power failure");
+  app.add_option("--commit-batch", batch_max, "commit when this many writes are pending")
+      ->capture_default_str();
+  app.add_option("--commit-delay-us", batch_delay_us,
+                 "or this many microseconds after the first pending write (0: as soon as free)")
+      ->capture_default_str();
+  app.add_option("--io-threads", opt.io_threads, "network threads")->capture_default_str();
+  app.add_option("--max-frame", opt.max_frame_bytes, "largest WebSocket frame in bytes (1009 above)")
+      ->capture_default_str();
+  app.add_option("--max-body", opt.max_body_bytes, "largest HTTP body in bytes (413 above)")
+      ->capture_default_str();
+  app.add_option("--rate", opt.rate_per_s, "frames per second per connection (rate_limited above)")
+      ->capture_default_str();
+  app.add_option("--max-connections", opt.max_connections, "connections at once")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    std::cerr << "dispatchd: --listen must be HOST:PORT\n";
+    return 2;
+  }
+  opt.host = listen.substr(0, colon);
+  if (opt.host.size() > 2 && opt.host.front() == '[') opt.host = opt.host.substr(1, opt.host.size() - 2);
+  try {
+    opt.port = static_cast<std::uint16_t>(std::stoi(listen.substr(colon + 1)));
+  } catch (...) {
+    std::cerr << "dispatchd: bad port in --listen\n";
+    return 2;
+  }
+  opt.store.path = db;
+  opt.store.synchronous_full = !sync_normal;
+  opt.store.batch_max = batch_max;
+  opt.store.batch_delay = std::chrono::microseconds(batch_delay_us);
+  opt.engine.ack_within_ms = static_cast<engine::Millis>(ack_timeout_s * 1000);
+  opt.engine.stale_after_ms = static_cast<engine::Millis>(stale_after_s * 1000);
+  opt.engine.max_future_ms = static_cast<engine::Millis>(max_future_s * 1000);
+  opt.engine.page_retry_ms = static_cast<engine::Millis>(page_retry_s * 1000);
+
+  try {
+    net::Server server(opt);
+    const std::string where = server.start();
+    std::printf("listening on %s\n", where.c_str());
+    std::fflush(stdout);
+    server.wait();
+    server.stop();
+    std::fprintf(stderr, "dispatchd: stopped cleanly\n");
+  } catch (const std::exception& e) {
+    std::cerr << "dispatchd: " << e.what() << '\n';
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,55 @@
+// The wire protocol (wire-contract.md section 5): JSON frames to engine commands, engine
+// events and objects to JSON. No sockets here, so the parser can be fuzzed and tested
+// on its own.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/engine.hpp"
+
+namespace dispatch::net {
+
+// What a frame held, message by message. Positions are gathered for the engine's hot
+// path; every other message becomes a command; bad ones become errors for the sender.
+struct ParsedFrame {
+  std::vector<engine::cmd::Position> positions;
+  std::vector<engine::Command> commands;
+  std::vector<engine::ev::Error> errors;
+  std::vector<std::string_view> types;  // each message's type, for metrics (points into a static table)
+  void clear() {
+    positions.clear();
+    commands.clear();
+    errors.clear();
+    types.clear();
+  }
+};
+
+// Parses a text frame (one message object or an array of them) from a connection of the
+// given role ("unit", "gateway", "console", "reporter", "pager"). Never throws.
+void parse_frame(std::string_view text, std::string_view role, ParsedFrame& out);
+
+// Parses one report object (the body of POST /api/incidents).
+bool parse_report(std::string_view text, engine::cmd::Report& out, engine::ev::Error& err);
+
+// Rendering.
+std::string render_error(const engine::ev::Error& e);
+std::string render_accepted(const engine::ev::Accepted& a);
+std::string render_assign(const engine::ev::Assign& a);
+std::string render_cancel(const engine::ev::Cancel& c);
+std::string render_page(const engine::ev::Page& p);
+// {"type":"unit",...} and {"type":"incident",...}, from the engine's current state.
+std::string render_unit(const engine::Engine& e, const engine::Unit& u, engine::Millis now);
+std::string render_incident(const engine::Engine& e, const engine::Incident& inc,
+                            engine::Millis now);
+// {"type":"snapshot","units":[...],"incidents":[...]}
+std::string render_snapshot(const engine::Engine& e, engine::Millis now);
+// The unit objects of GET /api/units (a JSON array).
+std::string render_units(const engine::Engine& e, engine::Millis now);
+// An incident object from its stored record (REST reads).
+std::string render_incident_record(const engine::rec::Incident& inc,
+                                   const std::vector<engine::rec::Assignment>& assignments,
+                                   const std::vector<engine::rec::Timeline>& timeline);
+
+}  // namespace dispatch::net

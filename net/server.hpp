@@ -1,0 +1,62 @@
+// The dispatch server: one port for HTTP/1.1 and WebSocket (wire-contract.md section 2).
+// Asio and Beast stay inside server.cpp; this header is cheap to include.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "data/store.hpp"
+#include "engine/engine.hpp"
+
+namespace dispatch::net {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8080;
+  std::string tokens_path;
+  std::string fleet_path;
+  std::string web_root;          // static files for GET / (the console)
+  std::string zones_path;        // district boundaries (GeoJSON)
+  bool zones_gcj02 = true;
+  std::string places_path;       // heli bases, landing zones, hospitals (GeoJSON)
+  engine::Config engine;
+  data::StoreOptions store;
+  int io_threads = 1;
+  std::size_t max_frame_bytes = 64 * 1024;
+  std::size_t max_body_bytes = 256 * 1024;
+  std::chrono::seconds handshake_timeout{10};
+  std::chrono::seconds idle_timeout{120};
+  double rate_per_s = 200;       // frames per second per connection (a batch is one frame)
+  double rate_burst = 400;
+  std::size_t max_connections = 20000;
+  std::size_t console_soft_bytes = 1 << 20;   // above: positions wait (coalesced)
+  std::size_t console_hard_bytes = 16 << 20;  // above: the console is dropped
+  std::chrono::milliseconds tick{100};
+  std::chrono::milliseconds console_flush{250};
+  bool handle_signals = true;
+};
+
+class Server {
+ public:
+  // Loads tokens and fleet, opens the store, restores the engine. Throws on bad start-up.
+  explicit Server(ServerOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and starts the threads; returns "HOST:PORT" with the real port.
+  std::string start();
+  // Blocks until stop() or SIGTERM/SIGINT; then flushes the store and returns.
+  void wait();
+  // Thread-safe.
+  void stop();
+
+  struct Impl;  // public so that the session classes in server.cpp can name it
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dispatch::net
