@@ -7,6 +7,7 @@ PKGS=(
   g++ cmake ninja-build ccache pkg-config
   libboost1.81-dev libboost-json1.81-dev
   libgeos-dev libsqlite3-dev libfmt-dev libcli11-dev doctest-dev libbenchmark-dev
+  clang libclang-rt-14-dev
 )
 
 missing=()
