@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 
 namespace dispatch::engine {
 
@@ -137,7 +138,7 @@ void Engine::restore(const Snapshot& s, Millis now) {
     auto inc = std::make_unique<Incident>();
     inc->rec = ri;
     incident_seq_ = std::max(incident_seq_, ri.seq);
-    if (inc->rec.state != IncidentState::remote) plan_needs(*inc);
+    if (inc->rec.state != IncidentState::remote) plan_needs(*inc, now, nullptr);
     report_ids_.emplace(ri.report_id, ri.id);
     incidents_.emplace(ri.id, std::move(inc));
   }
@@ -327,6 +328,8 @@ void Engine::handle(const Command& command, const Origin& origin, Millis now, Ou
         else if constexpr (std::is_same_v<C, cmd::Liability>) on_liability(c, origin, now, out);
         else if constexpr (std::is_same_v<C, cmd::Close>) on_close(c, origin, now, out);
         else if constexpr (std::is_same_v<C, cmd::Delivered>) on_delivered(c, origin, now, out);
+        else if constexpr (std::is_same_v<C, cmd::Escalate>) on_escalate(c, origin, now, out);
+        else if constexpr (std::is_same_v<C, cmd::Rescue>) on_rescue(c, origin, now, out);
       },
       command);
 }
@@ -479,6 +482,8 @@ void Engine::on_report(const cmd::Report& c, const Origin& o, Millis now, Output
   r.note = c.note;
   const Actor actor = actor_of(o);
   r.source = actor.role + ":" + actor.name;
+  if (geography_)
+    if (auto d = geography_->district({c.lat, c.lon})) r.district = d->name;
   Incident& ref = *inc;
   report_ids_.emplace(c.id, r.id);
   incidents_.emplace(r.id, std::move(inc));
@@ -495,17 +500,67 @@ void Engine::on_report(const cmd::Report& c, const Origin& o, Millis now, Output
     incident_changed(ref, out);
     return;
   }
-  plan_needs(ref);
+  plan_needs(ref, now, &out);
   out.writes.push_back(ref.rec);  // the incident row goes before its assignments
   dispatch(ref, now, system_actor, out);
 }
 
-void Engine::plan_needs(Incident& inc) {
+void Engine::plan_needs(Incident& inc, Millis now, Output* out) {
+  const geo::LatLon scene{inc.rec.lat, inc.rec.lon};
   Need n;
   n.kind = UnitKind::moto;
   n.task = Task::scene;
-  n.target = {inc.rec.lat, inc.rec.lon};
+  n.target = scene;
   inc.needs.push_back(n);
+  if (inc.rec.severity != Severity::critical || !geography_) return;
+
+  // Air-ground rescue: the helicopter's way (readiness, flight to a landing zone near the
+  // scene while the patient is brought there, flight to a hospital with a helipad) against
+  // a ground transfer to the nearest trauma centre. Rural scenes always get the helicopter.
+  const auto district = geography_->district(scene);
+  const bool rural = !district || !district->urban;
+  const auto lz = geography_->landing_zone(scene);
+  const auto ground_hospital = geography_->trauma_hospital(scene);
+  if (!lz) {
+    if (ground_hospital) inc.rec.hospital = ground_hospital->name;
+    return;
+  }
+  const auto air_hospital = geography_->helipad_hospital(lz->pos);
+  const double ground_s = ground_hospital
+                              ? geo::ground_eta_s(geo::distance_m(scene, ground_hospital->pos))
+                              : std::numeric_limits<double>::infinity();
+  std::optional<double> air_s;
+  Need heli;
+  heli.kind = UnitKind::heli;
+  heli.task = Task::landing_zone;
+  heli.target = lz->pos;
+  if (auto hit = nearest(heli, now); hit && air_hospital) {
+    const double to_lz = std::max(geo::air_eta_s(hit->distance_m),
+                                  geo::ground_eta_s(geo::distance_m(scene, lz->pos)));
+    air_s = to_lz + geo::air_leg_s(geo::distance_m(lz->pos, air_hospital->pos));
+  }
+  const bool air_wins = air_s && *air_s < ground_s;
+  if (!rural && !air_wins) {
+    if (ground_hospital) inc.rec.hospital = ground_hospital->name;
+    if (out && ground_hospital) {
+      char buf[200];
+      std::snprintf(buf, sizeof buf, "ground transfer to %s (%.0f s)%s", ground_hospital->name.c_str(),
+                    ground_s, air_s ? "" : "; no helicopter free");
+      timeline(inc, now, "hospital", buf, Actor{"system", "dispatchd"}, *out);
+    }
+    return;
+  }
+  inc.needs.push_back(heli);
+  inc.rec.hospital = air_hospital ? air_hospital->name : (ground_hospital ? ground_hospital->name : "");
+  if (out) {
+    char buf[240];
+    std::snprintf(buf, sizeof buf, "air-ground rescue%s: landing zone %s, hospital %s (air %s s, ground %.0f s)",
+                  rural ? " (rural scene)" : "", lz->name.c_str(), inc.rec.hospital.c_str(),
+                  air_s ? std::to_string(std::lround(*air_s)).c_str() : "?", ground_s);
+    timeline(inc, now, "air_rescue", buf, Actor{"system", "dispatchd"}, *out);
+    timeline(inc, now, "notified", "hospital " + inc.rec.hospital + " notified",
+             Actor{"system", "dispatchd"}, *out);
+  }
 }
 
 std::optional<geo::UnitIndex::Hit> Engine::nearest(const Need& need, Millis now) const {
@@ -880,6 +935,48 @@ void Engine::on_delivered(const cmd::Delivered& c, const Origin& o, Millis now, 
              actor_of(o), out);
   pages_.erase(it);
   out.must_wait = true;
+}
+
+void Engine::on_escalate(const cmd::Escalate& c, const Origin& o, Millis now, Output& out) {
+  Incident* inc = find_incident(c.incident);
+  if (!inc) return error(o, ErrorCode::unknown_incident, "no such incident", c.incident, out);
+  if (inc->rec.state != IncidentState::remote)
+    return error(o, ErrorCode::conflict, "only a remote incident can be escalated", c.incident, out);
+  const Actor actor = actor_of(o);
+  inc->rec.state = IncidentState::dispatching;
+  timeline(*inc, now, "escalated",
+           "remote handling ended" + (c.reason.empty() ? std::string() : ": " + c.reason), actor, out);
+  plan_needs(*inc, now, &out);
+  out.writes.push_back(inc->rec);
+  dispatch(*inc, now, system_actor, out);
+  out.must_wait = true;
+}
+
+void Engine::on_rescue(const cmd::Rescue& c, const Origin& o, Millis now, Output& out) {
+  Assignment* a = assignment_for(c.assignment, o, out);
+  if (!a) return;
+  static constexpr std::string_view steps[] = {"airborne", "landed", "patient_loaded", "transferred"};
+  if (std::find(std::begin(steps), std::end(steps), c.step) == std::end(steps))
+    return error(o, ErrorCode::bad_message, "step must be airborne, landed, patient_loaded or transferred",
+                 c.assignment, out);
+  if (!is_active(a->rec.state))
+    return error(o, ErrorCode::conflict, "assignment is " + std::string(to_string(a->rec.state)),
+                 c.assignment, out);
+  Incident& inc = *a->incident;
+  const Unit& u = units_[a->unit];
+  std::string detail = u.id + " " + c.step;
+  if (c.step == "transferred" && !inc.rec.hospital.empty()) detail += " to " + inc.rec.hospital;
+  timeline(inc, now, c.step, detail, actor_of(o), out);
+  out.must_wait = true;
+  // The steps that are also assignment states move it along.
+  if (c.step == "airborne" && a->rec.state == AssignmentState::assigned)
+    on_ack(cmd::Ack{c.assignment}, o, now, out);
+  else if (c.step == "landed" && a->rec.state != AssignmentState::on_scene)
+    on_arrived(cmd::Arrived{c.assignment}, o, now, out);
+  else if (c.step == "transferred")
+    on_cleared(cmd::Cleared{c.assignment}, o, now, out);
+  else
+    incident_changed(inc, out);
 }
 
 // ---------------------------------------------------------------------------------------

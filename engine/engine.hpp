@@ -18,6 +18,7 @@
 #include <variant>
 #include <vector>
 
+#include "engine/geography.hpp"
 #include "engine/records.hpp"
 #include "engine/types.hpp"
 #include "geo/geo.hpp"
@@ -108,11 +109,21 @@ struct Close {
 struct Delivered {  // pager gateway: a page reached the pager
   std::string page;
 };
+struct Escalate {  // console: remote handling failed (video, disagreement): dispatch a unit
+  std::string incident;
+  std::string reason;
+};
+// A helicopter crew's step in an air-ground rescue: airborne, landed, patient_loaded,
+// transferred (the patient handed to the hospital).
+struct Rescue {
+  std::string assignment;
+  std::string step;
+};
 }  // namespace cmd
 
 using Command = std::variant<cmd::Status, cmd::Ack, cmd::Decline, cmd::Arrived, cmd::Cleared,
                              cmd::Report, cmd::Assign, cmd::Cancel, cmd::Liability, cmd::Close,
-                             cmd::Delivered>;
+                             cmd::Delivered, cmd::Escalate, cmd::Rescue>;
 
 namespace ev {
 struct Accepted {
@@ -251,6 +262,10 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
+  // Districts and rescue places; without them every scene counts as urban and critical
+  // incidents get a motorcycle team only. Not owned; must outlive the engine.
+  void set_geography(const Geography* g) { geography_ = g; }
+
   // At start: the store's snapshot (roster, open incidents, counters).
   void restore(const Snapshot& snapshot, Millis now);
 
@@ -305,11 +320,15 @@ class Engine {
   void on_liability(const cmd::Liability&, const Origin&, Millis, Output&);
   void on_close(const cmd::Close&, const Origin&, Millis, Output&);
   void on_delivered(const cmd::Delivered&, const Origin&, Millis, Output&);
+  void on_escalate(const cmd::Escalate&, const Origin&, Millis, Output&);
+  void on_rescue(const cmd::Rescue&, const Origin&, Millis, Output&);
 
   // An assignment message about a unit: looks it up and checks the sender may speak for it.
   Assignment* assignment_for(std::string_view id, const Origin&, Output&);
 
-  void plan_needs(Incident& inc);
+  // The policy: which units an incident needs (section 7). With `out`, the air-rescue
+  // decision is explained in the timeline.
+  void plan_needs(Incident& inc, Millis now, Output* out);
   // Assigns every open need of the incident it can; queues the incident when one is left.
   void dispatch(Incident& inc, Millis now, const Actor& actor, Output& out);
   // Tries the waiting incidents, most urgent first (a unit has become assignable).
@@ -337,6 +356,7 @@ class Engine {
 
   Config config_;
   Stats stats_;
+  const Geography* geography_ = nullptr;
   std::vector<Unit> units_;
   struct Hash {
     using is_transparent = void;

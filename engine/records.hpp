@@ -43,6 +43,7 @@ struct Incident {
   std::vector<Vehicle> vehicles;
   std::string note;
   std::string source;                  // who reported: the token's role and name
+  std::string hospital;                // air-ground rescue: the receiving hospital
   std::string at_fault;                // liability decision: a plate, "none", or empty
   Millis liability_ts = 0;
   Millis closed_ts = 0;

@@ -47,6 +47,9 @@ int main(int argc, char** argv) {
   app.add_option("--rate", opt.rate_per_s, "frames per second per connection (rate_limited above)")
       ->capture_default_str();
   app.add_option("--max-connections", opt.max_connections, "connections at once")->capture_default_str();
+  app.add_option("--console-max-queue", opt.console_hard_bytes,
+                 "bytes queued to a console before it is dropped as too slow")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   const auto colon = listen.rfind(':');

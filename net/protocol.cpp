@@ -19,7 +19,7 @@ struct TypeInfo {
   std::string_view type;
   std::string_view roles;  // space-separated
 };
-constexpr std::array<TypeInfo, 12> known_types{{
+constexpr std::array<TypeInfo, 14> known_types{{
     {"position", " unit gateway "},
     {"status", " unit gateway "},
     {"ack", " unit gateway pager "},
@@ -32,6 +32,8 @@ constexpr std::array<TypeInfo, 12> known_types{{
     {"liability", " console "},
     {"close", " console "},
     {"delivered", " pager "},
+    {"escalate", " console "},
+    {"rescue", " unit gateway "},
 }};
 
 const TypeInfo* find_type(std::string_view t) {
@@ -263,6 +265,18 @@ void parse_message(const json::value& v, std::string_view role, ParsedFrame& out
     cmd::Close c;
     if (!r.string("incident", c.incident, true)) return bad();
     out.commands.emplace_back(std::move(c));
+  } else if (type == "escalate") {
+    cmd::Escalate e;
+    r.string("incident", e.incident, true);
+    r.string("reason", e.reason, false, false);
+    if (!r.ok()) return bad();
+    out.commands.emplace_back(std::move(e));
+  } else if (type == "rescue") {
+    cmd::Rescue x;
+    r.string("assignment", x.assignment, true);
+    r.string("step", x.step, true);
+    if (!r.ok()) return bad();
+    out.commands.emplace_back(std::move(x));
   } else if (type == "delivered") {
     cmd::Delivered d;
     if (!r.string("page", d.page, true)) return bad();
@@ -438,6 +452,7 @@ void incident_fields(JsonWriter& w, const rec::Incident& r) {
   w.end_array();
   w.field("note", r.note);
   w.key("at_fault").string_or_null(r.at_fault);
+  w.key("hospital").string_or_null(r.hospital);
   w.key("closed_ts").time_or_null(r.closed_ts);
   if (r.state == IncidentState::remote) w.field("remote_deadline_ts", r.reported_ts + 300'000);
 }

@@ -1014,7 +1014,7 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(o
   if (!fleet.empty()) m.store->add_units(fleet);
   m.engine.restore(m.store->load(), wall_now());
   for (std::string_view t : {"position", "status", "ack", "decline", "arrived", "cleared", "report",
-                             "assign", "cancel", "liability", "close", "delivered"})
+                             "assign", "cancel", "liability", "close", "delivered", "escalate", "rescue"})
     m.metrics.messages_in[t];
 }
 

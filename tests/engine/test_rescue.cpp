@@ -1,0 +1,192 @@
+// Air-ground rescue and remote handling scenarios, on a small drawn world.
+//
+//   north
+//     ^     (rural above the line lat = 29.9)
+//     |        R  rural scene, 30.30 N 106.50 E          LZ-R landing zone 1 km east of R
+//     |        H1 helicopter base, 29.72 N 106.64 E (Jiangbei)
+//   ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~ lat 29.9
+//     |   urban
+//     |        U  urban scene, 29.560 N 106.550 E, 400 m from the trauma centre T
+//     |        T  trauma centre with helipad, 29.5636 N 106.5500 E
+//     |        F  far urban scene, 29.10 N 106.55 E (51 km south of T), LZ-F 500 m from F
+//
+#include <doctest/doctest.h>
+
+#include <vector>
+
+#include "engine/engine.hpp"
+
+using namespace dispatch;
+using namespace dispatch::engine;
+
+namespace {
+
+constexpr Millis t0 = 1'764'300'000'000;
+const geo::LatLon R{30.30, 106.50}, LZR{30.30, 106.5104}, U{29.560, 106.550}, T{29.5636, 106.5500},
+    F{29.10, 106.55}, LZF{29.1045, 106.55}, H1base{29.72, 106.64};
+
+class DrawnWorld : public Geography {
+ public:
+  std::optional<DistrictRef> district(geo::LatLon p) const override {
+    if (p.lat > 29.9) return DistrictRef{"北部县", false};
+    return DistrictRef{"渝中区", true};
+  }
+  std::optional<PlaceRef> trauma_hospital(geo::LatLon) const override {
+    return PlaceRef{"T", "西南医院", T};
+  }
+  std::optional<PlaceRef> helipad_hospital(geo::LatLon) const override {
+    return PlaceRef{"T", "西南医院", T};
+  }
+  std::optional<PlaceRef> landing_zone(geo::LatLon p) const override {
+    const PlaceRef zones[] = {{"LZ-R", "北部停机坪", LZR}, {"LZ-F", "南部停机坪", LZF}};
+    const PlaceRef* best = nullptr;
+    for (const auto& z : zones)
+      if (!best || geo::distance_m(p, z.pos) < geo::distance_m(p, best->pos)) best = &z;
+    return *best;
+  }
+};
+
+struct World {
+  DrawnWorld map;
+  Engine engine;
+  Principal gateway{"gateway", "gw", true, {}};
+  Principal console{"console", "desk", false, {}};
+  Output out;
+  Millis now = t0;
+
+  World() {
+    engine.set_geography(&map);
+    Snapshot s;
+    auto unit = [](std::string id, UnitKind k) {
+      rec::Unit u;
+      u.id = std::move(id);
+      u.kind = k;
+      u.callsign = u.id;
+      return u;
+    };
+    s.units = {unit("M1", UnitKind::moto), unit("M2", UnitKind::moto), unit("H1", UnitKind::heli)};
+    engine.restore(s, now);
+    pos("M1", {U.lat + 0.01, U.lon});
+    pos("M2", {R.lat - 0.01, R.lon});
+    pos("H1", H1base);
+  }
+  void pos(const std::string& id, geo::LatLon p) {
+    cmd::Position c{id, p.lat, p.lon, now, {}, {}};
+    out.clear();
+    engine.positions(std::span(&c, 1), Origin{10, &gateway}, now, out);
+  }
+  Output& run(Command c, const Principal& who) {
+    out.clear();
+    engine.handle(c, Origin{10, &who}, now, out);
+    return out;
+  }
+  Output& critical(const std::string& id, geo::LatLon p) {
+    cmd::Report r;
+    r.id = id;
+    r.lat = p.lat;
+    r.lon = p.lon;
+    r.severity = Severity::critical;
+    r.injured = 2;
+    return run(r, console);
+  }
+  std::vector<ev::Assign> assigns(const Output& o) const {
+    std::vector<ev::Assign> v;
+    for (const auto& m : o.messages)
+      if (auto* a = std::get_if<ev::Assign>(&m.payload)) v.push_back(*a);
+    return v;
+  }
+  bool has_event(const Incident& inc, const std::string& ev) const {
+    for (const auto& t : inc.timeline)
+      if (t.event == ev) return true;
+    return false;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("rural critical: the helicopter to a landing zone, plus a motorcycle team") {
+  World w;
+  auto& out = w.critical("rural-1", R);
+  auto as = w.assigns(out);
+  REQUIRE(as.size() == 2);
+  const auto heli = as[0].unit == "H1" ? as[0] : as[1];
+  const auto moto = as[0].unit == "H1" ? as[1] : as[0];
+  CHECK(heli.unit == "H1");
+  CHECK(heli.task == Task::landing_zone);
+  CHECK(heli.lat == doctest::Approx(LZR.lat));
+  CHECK(heli.lon == doctest::Approx(LZR.lon));
+  // heli ETA: 180 s readiness + flight to the landing zone.
+  CHECK(heli.eta_s == doctest::Approx(geo::air_eta_s(geo::distance_m(H1base, LZR))).epsilon(0.01));
+  CHECK(moto.unit == "M2");
+  CHECK(moto.task == Task::scene);
+  const Incident& inc = *w.engine.incident(heli.incident);
+  CHECK(inc.rec.district == "北部县");
+  CHECK(inc.rec.hospital == "西南医院");
+  CHECK(w.has_event(inc, "air_rescue"));
+  CHECK(w.has_event(inc, "notified"));
+}
+
+TEST_CASE("urban critical next to a trauma centre: a motorcycle team only") {
+  World w;
+  auto& out = w.critical("urban-1", U);
+  auto as = w.assigns(out);
+  REQUIRE(as.size() == 1);
+  CHECK(as[0].unit == "M1");
+  const Incident& inc = *w.engine.incident(as[0].incident);
+  CHECK(inc.rec.district == "渝中区");
+  CHECK(inc.needs.size() == 1);
+  CHECK(w.has_event(inc, "hospital"));
+  CHECK_FALSE(w.has_event(inc, "air_rescue"));
+}
+
+TEST_CASE("urban critical far from the trauma centre: the helicopter wins on time") {
+  World w;
+  // Ground: 51 km x 1.3 at 30 km/h, about 2.2 h. Air: 180 s + 68 km + 51 km at 200 km/h.
+  auto as = w.assigns(w.critical("far-1", F));
+  REQUIRE(as.size() == 2);
+  CHECK((as[0].unit == "H1" || as[1].unit == "H1"));
+}
+
+TEST_CASE("the crew's rescue steps move the helicopter's assignment and fill the timeline") {
+  World w;
+  auto as = w.assigns(w.critical("rural-2", R));
+  const auto heli = as[0].unit == "H1" ? as[0] : as[1];
+  w.run(cmd::Rescue{heli.assignment, "airborne"}, w.gateway);
+  CHECK(w.engine.unit("H1")->status == UnitStatus::en_route);
+  w.run(cmd::Rescue{heli.assignment, "landed"}, w.gateway);
+  CHECK(w.engine.unit("H1")->status == UnitStatus::on_scene);
+  w.run(cmd::Rescue{heli.assignment, "patient_loaded"}, w.gateway);
+  w.run(cmd::Rescue{heli.assignment, "transferred"}, w.gateway);
+  CHECK(w.engine.unit("H1")->status == UnitStatus::available);
+  const Incident& inc = *w.engine.incident(heli.incident);
+  for (const char* step : {"airborne", "landed", "patient_loaded", "transferred"}) {
+    CAPTURE(step);
+    CHECK(w.has_event(inc, step));
+  }
+  auto& bad = w.run(cmd::Rescue{heli.assignment, "teleported"}, w.gateway);
+  REQUIRE(!bad.messages.empty());
+  CHECK(std::get<ev::Error>(bad.messages[0].payload).code == ErrorCode::bad_message);
+}
+
+TEST_CASE("escalate: a remote incident is dispatched after all") {
+  World w;
+  cmd::Report r;
+  r.id = "remote-1";
+  r.lat = U.lat;
+  r.lon = U.lon;
+  r.severity = Severity::minor;
+  r.drivable = r.parties_agree = true;
+  auto& out = w.run(r, w.console);
+  CHECK(w.assigns(out).empty());
+  const std::string id = std::get<ev::Accepted>(out.messages.at(0).payload).incident;
+  CHECK(w.engine.incident(id)->rec.state == IncidentState::remote);
+  auto& esc = w.run(cmd::Escalate{id, "video failed"}, w.console);
+  auto as = w.assigns(esc);
+  REQUIRE(as.size() == 1);
+  CHECK(as[0].unit == "M1");
+  CHECK(w.engine.incident(id)->rec.state == IncidentState::assigned);
+  CHECK(w.has_event(*w.engine.incident(id), "escalated"));
+  // Escalating again is a conflict.
+  auto& again = w.run(cmd::Escalate{id, {}}, w.console);
+  CHECK(std::get<ev::Error>(again.messages.at(0).payload).code == ErrorCode::conflict);
+}
