@@ -419,6 +419,12 @@ void Engine::on_arrived(const cmd::Arrived& c, const Origin& o, Millis now, Outp
   }
   a->rec.state = AssignmentState::on_scene;
   a->rec.arrived_ts = now;
+  {
+    bool first = true;
+    for (const auto& other : a->incident->assignments)
+      if (other.get() != a && other->rec.arrived_ts) first = false;
+    if (first) service_of(*a->incident).to_scene.add(static_cast<double>(now - a->incident->rec.received_ts) / 1000.0);
+  }
   set_unit_status(u, UnitStatus::on_scene, now, actor_of(o), "arrived " + a->rec.id, out);
   out.writes.push_back(a->rec);
   timeline(*a->incident, now, "arrived", u.id + " on scene", actor_of(o), out);
@@ -627,6 +633,7 @@ Assignment& Engine::create_assignment(Incident& inc, std::size_t need, Unit& u, 
   const double d = u.has_pos ? geo::distance_m(u.pos, n.target) : 0.0;
   r.eta_s = static_cast<int>(std::lround(eta_for(u.kind, d)));
   r.assigned_ts = now;
+  if (inc.assignments.empty()) service_of(inc).to_assign.add(static_cast<double>(now - inc.rec.received_ts) / 1000.0);
   a->incident = &inc;
   a->unit = u.slot;
   a->need = need;
@@ -897,6 +904,7 @@ void Engine::on_liability(const cmd::Liability& c, const Origin& o, Millis now, 
   const Actor actor = actor_of(o);
   inc->rec.at_fault = c.at_fault;
   inc->rec.liability_ts = now;
+  service_of(*inc).to_liability.add(static_cast<double>(now - inc->rec.reported_ts) / 1000.0);
   out.writes.push_back(inc->rec);
   timeline(*inc, now, "liability",
            "at fault: " + c.at_fault + (c.note.empty() ? "" : " (" + c.note + ")"), actor, out);
@@ -977,6 +985,10 @@ void Engine::on_rescue(const cmd::Rescue& c, const Origin& o, Millis now, Output
     on_cleared(cmd::Cleared{c.assignment}, o, now, out);
   else
     incident_changed(inc, out);
+}
+
+ServiceLevels& Engine::service_of(const Incident& inc) {
+  return service_[inc.rec.district + "|" + std::string(to_string(inc.rec.severity))];
 }
 
 // ---------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <array>
+#include <map>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -201,6 +202,24 @@ struct Stats {
   std::uint64_t pages_resent = 0;
 };
 
+// Service levels: how long things took, by district and severity (in memory since start).
+struct ServiceLevel {
+  std::uint64_t count = 0;
+  double sum_s = 0;
+  double max_s = 0;
+  void add(double s) {
+    ++count;
+    sum_s += s;
+    if (s > max_s) max_s = s;
+  }
+};
+struct ServiceLevels {
+  ServiceLevel to_assign;     // report received -> first unit assigned
+  ServiceLevel to_scene;      // report received -> first unit on scene
+  ServiceLevel to_liability;  // accident (reported ts) -> liability decided
+  ServiceLevel to_claim_paid; // accident (reported ts) -> a claim paid
+};
+
 // ---------------------------------------------------------------------------------------
 // State. Read-only views are public so that the server can render objects; only the
 // engine changes them.
@@ -300,6 +319,8 @@ class Engine {
   };
   std::vector<Candidate> candidates(std::string_view incident, std::size_t k, Millis now) const;
 
+  // Keyed by "district|severity" (district empty when unknown).
+  const std::map<std::string, ServiceLevels>& service_levels() const { return service_; }
   const Config& config() const { return config_; }
   const Stats& stats() const { return stats_; }
   std::size_t waiting_count() const { return waiting_.size(); }
@@ -354,8 +375,11 @@ class Engine {
   void reindex(Unit& u, Millis now);
   void error(const Origin& o, ErrorCode code, std::string message, std::string ref, Output& out);
 
+  ServiceLevels& service_of(const Incident& inc);
+
   Config config_;
   Stats stats_;
+  std::map<std::string, ServiceLevels> service_;
   const Geography* geography_ = nullptr;
   std::vector<Unit> units_;
   struct Hash {

@@ -1,6 +1,7 @@
 // dispatchd: the dispatch server (wire-contract.md section 1).
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include "net/server.hpp"
@@ -15,15 +16,29 @@ int main(int argc, char** argv) {
   std::size_t batch_max = opt.store.batch_max;
   long batch_delay_us = 0;
 
+  // Sane defaults from the source tree this binary was built from (the console, the map).
+  auto default_path = [](const char* rel) {
+    const std::string p = std::string(DISPATCH_SOURCE_DIR) + "/" + rel;
+    return std::filesystem::exists(p) ? p : std::string();
+  };
+  opt.web_root = default_path("web");
+  opt.zones_path = default_path("assets/geo/chongqing_districts_gcj02.geojson");
+  opt.places_path = default_path("assets/places/chongqing-demo.geojson");
+  bool zones_wgs84 = false;
+
   CLI::App app{"dispatchd: real-time dispatch of joint police-insurance patrol teams"};
   app.add_option("--listen", listen, "HOST:PORT to listen on (port 0 picks a free one)")
       ->capture_default_str();
   app.add_option("--db", db, "SQLite database file (created when missing)")->capture_default_str();
   app.add_option("--tokens", opt.tokens_path, "tokens.json: who may connect")->required();
   app.add_option("--fleet", opt.fleet_path, "fleet.json: the roster of units");
-  app.add_option("--web-root", opt.web_root, "folder served at / (the dispatch console)");
-  app.add_option("--zones", opt.zones_path, "district boundaries (GeoJSON)");
-  app.add_option("--places", opt.places_path, "helicopter bases, landing zones, hospitals (GeoJSON)");
+  app.add_option("--web-root", opt.web_root, "folder served at / (the dispatch console)")
+      ->capture_default_str();
+  app.add_option("--zones", opt.zones_path, "district boundaries (GeoJSON; '' for none)")
+      ->capture_default_str();
+  app.add_flag("--zones-wgs84", zones_wgs84, "the zones file is WGS84 (default: GCJ-02, converted at load)");
+  app.add_option("--places", opt.places_path, "helicopter bases, landing zones, hospitals (GeoJSON; '' for none)")
+      ->capture_default_str();
   app.add_option("--ack-timeout", ack_timeout_s, "seconds a unit has to ack an assignment")
       ->capture_default_str();
   app.add_option("--stale-after", stale_after_s, "seconds without a position before a unit is stale")
@@ -65,6 +80,7 @@ int main(int argc, char** argv) {
     std::cerr << "dispatchd: bad port in --listen\n";
     return 2;
   }
+  opt.zones_gcj02 = !zones_wgs84;
   opt.store.path = db;
   opt.store.synchronous_full = !sync_normal;
   opt.store.batch_max = batch_max;

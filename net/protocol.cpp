@@ -528,6 +528,31 @@ std::string render_snapshot(const Engine& e, Millis now) {
   return s;
 }
 
+std::string render_service_levels(const Engine& e) {
+  std::string s;
+  JsonWriter w(s);
+  auto level = [&](std::string_view name, const ServiceLevel& l) {
+    w.key(name).begin_object().field("count", l.count);
+    w.key("mean_s").value(l.count ? l.sum_s / static_cast<double>(l.count) : 0.0);
+    w.key("max_s").value(l.max_s);
+    w.end_object();
+  };
+  w.begin_object().key("service_levels").begin_array();
+  for (const auto& [key, sl] : e.service_levels()) {
+    const auto bar = key.find('|');
+    w.begin_object();
+    w.key("district").string_or_null(std::string_view(key).substr(0, bar));
+    w.field("severity", std::string_view(key).substr(bar + 1));
+    level("to_assign", sl.to_assign);
+    level("to_scene", sl.to_scene);
+    level("to_liability", sl.to_liability);
+    level("to_claim_paid", sl.to_claim_paid);
+    w.end_object();
+  }
+  w.end_array().end_object();
+  return s;
+}
+
 std::string render_incident_record(const rec::Incident& inc,
                                    const std::vector<rec::Assignment>& assignments,
                                    const std::vector<rec::Timeline>& timeline) {

@@ -47,6 +47,8 @@ std::string render_incident(const engine::Engine& e, const engine::Incident& inc
 std::string render_snapshot(const engine::Engine& e, engine::Millis now);
 // The unit objects of GET /api/units (a JSON array).
 std::string render_units(const engine::Engine& e, engine::Millis now);
+// GET /api/stats: service levels by district and severity.
+std::string render_service_levels(const engine::Engine& e);
 // An incident object from its stored record (REST reads).
 std::string render_incident_record(const engine::rec::Incident& inc,
                                    const std::vector<engine::rec::Assignment>& assignments,

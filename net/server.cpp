@@ -22,6 +22,7 @@
 #include <unordered_map>
 
 #include "net/config.hpp"
+#include "net/geography.hpp"
 #include "net/json_writer.hpp"
 #include "net/metrics.hpp"
 #include "net/protocol.hpp"
@@ -156,6 +157,7 @@ struct Server::Impl {
   ServerOptions opt;
   Tokens tokens;
   std::unique_ptr<data::Store> store;
+  std::unique_ptr<MapGeography> geography;
   engine::Engine engine;
 
   asio::io_context ioc;         // sessions
@@ -727,6 +729,14 @@ class HttpSession : public Peer {
       return send_text(ok ? http::status::ok : http::status::service_unavailable,
                        ok ? "ok\n" : "store unavailable\n", "text/plain");
     }
+    if (path == "/geo/districts.geojson" || path == "/geo/places.geojson") {
+      if (method != http::verb::get) return method_not_allowed("GET");
+      if (!srv_.geography) return send_json(http::status::not_found, json_error_body("not_found", "no map loaded"));
+      return send_text(http::status::ok,
+                       path == "/geo/districts.geojson" ? srv_.geography->districts_geojson()
+                                                        : srv_.geography->places_geojson(),
+                       "application/geo+json");
+    }
     if (path == "/metrics") {
       if (method != http::verb::get) return method_not_allowed("GET");
       return send_text(http::status::ok, srv_.render_metrics(), "text/plain; version=0.0.4");
@@ -800,10 +810,11 @@ class HttpSession : public Peer {
     if (!console)
       return send_json(http::status::forbidden, json_error_body("forbidden", "needs a console token"));
     if (method != http::verb::get) return method_not_allowed(path == "/api/incidents" ? "GET, POST" : "GET");
-    if (path == "/api/units") {
+    if (path == "/api/units" || path == "/api/stats") {
       auto self = shared();
-      asio::post(srv_.engine_ioc, [self] {
-        auto body = render_units(self->srv_.engine, wall_now());
+      const bool stats = path == "/api/stats";
+      asio::post(srv_.engine_ioc, [self, stats] {
+        auto body = stats ? render_service_levels(self->srv_.engine) : render_units(self->srv_.engine, wall_now());
         asio::post(self->stream_.get_executor(), [self, body = std::move(body)]() mutable {
           self->send_json(http::status::ok, std::move(body));
         });
@@ -992,6 +1003,18 @@ std::string Server::Impl::render_metrics() {
     render_counter(e, "dispatch_incidents_waiting", "Incidents waiting for a unit", engine.waiting_count(), "gauge");
     render_counter(e, "dispatch_pages_total", "Pages sent", es.pages);
     render_counter(e, "dispatch_pages_resent_total", "Pages sent again", es.pages_resent);
+    render_family_head(e, "dispatch_service_level_seconds_sum", "Service levels: total seconds, by stage, district and severity");
+    render_family_head(e, "dispatch_service_level_seconds_count", "Service levels: events, by stage, district and severity");
+    for (const auto& [key, sl] : engine.service_levels()) {
+      const auto bar = key.find('|');
+      const std::string labels = fmt::format("district=\"{}\",severity=\"{}\"", key.substr(0, bar), key.substr(bar + 1));
+      const std::pair<const char*, const engine::ServiceLevel*> stages[] = {
+          {"assign", &sl.to_assign}, {"scene", &sl.to_scene}, {"liability", &sl.to_liability}, {"claim_paid", &sl.to_claim_paid}};
+      for (const auto& [stage, l] : stages) {
+        fmt::format_to(std::back_inserter(e), "dispatch_service_level_seconds_sum{{stage=\"{}\",{}}} {}\n", stage, labels, l->sum_s);
+        fmt::format_to(std::back_inserter(e), "dispatch_service_level_seconds_count{{stage=\"{}\",{}}} {}\n", stage, labels, l->count);
+      }
+    }
     std::size_t depth = 0;
     for (const auto& [id, w] : peers)
       if (auto p2 = w.lock()) depth += p2->queued_bytes.load();
@@ -1007,6 +1030,13 @@ std::string Server::Impl::render_metrics() {
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
   auto& m = *impl_;
   m.tokens = load_tokens(m.opt.tokens_path);
+  if (!m.opt.zones_path.empty() || !m.opt.places_path.empty()) {
+    std::vector<std::string> warnings;
+    m.geography = std::make_unique<MapGeography>(m.opt.zones_path, m.opt.zones_gcj02, m.opt.places_path, warnings);
+    for (const auto& w : warnings) log_line("map: " + w);
+    log_line(fmt::format("map: {} districts, {} places", m.geography->zone_count(), m.geography->place_count()));
+    m.engine.set_geography(m.geography.get());
+  }
   std::vector<engine::rec::Unit> fleet;
   if (!m.opt.fleet_path.empty()) fleet = load_fleet(m.opt.fleet_path);
   m.store = std::make_unique<data::Store>(m.opt.store);
