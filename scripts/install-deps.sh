@@ -8,6 +8,7 @@ PKGS=(
   libboost1.81-dev libboost-json1.81-dev
   libgeos-dev libsqlite3-dev libfmt-dev libcli11-dev doctest-dev libbenchmark-dev
   clang libclang-rt-14-dev
+  chromium fonts-noto-cjk
 )
 
 missing=()
