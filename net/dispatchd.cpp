@@ -1,5 +1,6 @@
 // dispatchd: the dispatch server (wire-contract.md section 1).
 #include <CLI/CLI.hpp>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -8,6 +9,7 @@
 
 int main(int argc, char** argv) {
   using namespace dispatch;
+  std::signal(SIGPIPE, SIG_IGN);  // a closed stdout or socket is an error value, not a death
   net::ServerOptions opt;
   std::string listen = "127.0.0.1:8080";
   std::string db = "dispatch.db";
