@@ -254,34 +254,72 @@ function clockSpans(c) {
   return parts.join('');
 }
 
+// Lists redraw every second; their elements are kept per key and only their contents
+// change, so a click (press and release on the same element) is never lost to a redraw.
+function reconcile(container, items, keyOf, create, update) {
+  const existing = new Map();
+  for (const el of [...container.children]) {
+    if (el.dataset.key != null) existing.set(el.dataset.key, el);
+    else el.remove();
+  }
+  let prev = null;
+  for (const item of items) {
+    const k = keyOf(item);
+    let el = existing.get(k);
+    if (el) existing.delete(k);
+    else {
+      el = create(item);
+      el.dataset.key = k;
+    }
+    update(el, item);
+    const next = prev ? prev.nextSibling : container.firstChild;
+    if (next !== el) container.insertBefore(el, next);
+    prev = el;
+  }
+  for (const el of existing.values()) el.remove();
+}
+
+function setHTML(el, html) {
+  if (el._html !== html) {
+    el.innerHTML = html;
+    el._html = html;
+  }
+}
+
 function renderQueue() {
   queueDirty = false;
-  const now = Date.now();
+  const now = store.now();
   const sorted = sortByUrgency([...store.incidents.values()], now);
   queueOrder = sorted.map((k) => k.inc.id);
-  const rows = [];
-  for (const { inc, c } of sorted.slice(0, QUEUE_MAX_ROWS)) {
-    const units = activeAssignments(inc).map((a) => store.units.get(a.unit)?.callsign || a.unit);
-    rows.push(`<li class="qrow sev-${esc(inc.severity)}${c.overdue ? ' overdue' : ''}${inc.id === selectedId ? ' selected' : ''}" data-id="${esc(inc.id)}">
-      <span class="sevbar"></span>
-      <div class="q-main"><span class="sev">${esc(inc.severity)}</span><span class="q-id" title="${esc(inc.id)}">${esc(inc.id)}</span><span class="q-district">${esc(inc.district || '')}</span></div>
-      <div class="q-state">${c.overdue ? '<span class="late-tag">LATE</span>' : ''}<span class="state state-${esc(inc.state)}">${esc(inc.state)}</span></div>
-      <div class="q-clocks">${clockSpans(c)}${units.length ? `<span class="clk">→ <b>${esc(units.join(', '))}</b></span>` : ''}</div>
-    </li>`);
-  }
-  if (sorted.length > QUEUE_MAX_ROWS) rows.push(`<li class="more">+${sorted.length - QUEUE_MAX_ROWS} more, less urgent</li>`);
-  $('queue').innerHTML = rows.join('');
+  reconcile($('queue'), sorted.slice(0, QUEUE_MAX_ROWS), (k) => k.inc.id,
+    (k) => {
+      const li = document.createElement('li');
+      li.dataset.id = k.inc.id;
+      li.innerHTML = '<span class="sevbar"></span><div class="q-main"></div><div class="q-state"></div><div class="q-clocks"></div>';
+      return li;
+    },
+    (li, { inc, c }) => {
+      const cls = `qrow sev-${inc.severity}${c.overdue ? ' overdue' : ''}${inc.id === selectedId ? ' selected' : ''}`;
+      if (li.className !== cls) li.className = cls;
+      const units = activeAssignments(inc).map((a) => store.units.get(a.unit)?.callsign || a.unit);
+      const [, main, state, clocks] = li.children;
+      setHTML(main, `<span class="sev">${esc(inc.severity)}</span><span class="q-id" title="${esc(inc.id)}">${esc(inc.id)}</span><span class="q-district">${esc(inc.district || '')}</span>`);
+      setHTML(state, `${c.overdue ? '<span class="late-tag">LATE</span>' : ''}<span class="state state-${esc(inc.state)}">${esc(inc.state)}</span>`);
+      setHTML(clocks, `${clockSpans(c)}${units.length ? `<span class="clk">→ <b>${esc(units.join(', '))}</b></span>` : ''}`);
+    });
+  $('queue-more').hidden = sorted.length <= QUEUE_MAX_ROWS;
+  $('queue-more').textContent = `+${sorted.length - QUEUE_MAX_ROWS} more, less urgent`;
   $('queue-count').textContent = String(sorted.length);
   $('queue-empty').hidden = sorted.length > 0;
   let overdue = 0;
   for (const k of sorted) if (k.c.overdue) overdue += 1;
   const waiting = sorted.filter((k) => k.inc.state === 'dispatching').length;
   const remote = sorted.filter((k) => k.inc.state === 'remote').length;
-  $('incident-stats').innerHTML =
+  setHTML($('incident-stats'),
     `<span class="stat">open <b>${sorted.length}</b></span>` +
     `<span class="stat${overdue ? ' alert' : ''}">overdue <b>${overdue}</b></span>` +
     `<span class="stat${waiting ? ' alert' : ''}">no unit <b>${waiting}</b></span>` +
-    `<span class="stat">remote <b>${remote}</b></span>`;
+    `<span class="stat">remote <b>${remote}</b></span>`);
   for (const { inc, c } of sorted) {
     const el = incidentMarkers.get(inc.id)?.getElement();
     if (el) el.classList.toggle('overdue', c.overdue);
@@ -382,11 +420,14 @@ function buildDetail() {
       <div class="form-row"><label></label><button type="submit" id="lia-submit">Record liability decision</button></div>
     </form>
     <h3>Assignments</h3>
-    <div id="d-assignments"></div>
+    <table id="d-assignments" class="grid"><thead><tr><th>Unit</th><th>Task</th><th>State</th><th>Times</th><th></th></tr></thead><tbody></tbody></table>
+    <p id="d-assignments-empty" class="note">No unit assigned yet.</p>
     <h3>Assign by hand</h3>
     <div class="form-row"><label for="cand-kind">Kind</label>
-      <select id="cand-kind"><option value="">any</option><option value="moto">moto team</option><option value="car">survey car</option><option value="heli">helicopter</option></select></div>
-    <div id="d-candidates"></div>
+      <select id="cand-kind"><option value="">any</option><option value="moto">moto team</option><option value="car">survey car</option><option value="heli">helicopter</option></select>
+      <label class="inline"><input type="checkbox" id="cand-busy"> busy units too</label></div>
+    <table id="d-candidates" class="grid"><thead><tr><th>Unit</th><th class="num">Distance</th><th class="num">ETA</th><th></th></tr></thead><tbody></tbody></table>
+    <p id="d-candidates-note" class="note" hidden></p>
     <h3>Timeline</h3>
     <ol id="d-timeline" class="timeline"></ol>`;
   armTwoStep($('d-close-inc'), 'Confirm close', () => {
@@ -411,6 +452,7 @@ function buildDetail() {
     }
   });
   $('cand-kind').addEventListener('change', renderCandidates);
+  $('cand-busy').addEventListener('change', renderCandidates);
   $('d-candidates').addEventListener('click', (ev) => {
     const b = ev.target.closest('button[data-unit]');
     const inc = selected();
@@ -475,20 +517,31 @@ function refreshDetail(full) {
     $('lia-submit').disabled = !open;
     $('liability-form').classList.toggle('emph', inc.state === 'remote');
 
-    const rows = (inc.assignments || []).map((a) => {
-      const u = store.units.get(a.unit);
-      const active = open && ['assigned', 'en_route', 'on_scene'].includes(a.state);
-      return `<tr>
-        <td><span class="kind-tag">${esc(KIND_LABEL[u?.kind] || '?')}</span> ${esc(u?.callsign || a.unit)}</td>
-        <td>${esc(a.task || '')}</td>
-        <td><span class="state state-${esc(a.state)}" title="${esc(a.reason || '')}">${esc(a.state)}</span>${a.reason && !active ? `<br><span class="muted">${esc(a.reason)}</span>` : ''}</td>
-        <td class="num" title="assigned / acked / arrived; ETA when assigned">${hhmmss(a.assigned_ts)}${a.eta_s != null ? ` <span class="muted">eta ${fmtDuration(a.eta_s * 1000)}</span>` : ''}<br>${a.acked_ts ? `ack +${fmtDuration(a.acked_ts - a.assigned_ts)}` : ''}${a.arrived_ts ? ` · arr +${fmtDuration(a.arrived_ts - a.assigned_ts)}` : ''}</td>
-        <td>${active ? `<button type="button" class="danger" data-assignment="${esc(a.assignment)}">Cancel</button>` : ''}</td>
-      </tr>`;
-    });
-    $('d-assignments').innerHTML = rows.length
-      ? `<table class="grid"><tr><th>Unit</th><th>Task</th><th>State</th><th>Times</th><th></th></tr>${rows.join('')}</table>`
-      : '<p class="note">No unit assigned yet.</p>';
+    const list = inc.assignments || [];
+    $('d-assignments-empty').hidden = list.length > 0;
+    $('d-assignments').hidden = list.length === 0;
+    reconcile($('d-assignments').tBodies[0], list, (a) => a.assignment,
+      () => {
+        const tr = document.createElement('tr');
+        tr.innerHTML = '<td></td><td></td><td></td><td class="num"></td><td></td>';
+        return tr;
+      },
+      (tr, a) => {
+        const u = store.units.get(a.unit);
+        const active = open && ['assigned', 'en_route', 'on_scene'].includes(a.state);
+        const [unitTd, taskTd, stateTd, timesTd, actTd] = tr.children;
+        setHTML(unitTd, `<span class="kind-tag">${esc(KIND_LABEL[u?.kind] || '?')}</span> ${esc(u?.callsign || a.unit)}`);
+        setHTML(taskTd, esc(a.task || ''));
+        setHTML(stateTd, `<span class="state state-${esc(a.state)}" title="${esc(a.reason || '')}">${esc(a.state)}</span>${a.reason && !active ? `<br><span class="muted">${esc(a.reason)}</span>` : ''}`);
+        timesTd.title = 'assigned / acked / arrived; ETA when assigned';
+        setHTML(timesTd, `${hhmmss(a.assigned_ts)}${a.eta_s != null ? ` <span class="muted">eta ${fmtDuration(a.eta_s * 1000)}</span>` : ''}<br>${a.acked_ts ? `ack +${fmtDuration(a.acked_ts - a.assigned_ts)}` : ''}${a.arrived_ts ? ` · arr +${fmtDuration(a.arrived_ts - a.assigned_ts)}` : ''}`);
+        let b = actTd.querySelector('button');
+        if (active && !b) {
+          actTd.innerHTML = `<button type="button" class="danger" data-assignment="${esc(a.assignment)}">Cancel</button>`;
+        } else if (!active && b) {
+          actTd.innerHTML = '';
+        }
+      });
 
     const tl = [...(inc.timeline || [])].sort((a, b) => (a.ts ?? 0) - (b.ts ?? 0));
     $('d-timeline').innerHTML = tl.length
@@ -503,7 +556,7 @@ function refreshDetail(full) {
 }
 
 function renderDetailClocks(inc, open) {
-  const now = Date.now();
+  const now = store.now();
   const c = incidentClocks(inc, now);
   const box = (lbl, val, late) => `<div class="clockbox${late ? ' late' : ''}"><div class="lbl">${lbl}</div><div class="val">${val}</div></div>`;
   const parts = [box('since report', fmtDuration(c.sinceReport), false)];
@@ -516,26 +569,47 @@ function renderDetailClocks(inc, open) {
 
 function renderCandidates() {
   const inc = selected();
-  const el = $('d-candidates');
-  if (!inc || !el) return;
-  if (!store.incidents.has(inc.id)) {
-    el.innerHTML = '<p class="note">The incident is no longer open.</p>';
-    return;
+  const table = $('d-candidates');
+  if (!inc || !table) return;
+  const note = $('d-candidates-note');
+  let list = [];
+  if (store.incidents.has(inc.id)) {
+    const kind = $('cand-kind').value;
+    list = candidatesFor(inc, store.units.values(), { limit: 8, kinds: kind ? new Set([kind]) : null, includeBusy: $('cand-busy').checked });
+    note.textContent = 'No assignable unit.';
+  } else {
+    note.textContent = 'The incident is no longer open.';
   }
-  const kind = $('cand-kind').value;
-  const list = candidatesFor(inc, store.units.values(), { limit: 8, kinds: kind ? new Set([kind]) : null });
-  el.innerHTML = list.length
-    ? `<table class="grid"><tr><th>Unit</th><th class="num">Distance</th><th class="num">ETA</th><th></th></tr>${list.map((c) => `<tr>
-        <td><span class="kind-tag">${esc(KIND_LABEL[c.unit.kind] || c.unit.kind)}</span> ${esc(c.unit.callsign)} <span class="muted">${esc(c.unit.id)}</span></td>
-        <td class="num">${fmtKm(c.distanceM)}</td>
-        <td class="num">${fmtDuration(c.etaS * 1000)}</td>
-        <td><button type="button" class="primary" data-unit="${esc(c.unit.id)}" ${conn.live ? '' : 'disabled'}>Assign</button></td></tr>`).join('')}</table>`
-    : '<p class="note">No assignable unit.</p>';
+  note.hidden = list.length > 0;
+  table.hidden = list.length === 0;
+  reconcile(table.tBodies[0], list, (c) => c.unit.id,
+    (c) => {
+      const tr = document.createElement('tr');
+      tr.innerHTML = `<td></td><td class="num"></td><td class="num"></td><td><button type="button" class="primary" data-unit="${esc(c.unit.id)}">Assign</button></td>`;
+      return tr;
+    },
+    (tr, c) => {
+      const [nameTd, distTd, etaTd, actTd] = tr.children;
+      setHTML(nameTd, `<span class="kind-tag">${esc(KIND_LABEL[c.unit.kind] || c.unit.kind)}</span> ${esc(c.unit.callsign)} <span class="muted">${esc(c.unit.id)}</span>${c.unit.status !== 'available' ? ` <span class="state state-${esc(c.unit.status)}" title="busy: assigning it cancels its task">${esc(c.unit.status)}</span>` : ''}`);
+      setHTML(distTd, fmtKm(c.distanceM));
+      setHTML(etaTd, fmtDuration(c.etaS * 1000));
+      actTd.firstChild.disabled = !conn.live;
+    });
 }
 
 // ---------------------------------------------------------------- reports from the map
 
-const pendingReports = new Map(); // report id -> marker
+// Reports sent but not yet accepted: report id -> {marker, report}. A report id names one
+// incident however often it is sent, so after a reconnect they are simply sent again.
+const pendingReports = new Map();
+
+function settlePending(reportId) {
+  const p = pendingReports.get(reportId);
+  if (!p) return false;
+  pendingLayer.removeLayer(p.marker);
+  pendingReports.delete(reportId);
+  return true;
+}
 
 function reportForm(latlng) {
   const div = document.createElement('div');
@@ -564,12 +638,12 @@ function reportForm(latlng) {
       plate: f.get('plate'),
       insurer: f.get('insurer'),
       note: f.get('note'),
-    }, latlng.lat, latlng.lng);
+    }, latlng.lat, latlng.lng, store.now());
     if (!sendCommand(report, null)) return;
     const marker = L.circleMarker(latlng, { renderer: incidentRenderer, radius: 9, color: '#f8fafc', weight: 2, dashArray: '3 3', fillOpacity: 0, className: 'pending-marker' })
       .bindTooltip(`Report ${esc(report.id)}: waiting for the server`, { className: 'dark-tip' });
     pendingLayer.addLayer(marker);
-    pendingReports.set(report.id, marker);
+    pendingReports.set(report.id, { marker, report });
     debug.lastReportId = report.id;
     map.closePopup();
     toast(`Report ${report.id} sent`);
@@ -594,17 +668,22 @@ function openReportForm(latlng) {
 }
 
 function showUnitPopup(u, clickedAt) {
-  const age = u.ts ? fmtDuration(Date.now() - u.ts) : '—';
+  const age = u.ts ? fmtDuration(store.now() - u.ts) : '—';
   const inc = selectedId && store.incidents.get(selectedId);
   const div = document.createElement('div');
   div.innerHTML = `<b>${esc(u.callsign)}</b> <span class="muted">${esc(u.id)}</span><br>
     <span class="kind-tag">${esc(KIND_LABEL[u.kind] || u.kind)}</span> <span class="state state-${esc(u.status)}">${esc(u.status)}</span><br>
-    <span class="muted">last fix ${age} ago</span>
+    <span class="muted">last fix ${age} ago</span>${u.incident ? `<br>on <a href="#" data-act="open">${esc(u.incident)}</a>` : ''}
     <div class="actions">${inc && u.status === 'available' ? `<button type="button" class="primary" data-act="assign">Assign to ${esc(inc.id)}</button>` : ''}
       <button type="button" data-act="report">Report here</button></div>`;
   div.querySelector('[data-act=assign]')?.addEventListener('click', () => {
     sendCommand({ type: 'assign', incident: inc.id, unit: u.id }, `Assign ${u.callsign} → ${inc.id} sent`);
     map.closePopup();
+  });
+  div.querySelector('[data-act=open]')?.addEventListener('click', (ev) => {
+    ev.preventDefault();
+    map.closePopup();
+    selectIncident(u.incident, { pan: true });
   });
   div.querySelector('[data-act=report]').addEventListener('click', () => openReportForm(clickedAt));
   L.popup({ className: 'unit-popup', offset: [0, -4] }).setLatLng([u.lat, u.lon]).setContent(div).openOn(map);
@@ -624,21 +703,14 @@ function sendCommand(msg, okText) {
 function onMessage(msg) {
   if (store.apply(msg)) return;
   if (msg.type === 'accepted') {
-    const marker = pendingReports.get(msg.id);
-    if (marker) {
-      pendingLayer.removeLayer(marker);
-      pendingReports.delete(msg.id);
+    if (settlePending(msg.id)) {
       toast(`Report accepted as incident ${msg.incident}`, 'ok');
       if (store.incidents.has(msg.incident)) selectIncident(msg.incident);
       else awaitingSelect.add(msg.incident);
     }
     debug.accepted.set(msg.id, msg.incident);
   } else if (msg.type === 'error') {
-    const marker = msg.ref && pendingReports.get(msg.ref);
-    if (marker) {
-      pendingLayer.removeLayer(marker);
-      pendingReports.delete(msg.ref);
-    }
+    if (msg.ref) settlePending(msg.ref);
     toast(`${msg.code || 'error'}: ${msg.message || ''}${msg.ref ? ` (${msg.ref})` : ''}`, 'err');
   }
 }
@@ -651,6 +723,7 @@ function onState(state, detail) {
   renderConnText();
   if (state === 'live') {
     toast('Connected: snapshot loaded', 'ok');
+    for (const { report } of pendingReports.values()) conn.send(report);
     if (selectedId && !store.incidents.has(selectedId)) refreshDetail(true);
   }
   renderCandidates();
@@ -690,7 +763,7 @@ function toast(text, kind = '') {
 let tickCount = 0;
 setInterval(() => {
   tickCount += 1;
-  $('clock').textContent = new Date().toLocaleTimeString('en-GB', { hour12: false });
+  $('clock').textContent = new Date(store.now()).toLocaleTimeString('en-GB', { hour12: false });
   renderQueue();
   renderStats();
   renderConnText();

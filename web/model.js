@@ -35,6 +35,9 @@ export function isAssignable(u) {
   return u.status === 'available' && u.lat != null && u.lon != null;
 }
 
+// A manual override may also take a unit busy elsewhere (the server cancels that task).
+const OVERRIDABLE = new Set(['available', 'assigned', 'en_route', 'on_scene']);
+
 export function isOpen(inc) {
   return !CLOSED_STATES.has(inc.state);
 }
@@ -51,6 +54,12 @@ export class Store {
     this.incidents = new Map(); // open incidents only
     this.listeners = new Set();
     this.snapshots = 0;
+    this.offsetMs = 0; // server clock minus ours, from the snapshot's ts
+  }
+
+  // The server's time, as near as we know it: the clocks count from its timestamps.
+  now() {
+    return Date.now() + this.offsetMs;
   }
 
   on(fn) {
@@ -62,7 +71,8 @@ export class Store {
     for (const fn of this.listeners) fn(what, obj);
   }
 
-  applySnapshot(msg) {
+  applySnapshot(msg, receivedAt = Date.now()) {
+    if (typeof msg.ts === 'number') this.offsetMs = msg.ts - receivedAt;
     this.units.clear();
     this.incidents.clear();
     for (const u of msg.units || []) this.units.set(u.id, normaliseUnit({}, u));
@@ -115,6 +125,7 @@ function normaliseUnit(held, u) {
   held.lat = typeof u.lat === 'number' ? u.lat : null;
   held.lon = typeof u.lon === 'number' ? u.lon : null;
   held.ts = u.ts ?? null;
+  held.incident = u.incident ?? null;
   if (moved) held._pz = -1; // a layer's cached projection is out of date
   return held;
 }
@@ -176,11 +187,12 @@ export function sortByUrgency(incidents, now, policy = POLICY) {
 
 // Units that could be sent by hand, nearest ETA first. Units already active on the
 // incident are left out: assigning them again would say nothing new.
-export function candidatesFor(inc, units, { limit = 10, kinds = null } = {}) {
+export function candidatesFor(inc, units, { limit = 10, kinds = null, includeBusy = false } = {}) {
   const busy = new Set(activeAssignments(inc).map((a) => a.unit));
   const out = [];
   for (const u of units) {
-    if (!isAssignable(u) || busy.has(u.id)) continue;
+    if (busy.has(u.id)) continue;
+    if (!(includeBusy ? OVERRIDABLE.has(u.status) && u.lat != null && u.lon != null : isAssignable(u))) continue;
     if (kinds && !kinds.has(u.kind)) continue;
     const d = distanceM(u.lat, u.lon, inc.lat, inc.lon);
     out.push({ unit: u, distanceM: d, etaS: etaSeconds(u.kind, d) });

@@ -48,7 +48,11 @@ test('a snapshot replaces everything and updates are applied in place', () => {
   s.apply({ type: 'incident', id: 'I3', state: 'closed' });
   assert.equal(s.incidents.size, 0);
   assert.equal(s.apply({ type: 'accepted', id: 'r', incident: 'I9' }), false);
-  assert.deepEqual(events.map((e) => e[0]), ['snapshot', 'unit', 'unit', 'snapshot', 'incident']);
+  // The snapshot's ts sets the clock the console counts with.
+  s.applySnapshot({ type: 'snapshot', ts: 5_000, units: [], incidents: [] }, 2_000);
+  assert.equal(s.offsetMs, 3_000);
+  assert.ok(Math.abs(s.now() - (Date.now() + 3_000)) < 1_000);
+  assert.deepEqual(events.map((e) => e[0]), ['snapshot', 'unit', 'unit', 'snapshot', 'incident', 'snapshot']);
 });
 
 test('clocks: waiting for a unit, waiting for an ack, the remote countdown', () => {
@@ -126,6 +130,10 @@ test('candidates: assignable units only, nearest ETA first, a helicopter can bea
   assert.ok(Math.abs(list[0].etaS - etaSeconds('moto', list[0].distanceM)) < 1e-9);
   assert.deepEqual(candidatesFor(inc, units, { kinds: new Set(['car']) }).map((c) => c.unit.id), ['C']);
   assert.equal(candidatesFor(inc, units, { limit: 2 }).length, 2);
+  // An override may take a busy unit, never an off-duty or stale one, nor one already here.
+  const busy = [...units, unit('M-elsewhere', 'moto', 'en_route', 29.5601, 106.55)];
+  assert.deepEqual(candidatesFor(inc, busy, { includeBusy: true, limit: 3 }).map((c) => c.unit.id), ['M-elsewhere', 'M-near', 'C']);
+  assert.equal(candidatesFor(inc, busy).some((c) => c.unit.id === 'M-elsewhere'), false);
 });
 
 test('reports: ids do not repeat, fields as the contract names them', () => {
