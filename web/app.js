@@ -716,10 +716,16 @@ function onMessage(msg) {
 }
 
 let connDetail = {};
+let lastLive = 0;
 function onState(state, detail) {
   connDetail = detail;
   const el = $('conn');
   el.className = `conn conn-${state}`;
+  // Everything shown while offline is as old as the last moment the socket was live.
+  if (state === 'live') lastLive = 0;
+  else if (!lastLive && store.snapshots) lastLive = store.now();
+  document.body.classList.toggle('offline', state !== 'live' && store.snapshots > 0);
+  $('offline-banner').textContent = lastLive ? `Connection lost: showing the situation as of ${hhmmss(lastLive)}` : '';
   renderConnText();
   if (state === 'live') {
     toast('Connected: snapshot loaded', 'ok');
