@@ -2,6 +2,8 @@
 
 #include <boost/geometry.hpp>
 #include <boost/geometry/index/rtree.hpp>
+#include <algorithm>
+#include <boost/function_output_iterator.hpp>
 #include <cmath>
 
 namespace bg = boost::geometry;
@@ -70,21 +72,24 @@ std::size_t UnitIndex::size() const { return impl_->tree.size(); }
 
 std::optional<UnitIndex::Hit> UnitIndex::nearest(LatLon p, IdFilter accept) const {
   const Point q = to_point(p);
-  for (auto it = impl_->tree.qbegin(bgi::nearest(q, static_cast<unsigned>(impl_->tree.size())));
-       it != impl_->tree.qend(); ++it) {
-    if (accept(it->second)) return Hit{it->second, chord_to_m(chord(q, it->first))};
-  }
-  return std::nullopt;
+  // A k=1 nearest query with the filter applied during the search (not an incremental
+  // iterator, which keeps a large queue): the cost is a few node visits.
+  const Value* found = nullptr;
+  impl_->tree.query(bgi::nearest(q, 1) && bgi::satisfies([&](const Value& v) { return accept(v.second); }),
+                    boost::make_function_output_iterator([&](const Value& v) { found = &v; }));
+  if (!found) return std::nullopt;
+  return Hit{found->second, chord_to_m(chord(q, found->first))};
 }
 
 std::vector<UnitIndex::Hit> UnitIndex::nearest_k(LatLon p, std::size_t k, IdFilter accept) const {
   std::vector<Hit> out;
   if (k == 0) return out;
   const Point q = to_point(p);
-  for (auto it = impl_->tree.qbegin(bgi::nearest(q, static_cast<unsigned>(impl_->tree.size())));
-       it != impl_->tree.qend() && out.size() < k; ++it) {
-    if (accept(it->second)) out.push_back(Hit{it->second, chord_to_m(chord(q, it->first))});
-  }
+  impl_->tree.query(bgi::nearest(q, static_cast<unsigned>(k)) &&
+                        bgi::satisfies([&](const Value& v) { return accept(v.second); }),
+                    boost::make_function_output_iterator(
+                        [&](const Value& v) { out.push_back(Hit{v.second, chord_to_m(chord(q, v.first))}); }));
+  std::sort(out.begin(), out.end(), [](const Hit& a, const Hit& b) { return a.distance_m < b.distance_m; });
   return out;
 }
 
