@@ -9,6 +9,7 @@ PKGS=(
   libgeos-dev libsqlite3-dev libfmt-dev libcli11-dev doctest-dev libbenchmark-dev
   clang libclang-rt-14-dev
   chromium fonts-noto-cjk
+  gpsd gpsd-clients python3-gps libnet-snpp-perl
 )
 
 missing=()
