@@ -205,6 +205,12 @@ void Engine::restore(const Snapshot& s, Millis now) {
                       u.status == UnitStatus::on_scene))
       u.status = UnitStatus::available;
   }
+  claim_seq_ = std::max(claim_seq_, s.max_claim_seq);
+  for (const auto& c : s.claims) {
+    claim_seq_ = std::max(claim_seq_, c.seq);
+    if (Incident* inc = find_incident(c.incident)) inc->claims.push_back(c.id);
+    claims_.emplace(c.id, c);
+  }
   for (const auto& p : s.undelivered_pages) {
     pages_.push_back(PendingPage{p, 0});
     page_seq_ = std::max(page_seq_, p.seq);
@@ -230,7 +236,7 @@ void Engine::disconnected(ConnId conn) {
 void Engine::pager_connected(ConnId conn, Output& out) {
   pagers_connected_ = true;
   for (auto& p : pages_) {
-    out.messages.push_back({Target{Target::Kind::conn, conn},
+    out.messages.push_back({Target::to(conn),
                             ev::Page{p.rec.id, p.rec.unit, p.rec.capcode, p.rec.assignment, p.rec.text}});
   }
 }
@@ -330,13 +336,14 @@ void Engine::handle(const Command& command, const Origin& origin, Millis now, Ou
         else if constexpr (std::is_same_v<C, cmd::Delivered>) on_delivered(c, origin, now, out);
         else if constexpr (std::is_same_v<C, cmd::Escalate>) on_escalate(c, origin, now, out);
         else if constexpr (std::is_same_v<C, cmd::Rescue>) on_rescue(c, origin, now, out);
+        else if constexpr (std::is_same_v<C, cmd::ClaimPaid>) on_claim_paid(c, origin, now, out);
       },
       command);
 }
 
 void Engine::error(const Origin& o, ErrorCode code, std::string message, std::string ref,
                    Output& out) {
-  out.messages.push_back({Target{Target::Kind::conn, o.conn},
+  out.messages.push_back({Target::to(o.conn),
                           ev::Error{code, std::move(message), std::move(ref)}});
 }
 
@@ -466,7 +473,7 @@ void Engine::on_cleared(const cmd::Cleared& c, const Origin& o, Millis now, Outp
 void Engine::on_report(const cmd::Report& c, const Origin& o, Millis now, Output& out) {
   if (auto it = report_ids_.find(c.id); it != report_ids_.end()) {
     ++stats_.reports_duplicate;
-    out.messages.push_back({Target{Target::Kind::conn, o.conn}, ev::Accepted{c.id, it->second}});
+    out.messages.push_back({Target::to(o.conn), ev::Accepted{c.id, it->second}});
     out.must_wait = true;  // the first answer may still be on its way to the disk
     return;
   }
@@ -497,7 +504,7 @@ void Engine::on_report(const cmd::Report& c, const Origin& o, Millis now, Output
   timeline(ref, now, "reported",
            std::string(to_string(c.severity)) + " reported by " + actor.role + " " + actor.name,
            actor, out);
-  out.messages.push_back({Target{Target::Kind::conn, o.conn}, ev::Accepted{c.id, ref.rec.id}});
+  out.messages.push_back({Target::to(o.conn), ev::Accepted{c.id, ref.rec.id}});
   out.must_wait = true;
   if (c.severity == Severity::minor && c.drivable && c.parties_agree) {
     ref.rec.state = IncidentState::remote;
@@ -664,7 +671,7 @@ Assignment& Engine::create_assignment(Incident& inc, std::size_t need, Unit& u, 
 void Engine::send_to_unit(const Unit& u, Payload payload, Output& out) {
   const ConnId to = u.own_conn ? u.own_conn : u.gateway_conn;
   if (!to) return;  // unreachable now: the pager (if any) and the ack timer take over
-  out.messages.push_back({Target{Target::Kind::conn, to}, std::move(payload)});
+  out.messages.push_back({Target::to(to), std::move(payload)});
 }
 
 void Engine::page(const Assignment& a, const Unit& u, Millis now, Output& out) {
@@ -683,7 +690,7 @@ void Engine::page(const Assignment& a, const Unit& u, Millis now, Output& out) {
   p.created_ts = now;
   ++stats_.pages;
   out.writes.push_back(p);
-  out.messages.push_back({Target{Target::Kind::pagers, 0},
+  out.messages.push_back({Target::pagers(),
                           ev::Page{p.id, p.unit, p.capcode, p.assignment, p.text}});
   pages_.push_back(PendingPage{std::move(p), now});
 }
@@ -809,13 +816,13 @@ void Engine::incident_changed(Incident& inc, Output& out) {
   for (const auto& m : out.messages)
     if (auto* ic = std::get_if<ev::IncidentChanged>(&m.payload); ic && ic->incident == inc.rec.id)
       return;
-  out.messages.push_back({Target{Target::Kind::consoles, 0}, ev::IncidentChanged{inc.rec.id}});
+  out.messages.push_back({Target::consoles(), ev::IncidentChanged{inc.rec.id}});
 }
 
 void Engine::unit_changed(const Unit& u, Output& out) {
   for (const auto& m : out.messages)
     if (auto* uc = std::get_if<ev::UnitChanged>(&m.payload); uc && uc->unit == u.slot) return;
-  out.messages.push_back({Target{Target::Kind::consoles, 0}, ev::UnitChanged{u.slot}});
+  out.messages.push_back({Target::consoles(), ev::UnitChanged{u.slot}});
 }
 
 // ---------------------------------------------------------------------------------------
@@ -909,11 +916,83 @@ void Engine::on_liability(const cmd::Liability& c, const Origin& o, Millis now, 
   timeline(*inc, now, "liability",
            "at fault: " + c.at_fault + (c.note.empty() ? "" : " (" + c.note + ")"), actor, out);
   out.must_wait = true;
-  // Remote fast handling ends with the liability decision.
-  if (inc->rec.state == IncidentState::remote)
+  if (inc->claims.empty()) open_claims(*inc, now, actor, out);
+  // Remote fast handling ends with the liability decision once no claim is left unpaid.
+  const bool unpaid = std::any_of(inc->claims.begin(), inc->claims.end(), [&](const std::string& id) {
+    auto it = claims_.find(id);
+    return it != claims_.end() && !it->second.paid;
+  });
+  if (inc->rec.state == IncidentState::remote && !unpaid)
     close_incident(*inc, IncidentState::closed, now, actor, "liability decided remotely", out);
   else
     incident_changed(*inc, out);
+}
+
+void Engine::open_claims(Incident& inc, Millis now, const Actor& actor, Output& out) {
+  std::vector<std::string> insurers;
+  for (const auto& v : inc.rec.vehicles)
+    if (!v.insurer.empty() && std::find(insurers.begin(), insurers.end(), v.insurer) == insurers.end())
+      insurers.push_back(v.insurer);
+  for (const auto& ins : insurers) {
+    rec::Claim c;
+    c.seq = ++claim_seq_;
+    c.id = make_id('C', c.seq);
+    c.incident = inc.rec.id;
+    c.insurer = ins;
+    for (const auto& v : inc.rec.vehicles)
+      if (v.insurer == ins) {
+        c.plates.push_back(v.plate);
+        if (v.plate == inc.rec.at_fault) c.insured_at_fault = true;
+      }
+    c.created_ts = now;
+    c.deadline_ts = now + config_.claim_paid_within_ms;
+    ++stats_.claims;
+    inc.claims.push_back(c.id);
+    out.writes.push_back(c);
+    timeline(inc, now, "claim", c.id + " handed to " + ins, actor, out);
+    out.messages.push_back({Target::insurer_of(ins), ev::Claim{c.id}});
+    claims_.emplace(c.id, std::move(c));
+  }
+}
+
+void Engine::on_claim_paid(const cmd::ClaimPaid& c, const Origin& o, Millis now, Output& out) {
+  auto it = claims_.find(c.claim);
+  if (it == claims_.end()) return error(o, ErrorCode::bad_message, "no such open claim", c.claim, out);
+  rec::Claim& cl = it->second;
+  if (o.who && o.who->role == "insurer" && o.who->insurer != cl.insurer)
+    return error(o, ErrorCode::forbidden, "the claim belongs to another insurer", c.claim, out);
+  if (cl.paid) return;  // paid twice: nothing changes
+  cl.paid = true;
+  cl.paid_ts = now;
+  cl.amount = c.amount;
+  ++stats_.claims_paid;
+  out.writes.push_back(cl);
+  out.must_wait = true;
+  Incident* inc = find_incident(cl.incident);
+  if (!inc) return;
+  service_of(*inc).to_claim_paid.add(static_cast<double>(now - inc->rec.reported_ts) / 1000.0);
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "%s paid by %s (%.2f)", cl.id.c_str(), cl.insurer.c_str(), c.amount);
+  timeline(*inc, now, "claim_paid", buf, actor_of(o), out);
+  const bool unpaid = std::any_of(inc->claims.begin(), inc->claims.end(), [&](const std::string& id) {
+    auto ci = claims_.find(id);
+    return ci != claims_.end() && !ci->second.paid;
+  });
+  if (!unpaid && inc->rec.state == IncidentState::remote && !inc->rec.at_fault.empty())
+    close_incident(*inc, IncidentState::closed, now, actor_of(o), "all claims paid", out);
+  else
+    incident_changed(*inc, out);
+}
+
+void Engine::insurer_connected(ConnId conn, const std::string& insurer, Output& out) {
+  for (const auto& [id, c] : claims_)
+    if (!c.paid && c.insurer == insurer)
+      out.messages.push_back({Target::to(conn), ev::Claim{id}});
+}
+
+const rec::Claim* Engine::claim(std::string_view id) const {
+  auto it = claims_.find(id);
+  return it == claims_.end() ? nullptr : &it->second;
 }
 
 void Engine::on_close(const cmd::Close& c, const Origin& o, Millis now, Output& out) {
@@ -1026,7 +1105,7 @@ void Engine::tick(Millis now, Output& out) {
     if (now - p.sent_ts >= config_.page_retry_ms) {
       p.sent_ts = now;
       ++stats_.pages_resent;
-      out.messages.push_back({Target{Target::Kind::pagers, 0},
+      out.messages.push_back({Target::pagers(),
                               ev::Page{p.rec.id, p.rec.unit, p.rec.capcode, p.rec.assignment, p.rec.text}});
     }
 
@@ -1038,6 +1117,8 @@ void Engine::tick(Millis now, Output& out) {
       for (const auto& a : inc.assignments) busy |= is_active(a->rec.state);
       if (!busy) {
         for (const auto& a : inc.assignments) assignments_.erase(a->rec.id);
+        for (const auto& c : inc.claims)
+          if (auto ci = claims_.find(c); ci != claims_.end() && ci->second.paid) claims_.erase(ci);
         it = incidents_.erase(it);
         continue;
       }

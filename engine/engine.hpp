@@ -29,10 +29,11 @@ namespace dispatch::engine {
 
 // Who sent a command: the token's role and name, and the units it may speak for.
 struct Principal {
-  std::string role;  // console, reporter, unit, gateway, pager
+  std::string role;  // console, reporter, unit, gateway, pager, insurer
   std::string name;
   bool all_units = false;
   std::vector<std::string> units;
+  std::string insurer;  // insurer tokens: whose claims
   bool may_speak_for(std::string_view unit) const;
 };
 
@@ -47,6 +48,7 @@ struct Config {
   Millis ack_within_ms = 30'000;
   Millis page_retry_ms = 60'000;
   Millis remote_liability_ms = 300'000;
+  Millis claim_paid_within_ms = 15 * 60'000;
   double max_speed_kmh_ground = 250;
   double max_speed_kmh_heli = 400;
   // Track downsampling: a point when the unit moved this far or this long has passed.
@@ -114,6 +116,10 @@ struct Escalate {  // console: remote handling failed (video, disagreement): dis
   std::string incident;
   std::string reason;
 };
+struct ClaimPaid {  // insurer: a claim is paid
+  std::string claim;
+  double amount = 0;
+};
 // A helicopter crew's step in an air-ground rescue: airborne, landed, patient_loaded,
 // transferred (the patient handed to the hospital).
 struct Rescue {
@@ -124,7 +130,7 @@ struct Rescue {
 
 using Command = std::variant<cmd::Status, cmd::Ack, cmd::Decline, cmd::Arrived, cmd::Cleared,
                              cmd::Report, cmd::Assign, cmd::Cancel, cmd::Liability, cmd::Close,
-                             cmd::Delivered, cmd::Escalate, cmd::Rescue>;
+                             cmd::Delivered, cmd::Escalate, cmd::Rescue, cmd::ClaimPaid>;
 
 namespace ev {
 struct Accepted {
@@ -145,6 +151,9 @@ struct Cancel {
 struct Page {
   std::string page, unit, capcode, assignment, text;
 };
+struct Claim {
+  std::string claim;
+};
 struct Error {
   ErrorCode code;
   std::string message;
@@ -160,12 +169,18 @@ struct IncidentChanged {
 }  // namespace ev
 
 using Payload = std::variant<ev::Accepted, ev::Assign, ev::Cancel, ev::Page, ev::Error,
-                             ev::UnitChanged, ev::IncidentChanged>;
+                             ev::UnitChanged, ev::IncidentChanged, ev::Claim>;
 
 struct Target {
-  enum class Kind : std::uint8_t { conn, consoles, pagers };
+  enum class Kind : std::uint8_t { conn, consoles, pagers, insurer };
   Kind kind = Kind::conn;
   ConnId conn = 0;
+  std::string insurer;  // Kind::insurer: every connection of that insurer
+
+  static Target to(ConnId c) { return Target{Kind::conn, c, {}}; }
+  static Target consoles() { return Target{Kind::consoles, 0, {}}; }
+  static Target pagers() { return Target{Kind::pagers, 0, {}}; }
+  static Target insurer_of(std::string name) { return Target{Kind::insurer, 0, std::move(name)}; }
 };
 
 struct Message {
@@ -200,6 +215,8 @@ struct Stats {
   std::uint64_t incidents_closed = 0;
   std::uint64_t pages = 0;
   std::uint64_t pages_resent = 0;
+  std::uint64_t claims = 0;
+  std::uint64_t claims_paid = 0;
 };
 
 // Service levels: how long things took, by district and severity (in memory since start).
@@ -268,6 +285,7 @@ struct Need {
 
 struct Incident {
   rec::Incident rec;
+  std::vector<std::string> claims;  // claim ids
   std::vector<Need> needs;
   std::vector<std::unique_ptr<Assignment>> assignments;
   std::vector<rec::Timeline> timeline;
@@ -300,6 +318,9 @@ class Engine {
   void disconnected(ConnId conn);
   // A pager gateway connected: every undelivered page again.
   void pager_connected(ConnId conn, Output& out);
+  // An insurer connected: its unpaid claims.
+  void insurer_connected(ConnId conn, const std::string& insurer, Output& out);
+  const rec::Claim* claim(std::string_view id) const;
 
   // Views, for rendering.
   const std::vector<Unit>& units() const { return units_; }
@@ -343,6 +364,9 @@ class Engine {
   void on_delivered(const cmd::Delivered&, const Origin&, Millis, Output&);
   void on_escalate(const cmd::Escalate&, const Origin&, Millis, Output&);
   void on_rescue(const cmd::Rescue&, const Origin&, Millis, Output&);
+  void on_claim_paid(const cmd::ClaimPaid&, const Origin&, Millis, Output&);
+  // After a liability decision: one claim per insurer of the incident's vehicles.
+  void open_claims(Incident& inc, Millis now, const Actor& actor, Output& out);
 
   // An assignment message about a unit: looks it up and checks the sender may speak for it.
   Assignment* assignment_for(std::string_view id, const Origin&, Output&);
@@ -398,9 +422,10 @@ class Engine {
     Millis sent_ts = 0;
   };
   std::vector<PendingPage> pages_;
+  std::unordered_map<std::string, rec::Claim, Hash, std::equal_to<>> claims_;
   std::vector<std::uint32_t> moved_;
   std::size_t sweep_next_ = 0;
-  std::uint64_t incident_seq_ = 0, assignment_seq_ = 0, page_seq_ = 0;
+  std::uint64_t incident_seq_ = 0, assignment_seq_ = 0, page_seq_ = 0, claim_seq_ = 0;
   bool pagers_connected_ = false;
 };
 

@@ -103,12 +103,27 @@ struct Page {
   Millis delivered_ts = 0;
 };
 
+// A claim handed to an insurer after the liability decision (upserted).
+struct Claim {
+  std::uint64_t seq = 0;
+  std::string id;
+  std::string incident;
+  std::string insurer;
+  std::vector<std::string> plates;     // the insurer's vehicles in the incident
+  bool insured_at_fault = false;       // one of those plates was found at fault
+  bool paid = false;
+  Millis created_ts = 0;
+  Millis deadline_ts = 0;              // the 15-minute target
+  Millis paid_ts = 0;
+  double amount = 0;
+};
+
 }  // namespace dispatch::engine::rec
 
 namespace dispatch::engine {
 
 using Write = std::variant<rec::Unit, rec::Incident, rec::Assignment, rec::Timeline,
-                           rec::UnitEvent, rec::TrackPoint, rec::Page>;
+                           rec::UnitEvent, rec::TrackPoint, rec::Page, rec::Claim>;
 
 // What the store hands the engine at start: everything still open, and the counters.
 struct Snapshot {
@@ -117,6 +132,8 @@ struct Snapshot {
   std::vector<rec::Assignment> assignments;      // every assignment of the open incidents
   std::vector<rec::Timeline> timeline;           // every line of the open incidents, by ts
   std::vector<rec::Page> undelivered_pages;
+  std::vector<rec::Claim> claims;                // unpaid claims, and all of open incidents
+  std::uint64_t max_claim_seq = 0;
   // report id -> incident id, for every incident ever stored (reports are idempotent).
   std::vector<std::pair<std::string, std::string>> report_ids;
   std::uint64_t max_incident_seq = 0;

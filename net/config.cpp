@@ -46,7 +46,7 @@ Tokens parse_tokens(const std::string& text, const std::string& what) {
   const json::value v = parse_json(text, what);
   const json::value* list = v.is_object() ? v.get_object().if_contains("tokens") : nullptr;
   if (!list || !list->is_array()) throw std::runtime_error(what + ": expected {\"tokens\": [...]}");
-  static const std::set<std::string> roles{"console", "reporter", "unit", "gateway", "pager"};
+  static const std::set<std::string> roles{"console", "reporter", "unit", "gateway", "pager", "insurer"};
   Tokens t;
   for (const auto& e : list->get_array()) {
     if (!e.is_object()) throw std::runtime_error(what + ": each token must be an object");
@@ -66,6 +66,9 @@ Tokens parse_tokens(const std::string& text, const std::string& what) {
         else p->units.emplace_back(u.get_string());
       }
     }
+    p->insurer = str(o, "insurer");
+    if (p->role == "insurer" && p->insurer.empty())
+      throw std::runtime_error(what + ": insurer token '" + p->name + "' names no insurer");
     if ((p->role == "unit" || p->role == "gateway") && !p->all_units && p->units.empty())
       throw std::runtime_error(what + ": " + p->role + " token '" + p->name + "' lists no units");
     if (!t.by_token.emplace(token, std::move(p)).second)

@@ -19,7 +19,7 @@ struct TypeInfo {
   std::string_view type;
   std::string_view roles;  // space-separated
 };
-constexpr std::array<TypeInfo, 14> known_types{{
+constexpr std::array<TypeInfo, 15> known_types{{
     {"position", " unit gateway "},
     {"status", " unit gateway "},
     {"ack", " unit gateway pager "},
@@ -34,6 +34,7 @@ constexpr std::array<TypeInfo, 14> known_types{{
     {"delivered", " pager "},
     {"escalate", " console "},
     {"rescue", " unit gateway "},
+    {"claim_paid", " insurer "},
 }};
 
 const TypeInfo* find_type(std::string_view t) {
@@ -162,7 +163,7 @@ bool read_report(Reader& r, cmd::Report& rep) {
 }
 
 std::string ref_of(const json::object& o) {
-  for (std::string_view k : {"id", "unit", "assignment", "incident", "page"})
+  for (std::string_view k : {"id", "unit", "assignment", "incident", "page", "claim"})
     if (const json::value* v = o.if_contains(k); v && v->is_string())
       return std::string(v->get_string().data(), std::min<std::size_t>(v->get_string().size(), 256));
   return {};
@@ -277,6 +278,12 @@ void parse_message(const json::value& v, std::string_view role, ParsedFrame& out
     r.string("step", x.step, true);
     if (!r.ok()) return bad();
     out.commands.emplace_back(std::move(x));
+  } else if (type == "claim_paid") {
+    cmd::ClaimPaid x;
+    r.string("claim", x.claim, true);
+    r.number("amount", x.amount, false, 0, 1e12);
+    if (!r.ok()) return bad();
+    out.commands.emplace_back(std::move(x));
   } else if (type == "delivered") {
     cmd::Delivered d;
     if (!r.string("page", d.page, true)) return bad();
@@ -381,6 +388,35 @@ std::string render_cancel(const ev::Cancel& c) {
   return s;
 }
 
+namespace {
+void claim_fields(JsonWriter& w, const rec::Claim& c) {
+  w.field("claim", c.id).field("incident", c.incident).field("insurer", c.insurer);
+  w.key("plates").begin_array();
+  for (const auto& p : c.plates) w.value(p);
+  w.end_array();
+  w.field("insured_at_fault", c.insured_at_fault).field("state", c.paid ? "paid" : "open");
+  w.field("created_ts", c.created_ts).field("deadline_ts", c.deadline_ts);
+  w.key("paid_ts").time_or_null(c.paid_ts);
+  w.field("amount", c.amount);
+}
+}  // namespace
+
+std::string render_claim(const rec::Claim& c, const rec::Incident* inc) {
+  std::string s;
+  JsonWriter w(s);
+  w.begin_object().field("type", "claim");
+  claim_fields(w, c);
+  if (inc) {
+    w.key("at_fault").string_or_null(inc->at_fault);
+    w.key("lat").coord(inc->lat);
+    w.key("lon").coord(inc->lon);
+    w.field("reported_ts", inc->reported_ts);
+    w.key("liability_ts").time_or_null(inc->liability_ts);
+  }
+  w.end_object();
+  return s;
+}
+
 std::string render_page(const ev::Page& p) {
   std::string s;
   JsonWriter w(s);
@@ -463,10 +499,18 @@ void timeline_fields(JsonWriter& w, const rec::Timeline& t) {
   w.end_object();
 }
 
-void incident_object(JsonWriter& w, const Incident& inc, bool with_type) {
+void incident_object(JsonWriter& w, const Engine& e, const Incident& inc, bool with_type) {
   w.begin_object();
   if (with_type) w.field("type", "incident");
   incident_fields(w, inc.rec);
+  w.key("claims").begin_array();
+  for (const auto& id : inc.claims)
+    if (const rec::Claim* c = e.claim(id)) {
+      w.begin_object();
+      claim_fields(w, *c);
+      w.end_object();
+    }
+  w.end_array();
   w.key("assignments").begin_array();
   for (const auto& a : inc.assignments) assignment_fields(w, a->rec);
   w.end_array();
@@ -488,10 +532,10 @@ std::string render_unit(const Engine& e, const Unit& u, Millis now) {
   return s;
 }
 
-std::string render_incident(const Engine&, const Incident& inc, Millis) {
+std::string render_incident(const Engine& e, const Incident& inc, Millis) {
   std::string s;
   JsonWriter w(s);
-  incident_object(w, inc, true);
+  incident_object(w, e, inc, true);
   return s;
 }
 
@@ -522,7 +566,7 @@ std::string render_snapshot(const Engine& e, Millis now) {
   }
   w.end_array();
   w.key("incidents").begin_array();
-  for (const Incident* inc : e.open_incidents()) incident_object(w, *inc, false);
+  for (const Incident* inc : e.open_incidents()) incident_object(w, e, *inc, false);
   w.end_array();
   w.end_object();
   return s;

@@ -39,6 +39,8 @@ std::string render_accepted(const engine::ev::Accepted& a);
 std::string render_assign(const engine::ev::Assign& a);
 std::string render_cancel(const engine::ev::Cancel& c);
 std::string render_page(const engine::ev::Page& p);
+// {"type":"claim",...} for an insurer; `inc` adds the accident's facts when known.
+std::string render_claim(const engine::rec::Claim& c, const engine::rec::Incident* inc);
 // {"type":"unit",...} and {"type":"incident",...}, from the engine's current state.
 std::string render_unit(const engine::Engine& e, const engine::Unit& u, engine::Millis now);
 std::string render_incident(const engine::Engine& e, const engine::Incident& inc,

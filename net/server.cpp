@@ -181,6 +181,7 @@ struct Server::Impl {
   std::unordered_map<ConnId, std::weak_ptr<Peer>> peers;
   std::unordered_map<ConnId, ConsoleState> consoles;
   std::vector<ConnId> pagers;
+  std::unordered_map<std::string, std::vector<ConnId>> insurers;
   engine::Output out;
   std::vector<std::uint32_t> moved;
   std::vector<std::shared_ptr<const std::string>> render_cache;
@@ -188,8 +189,8 @@ struct Server::Impl {
 
   // Metrics.
   struct Metrics {
-    std::array<Counter, 5> connections_by_role{};  // console reporter unit gateway pager
-    std::array<Counter, 5> open_by_role{};
+    std::array<Counter, 6> connections_by_role{};  // console reporter unit gateway pager insurer
+    std::array<Counter, 6> open_by_role{};
     std::unordered_map<std::string_view, Counter> messages_in;
     std::array<Counter, 10> errors{};
     Counter frames_in{0}, positions_in{0}, consoles_dropped{0}, rate_limited{0};
@@ -204,6 +205,7 @@ struct Server::Impl {
     if (r == "reporter") return 1;
     if (r == "unit") return 2;
     if (r == "gateway") return 3;
+    if (r == "insurer") return 5;
     return 4;
   }
 
@@ -226,6 +228,10 @@ struct Server::Impl {
         apply();
       } else if (p->role == "unit") {
         engine.unit_connected(p->id, *p->who);
+      } else if (p->role == "insurer") {
+        insurers[p->who->insurer].push_back(p->id);
+        engine.insurer_connected(p->id, p->who->insurer, out);
+        apply();
       }
     });
   }
@@ -235,6 +241,7 @@ struct Server::Impl {
       peers.erase(id);
       consoles.erase(id);
       std::erase(pagers, id);
+      for (auto& [name, conns] : insurers) std::erase(conns, id);
       engine.disconnected(id);
     });
   }
@@ -245,7 +252,7 @@ struct Server::Impl {
     const Origin origin = origin_of(*p);
     for (auto& e : f.errors) {
       inc(metrics.errors[static_cast<std::size_t>(e.code)]);
-      out.messages.push_back({engine::Target{engine::Target::Kind::conn, p->id}, std::move(e)});
+      out.messages.push_back({engine::Target::to(p->id), std::move(e)});
     }
     if (!f.positions.empty()) {
       inc(metrics.positions_in, f.positions.size());
@@ -259,7 +266,7 @@ struct Server::Impl {
     if (auto* r = std::get_if<engine::cmd::Report>(&c)) {
       if (!store->healthy()) {
         inc(metrics.errors[static_cast<std::size_t>(engine::ErrorCode::unavailable)]);
-        out.messages.push_back({engine::Target{engine::Target::Kind::conn, origin.conn},
+        out.messages.push_back({engine::Target::to(origin.conn),
                                 engine::ev::Error{engine::ErrorCode::unavailable,
                                                   "the store cannot write now; try again", r->id}});
         return;
@@ -306,7 +313,12 @@ struct Server::Impl {
             return std::make_shared<const std::string>(render_page(ev));
           else if constexpr (std::is_same_v<E, engine::ev::Error>)
             return std::make_shared<const std::string>(render_error(ev));
-          else if constexpr (std::is_same_v<E, engine::ev::UnitChanged>)
+          else if constexpr (std::is_same_v<E, engine::ev::Claim>) {
+            const engine::rec::Claim* c = engine.claim(ev.claim);
+            if (!c) return nullptr;
+            const engine::Incident* inc = engine.incident(c->incident);
+            return std::make_shared<const std::string>(render_claim(*c, inc ? &inc->rec : nullptr));
+          } else if constexpr (std::is_same_v<E, engine::ev::UnitChanged>)
             return std::make_shared<const std::string>(
                 render_unit(engine, engine.units()[ev.unit], now));
           else {
@@ -347,6 +359,14 @@ struct Server::Impl {
               p->deliver(text, nullptr);
             }
           break;
+        case engine::Target::Kind::insurer: {
+          auto it = insurers.find(m.to.insurer);
+          if (it == insurers.end()) break;
+          for (ConnId id : it->second)
+            if (auto pi = peers.find(id); pi != peers.end())
+              if (auto p = pi->second.lock()) p->deliver(text, &m.payload);
+          break;
+        }
         case engine::Target::Kind::pagers:
           for (ConnId id : pagers) {
             auto it = peers.find(id);
@@ -766,11 +786,13 @@ class HttpSession : public Peer {
     else if (path == "/ws/console") ws_role = "console";
     else if (path == "/ws/pager") ws_role = "pager";
     else if (path == "/ws/report") ws_role = "reporter";
+    else if (path == "/ws/insurer") ws_role = "insurer";
     else return send_json(http::status::not_found, json_error_body("not_found", "no such path"));
     const bool allowed = (path == "/ws/unit" && (p.role == "unit" || p.role == "gateway")) ||
                          (path == "/ws/console" && p.role == "console") ||
                          (path == "/ws/pager" && p.role == "pager") ||
-                         (path == "/ws/report" && p.role == "reporter");
+                         (path == "/ws/report" && p.role == "reporter") ||
+                         (path == "/ws/insurer" && p.role == "insurer");
     if (!allowed)
       return send_json(http::status::forbidden,
                        json_error_body("forbidden", "this token's role does not open " + std::string(path)));
@@ -950,7 +972,7 @@ void Server::Impl::do_accept() {
 
 std::string Server::Impl::render_metrics() {
   std::string s;
-  static constexpr std::array<std::string_view, 5> roles{"console", "reporter", "unit", "gateway", "pager"};
+  static constexpr std::array<std::string_view, 6> roles{"console", "reporter", "unit", "gateway", "pager", "insurer"};
   render_family_head(s, "dispatch_connections_total", "WebSocket connections accepted, by role");
   for (std::size_t i = 0; i < roles.size(); ++i)
     render_sample(s, "dispatch_connections_total", "role", roles[i], metrics.connections_by_role[i].load());
@@ -1003,6 +1025,8 @@ std::string Server::Impl::render_metrics() {
     render_counter(e, "dispatch_incidents_waiting", "Incidents waiting for a unit", engine.waiting_count(), "gauge");
     render_counter(e, "dispatch_pages_total", "Pages sent", es.pages);
     render_counter(e, "dispatch_pages_resent_total", "Pages sent again", es.pages_resent);
+    render_counter(e, "dispatch_claims_total", "Claims handed to insurers", es.claims);
+    render_counter(e, "dispatch_claims_paid_total", "Claims paid", es.claims_paid);
     render_family_head(e, "dispatch_service_level_seconds_sum", "Service levels: total seconds, by stage, district and severity");
     render_family_head(e, "dispatch_service_level_seconds_count", "Service levels: events, by stage, district and severity");
     for (const auto& [key, sl] : engine.service_levels()) {
@@ -1044,7 +1068,7 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(o
   if (!fleet.empty()) m.store->add_units(fleet);
   m.engine.restore(m.store->load(), wall_now());
   for (std::string_view t : {"position", "status", "ack", "decline", "arrived", "cleared", "report",
-                             "assign", "cancel", "liability", "close", "delivered", "escalate", "rescue"})
+                             "assign", "cancel", "liability", "close", "delivered", "escalate", "rescue", "claim_paid"})
     m.metrics.messages_in[t];
 }
 

@@ -33,10 +33,10 @@ geo::LatLon offset_km(geo::LatLon p, double north_km, double east_km) {
 // A harness: an engine, its principals, and what it said.
 struct World {
   Engine engine;
-  Principal gateway{"gateway", "gw", true, {}};
-  Principal console{"console", "desk1", false, {}};
-  Principal reporter{"reporter", "cc", false, {}};
-  Principal pager{"pager", "pg", false, {}};
+  Principal gateway{"gateway", "gw", true, {}, {}};
+  Principal console{"console", "desk1", false, {}, {}};
+  Principal reporter{"reporter", "cc", false, {}, {}};
+  Principal pager{"pager", "pg", false, {}, {}};
   static constexpr ConnId gw_conn = 10, console_conn = 20, reporter_conn = 30, pager_conn = 40;
   Output out;
   Millis now = t0;
@@ -257,7 +257,7 @@ TEST_CASE("an assignment not acked in time lapses to the next unit, and the unit
   CHECK(w.sent<ev::Error>(late).at(0).code == ErrorCode::conflict);
 }
 
-TEST_CASE("remote fast handling: no unit sent; liability closes it") {
+TEST_CASE("remote fast handling: no unit sent; liability hands claims to insurers; paid closes it") {
   World w;
   place_all(w);
   cmd::Report r;
@@ -274,9 +274,49 @@ TEST_CASE("remote fast handling: no unit sent; liability closes it") {
   const std::string id = w.sent<ev::Accepted>(out).at(0).incident;
   auto& bad = w.run(cmd::Liability{id, "渝Z00000", {}}, w.console, World::console_conn);
   CHECK(w.sent<ev::Error>(bad).at(0).code == ErrorCode::bad_message);
-  w.run(cmd::Liability{id, "渝A12345", "rear-end"}, w.console, World::console_conn);
-  CHECK(w.engine.incident(id)->rec.state == IncidentState::closed);
+  auto& decided = w.run(cmd::Liability{id, "渝A12345", "rear-end"}, w.console, World::console_conn);
   CHECK(w.engine.incident(id)->rec.at_fault == "渝A12345");
+  // One claim per insurer, each sent to that insurer; the incident waits for payment.
+  std::vector<std::string> claims, insurers;
+  for (const auto& m : decided.messages)
+    if (auto* c = std::get_if<ev::Claim>(&m.payload)) {
+      CHECK(m.to.kind == Target::Kind::insurer);
+      claims.push_back(c->claim);
+      insurers.push_back(m.to.insurer);
+    }
+  REQUIRE(claims.size() == 2);
+  CHECK(insurers == std::vector<std::string>{"PICC", "平安"});
+  CHECK(w.engine.claim(claims[0])->insured_at_fault);
+  CHECK_FALSE(w.engine.claim(claims[1])->insured_at_fault);
+  CHECK(w.engine.incident(id)->rec.state == IncidentState::remote);
+  Principal picc{"insurer", "picc", false, {}, "PICC"};
+  Principal pingan{"insurer", "pingan", false, {}, "平安"};
+  auto& wrong = w.run(cmd::ClaimPaid{claims[1], 800}, picc, 50);
+  CHECK(w.sent<ev::Error>(wrong).at(0).code == ErrorCode::forbidden);
+  w.now += 60'000;
+  w.run(cmd::ClaimPaid{claims[0], 3200.5}, picc, 50);
+  CHECK(w.engine.incident(id)->rec.state == IncidentState::remote);
+  w.run(cmd::ClaimPaid{claims[1], 0}, pingan, 51);
+  CHECK(w.engine.incident(id)->rec.state == IncidentState::closed);
+  CHECK(w.engine.claim(claims[0])->paid);
+  CHECK(w.engine.claim(claims[0])->amount == 3200.5);
+  const auto& sl = w.engine.service_levels().at("|minor");
+  CHECK(sl.to_liability.count == 1);
+  CHECK(sl.to_claim_paid.count == 2);
+  CHECK(sl.to_claim_paid.max_s == doctest::Approx(60.0));
+}
+
+TEST_CASE("remote without insured vehicles: the liability decision closes it") {
+  World w;
+  place_all(w);
+  cmd::Report r;
+  r.id = "remote2";
+  r.lat = X.lat;
+  r.lon = X.lon;
+  r.drivable = r.parties_agree = true;
+  const std::string id = w.sent<ev::Accepted>(w.run(r, w.reporter, World::reporter_conn)).at(0).incident;
+  w.run(cmd::Liability{id, "none", {}}, w.console, World::console_conn);
+  CHECK(w.engine.incident(id)->rec.state == IncidentState::closed);
 }
 
 TEST_CASE("off duty units are not assigned; going off duty with a task is a conflict") {
@@ -295,7 +335,7 @@ TEST_CASE("off duty units are not assigned; going off duty with a task is a conf
 TEST_CASE("a unit token speaks only for its own units") {
   World w;
   place_all(w);
-  Principal m1{"unit", "m1", false, {"M1"}};
+  Principal m1{"unit", "m1", false, {"M1"}, {}};
   cmd::Position p{"M2", X.lat, X.lon, w.now + 1, {}, {}};
   Output out;
   w.engine.positions(std::span(&p, 1), Origin{99, &m1}, w.now, out);
@@ -448,7 +488,7 @@ TEST_CASE("restore: open incidents, their assignments and unit statuses come bac
   CHECK(r2->timeline.size() >= 3);
   // New ids continue after the stored ones; the old report id is known.
   Output out;
-  Principal rep{"reporter", "cc", false, {}};
+  Principal rep{"reporter", "cc", false, {}, {}};
   cmd::Report r;
   r.id = "r1";
   r.lat = X.lat;

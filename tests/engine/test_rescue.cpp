@@ -49,8 +49,8 @@ class DrawnWorld : public Geography {
 struct World {
   DrawnWorld map;
   Engine engine;
-  Principal gateway{"gateway", "gw", true, {}};
-  Principal console{"console", "desk", false, {}};
+  Principal gateway{"gateway", "gw", true, {}, {}};
+  Principal console{"console", "desk", false, {}, {}};
   Output out;
   Millis now = t0;
 
