@@ -41,6 +41,7 @@ struct StoreStats {
   std::uint64_t writes = 0;
   std::uint64_t failures = 0;
   bool healthy = true;
+  std::uint64_t queued = 0;    // writes submitted and not yet committed
 };
 
 class Store {
@@ -75,9 +76,19 @@ class Store {
   // Reads, on their own connection (thread-safe; serialised internally).
   std::optional<IncidentRecord> incident(const std::string& id);
   std::vector<IncidentRecord> incidents(bool open_only, std::size_t limit = 1000);
+  // Points with since <= ts <= until, oldest first; until == 0 means no upper bound.
   std::vector<engine::rec::TrackPoint> track(const std::string& unit, engine::Millis since,
                                              engine::Millis until);
   std::vector<engine::rec::UnitEvent> unit_events(const std::string& unit);
+
+  // Deletes track points older than now - track_retention_ms and returns how many. The
+  // writer also does this by itself at start and every few minutes (wall clock), so
+  // this is for tests and tools. Blocks until the writer has done it.
+  std::size_t prune_tracks(engine::Millis now);
+  // Test hook: PRAGMA max_page_count on the write connection (0 lifts the limit); runs on
+  // the writer thread even while it is retrying a failed commit. Returns the limit in
+  // force (SQLite never sets it below the current size).
+  std::int64_t set_max_page_count_for_test(std::int64_t pages);
 
   static int schema_version();
 

@@ -870,6 +870,7 @@ void Engine::on_assign(const cmd::Assign& c, const Origin& o, Millis now, Output
     cur->rec.ended_ts = now;
     cur->rec.end_reason = "replaced by " + u->id;
     inc->needs[need].active = nullptr;
+    inc->needs[need].excluded.push_back(old.slot);  // taken off by hand: not put back by the engine
     old.active = nullptr;
     ++stats_.assignments_cancelled;
     out.writes.push_back(cur->rec);

@@ -83,6 +83,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   opt.zones_gcj02 = !zones_wgs84;
+  opt.rate_burst = 2 * opt.rate_per_s;
   opt.store.path = db;
   opt.store.synchronous_full = !sync_normal;
   opt.store.batch_max = batch_max;

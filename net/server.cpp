@@ -349,16 +349,19 @@ struct Server::Impl {
           if (auto p = it->second.lock()) p->deliver(std::move(text), &m.payload);
           break;
         }
-        case engine::Target::Kind::consoles:
+        case engine::Target::Kind::consoles: {
+          std::vector<std::shared_ptr<Peer>> too_slow;
           for (auto& [id, cs] : consoles)
             if (auto p = cs.peer.lock()) {
               if (p->queued_bytes.load(std::memory_order_relaxed) > opt.console_hard_bytes) {
-                drop_console(*p);
+                too_slow.push_back(std::move(p));
                 continue;
               }
               p->deliver(text, nullptr);
             }
+          for (auto& p : too_slow) drop_console(*p);
           break;
+        }
         case engine::Target::Kind::insurer: {
           auto it = insurers.find(m.to.insurer);
           if (it == insurers.end()) break;
@@ -692,6 +695,7 @@ class HttpSession : public Peer {
     }
     asio::post(stream_.get_executor(), [self = shared(), status, body = std::move(body)]() mutable {
       self->srv_.unregister_peer(self->id);
+      self->waiting_.reset();
       self->send_json(status, std::move(body));
     });
   }
@@ -820,6 +824,7 @@ class HttpSession : public Peer {
       role = "http";
       if (!id) id = srv_.next_conn.fetch_add(1);
       auto self = shared();
+      waiting_ = self;  // alive until the engine answers (only weak references elsewhere)
       asio::post(srv_.engine_ioc, [self, rep = std::move(rep)]() mutable {
         auto& s = self->srv_;
         s.peers[self->id] = self;
@@ -948,6 +953,7 @@ class HttpSession : public Peer {
   std::optional<http::request_parser<http::string_body>> parser_;
   http::request<http::string_body> req_;
   bool keep_alive_ = true;
+  std::shared_ptr<HttpSession> waiting_;
 };
 
 void Server::Impl::do_accept() {
@@ -1054,6 +1060,7 @@ std::string Server::Impl::render_metrics() {
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
   auto& m = *impl_;
   m.tokens = load_tokens(m.opt.tokens_path);
+#ifdef DISPATCH_HAVE_MAP
   if (!m.opt.zones_path.empty() || !m.opt.places_path.empty()) {
     std::vector<std::string> warnings;
     m.geography = std::make_unique<MapGeography>(m.opt.zones_path, m.opt.zones_gcj02, m.opt.places_path, warnings);
@@ -1061,6 +1068,7 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(o
     log_line(fmt::format("map: {} districts, {} places", m.geography->zone_count(), m.geography->place_count()));
     m.engine.set_geography(m.geography.get());
   }
+#endif
   std::vector<engine::rec::Unit> fleet;
   if (!m.opt.fleet_path.empty()) fleet = load_fleet(m.opt.fleet_path);
   m.store = std::make_unique<data::Store>(m.opt.store);

@@ -62,7 +62,9 @@ inline const char* default_tokens = R"({"tokens": [
   {"token": "g-secret", "role": "gateway", "units": ["*"], "name": "avl"},
   {"token": "u-m1", "role": "unit", "units": ["M1"]},
   {"token": "u-m2", "role": "unit", "units": ["M2"]},
-  {"token": "p-secret", "role": "pager", "name": "paging"}
+  {"token": "p-secret", "role": "pager", "name": "paging"},
+  {"token": "i-picc", "role": "insurer", "insurer": "PICC", "name": "picc-claims"},
+  {"token": "i-pingan", "role": "insurer", "insurer": "平安", "name": "pingan-claims"}
 ]})";
 
 // The real server binary, started with the given flags plus --listen 127.0.0.1:0.

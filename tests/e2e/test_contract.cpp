@@ -67,15 +67,16 @@ TEST_CASE("console: snapshot, a unit moves, an incident changes state, commands"
   auto acc = console.recv_type("accepted");
   REQUIRE(acc);
   const std::string incident = str(*acc, "incident");
-  auto assigned = console.recv_until([&](const json::object& o) {
-    return str(o, "type") == "incident" && str(o, "id") == incident && str(o, "state") == "assigned";
+  std::optional<json::object> assigned, m2_status;
+  console.recv_until([&](const json::object& o) {
+    if (str(o, "type") == "incident" && str(o, "id") == incident && str(o, "state") == "assigned") assigned = o;
+    if (str(o, "type") == "unit" && str(o, "id") == "M2" && str(o, "status") == "assigned") m2_status = o;
+    return assigned && m2_status;
   });
   REQUIRE(assigned);
   CHECK(assigned->at("assignments").as_array().size() == 1);
-  auto m2_status = console.recv_until([](const json::object& o) {
-    return str(o, "type") == "unit" && str(o, "id") == "M2" && str(o, "status") == "assigned";
-  });
-  CHECK(m2_status);
+  REQUIRE(m2_status);
+  CHECK(str(*m2_status, "incident") == incident);
   auto a1 = gw.recv_type("assign");
   REQUIRE(a1);
   CHECK(str(*a1, "unit") == "M2");
@@ -90,8 +91,7 @@ TEST_CASE("console: snapshot, a unit moves, an incident changes state, commands"
   REQUIRE(a3);
   CHECK(str(*a3, "unit") == "M3");
 
-  // Cancel from the console: M3 is freed, the next nearest (M2 declined? no: cancelled by
-  // the override, so it is skipped) -> M1.
+  // Cancel from the console: M3 is freed; M2 was taken off by hand, so the next is M1.
   console.send(msg({{"type", "cancel"}, {"assignment", str(*a3, "assignment")}}));
   auto c3 = gw.recv_type("cancel");
   REQUIRE(c3);
@@ -120,10 +120,11 @@ TEST_CASE("console: snapshot, a unit moves, an incident changes state, commands"
   CHECK(str(*e2, "ref") == "I-999999");
 }
 
-TEST_CASE("console: remote fast handling and the liability decision") {
+TEST_CASE("remote fast handling: liability, claims to insurers, paid, closed") {
   Fixture f;
   Ws console(f.port(), "/ws/console", "c-secret");
   REQUIRE(console.recv_type("snapshot"));
+  Ws picc(f.port(), "/ws/insurer", "i-picc");
   Ws rep(f.port(), "/ws/report", "r-secret");
   rep.send(msg({{"type", "report"}, {"id", "online-1"}, {"lat", XLAT}, {"lon", XLON}, {"severity", "minor"},
                 {"drivable", true}, {"parties_agree", true},
@@ -141,11 +142,41 @@ TEST_CASE("console: remote fast handling and the liability decision") {
   CHECK(remote->at("remote_deadline_ts").to_number<std::int64_t>() ==
         remote->at("reported_ts").to_number<std::int64_t>() + 300000);
   console.send(msg({{"type", "liability"}, {"incident", incident}, {"at_fault", "渝B22222"}, {"note", "变道"}}));
+  // Each insurer gets its own claim: PICC now, 平安 when it connects.
+  auto c1 = picc.recv_type("claim");
+  REQUIRE(c1);
+  CHECK(str(*c1, "incident") == incident);
+  CHECK(str(*c1, "insurer") == "PICC");
+  CHECK(c1->at("plates").as_array().at(0).as_string() == "渝A11111");
+  CHECK(c1->at("insured_at_fault").as_bool() == false);
+  CHECK(c1->at("deadline_ts").to_number<std::int64_t>() - c1->at("created_ts").to_number<std::int64_t>() == 900000);
+  Ws pingan(f.port(), "/ws/insurer", "i-pingan");
+  auto c2 = pingan.recv_type("claim");
+  REQUIRE(c2);
+  CHECK(c2->at("insured_at_fault").as_bool() == true);
+  // An insurer cannot pay another's claim.
+  picc.send(msg({{"type", "claim_paid"}, {"claim", str(*c2, "claim")}, {"amount", 100}}));
+  auto forbidden = picc.recv_type("error");
+  REQUIRE(forbidden);
+  CHECK(str(*forbidden, "code") == "forbidden");
+  picc.send(msg({{"type", "claim_paid"}, {"claim", str(*c1, "claim")}, {"amount", 0}}));
+  pingan.send(msg({{"type", "claim_paid"}, {"claim", str(*c2, "claim")}, {"amount", 4200.5}}));
   auto closed = console.recv_until([&](const json::object& o) {
     return str(o, "type") == "incident" && str(o, "id") == incident && str(o, "state") == "closed";
   });
   REQUIRE(closed);
   CHECK(str(*closed, "at_fault") == "渝B22222");
+  REQUIRE(closed->at("claims").as_array().size() == 2);
+  for (auto& c : closed->at("claims").as_array()) CHECK(c.at("state").as_string() == "paid");
+  auto stats = http_request(f.port(), http::verb::get, "/api/stats", {}, "c-secret").json();
+  bool found = false;
+  for (auto& row : stats.at("service_levels").as_array())
+    if (row.at("severity").as_string() == "minor") {
+      found = true;
+      CHECK(row.at("to_liability").at("count").to_number<int>() == 1);
+      CHECK(row.at("to_claim_paid").at("count").to_number<int>() == 2);
+    }
+  CHECK(found);
   console.send(msg({{"type", "liability"}, {"incident", incident}}));
   auto e = console.recv_type("error");
   REQUIRE(e);
@@ -290,7 +321,7 @@ TEST_CASE("metrics count messages by type, errors by code, assignments by outcom
   Fixture f;
   Ws gw(f.port(), "/ws/unit", "g-secret");
   f.place(gw);
-  gw.send("{oops");
+  gw.send(std::string("{oops"));
   REQUIRE(gw.recv_type("error"));
   Ws rep(f.port(), "/ws/report", "r-secret");
   rep.send(report("m-1", XLAT, XLON));
