@@ -152,6 +152,7 @@ asio::awaitable<void> AvlGateway::uplink_loop() {
     if (!co_await sleep(uplink_sleep_, wait)) break;
   }
   if (!backlog_.empty()) log("exiting with {} positions unsent", backlog_.size());
+  grace_.cancel();  // nothing left for it to cut short
 }
 
 void AvlGateway::confirm(std::uint64_t seq) {

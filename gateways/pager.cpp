@@ -163,6 +163,7 @@ asio::awaitable<void> PagerGateway::uplink_loop() {
     co_await uplink_sleep_.async_wait(tuple);
   }
   if (!acks_.empty()) log("exiting with {} acknowledgements unsent (the server will page again)", acks_.size());
+  grace_.cancel();  // nothing left for it to cut short
 }
 
 asio::awaitable<void> PagerGateway::uplink_reader(WsStream& ws) {
