@@ -1,0 +1,59 @@
+// Districts and counties as polygons on GEOS: which zone a point lies in, urban or rural.
+// geos_c.h stays in zones.cpp.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "geo/geo.hpp"
+
+namespace dispatch::geo {
+
+struct Zone {
+  std::string name;
+  std::string code;  // adcode
+  bool urban = false;
+  LatLon centroid;
+  double area_km2 = 0;
+  double min_lat = 0, min_lon = 0, max_lat = 0, max_lon = 0;
+};
+
+struct ZoneOptions {
+  bool gcj02 = false;  // convert GCJ-02 -> WGS84 at load (also when the file says "crs":"gcj02")
+  // Names or codes of the urban zones; empty: Chongqing's nine central districts.
+  std::vector<std::string> urban;
+};
+
+class Zones {
+ public:
+  Zones();
+  ~Zones();
+  Zones(Zones&&) noexcept;
+  Zones& operator=(Zones&&) noexcept;
+
+  // A GeoJSON FeatureCollection of (Multi)Polygons with properties name and adcode (or
+  // code). Invalid polygons are repaired (GEOSMakeValid) with a warning each. Throws
+  // std::runtime_error on an unreadable or ill-formed file.
+  static Zones load(const std::string& path, const ZoneOptions& options,
+                    std::vector<std::string>* warnings = nullptr);
+
+  std::size_t size() const;
+  const Zone& zone(std::size_t i) const;
+  std::optional<std::size_t> find(std::string_view name_or_code) const;
+  // The zone containing p (prepared geometries behind an STRtree). One thread at a time.
+  std::optional<std::size_t> locate(LatLon p) const;
+  // A uniformly random point inside zone i.
+  LatLon random_point(std::size_t zone, std::mt19937_64& rng) const;
+  // WGS84 FeatureCollection (simplified to about 20 m) with name, code, urban.
+  std::string to_geojson() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dispatch::geo
