@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The harness itself, briefly, against the real server: a small fleet, a few seconds of
+# positions, reports and crews; it must end with zero mismatches and zero errors.
+# Usage: run_sim.sh BUILD_DIR
+set -euo pipefail
+build=$1
+dir=$(mktemp -d /tmp/dispatch-sim-test-XXXXXX)
+server=""
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+"$build/sim/dispatch-sim" make-fleet --units 200 --seed 11 --out "$dir/fleet.json" --tokens-out "$dir/tokens.json"
+"$build/net/dispatchd" --listen 127.0.0.1:0 --db "$dir/d.db" --tokens "$dir/tokens.json" \
+  --fleet "$dir/fleet.json" > "$dir/out" 2> "$dir/err" &
+server=$!
+for _ in $(seq 100); do grep -q '^listening on' "$dir/out" && break; sleep 0.1; done
+addr=$(sed -n 's/^listening on //p' "$dir/out")
+[ -n "$addr" ] || { cat "$dir/err"; exit 1; }
+"$build/sim/dispatch-sim" run --url "ws://$addr" --tokens "$dir/tokens.json" --fleet "$dir/fleet.json" \
+  --duration 6 --rate 2 --reports-per-s 8 --gateways 2 --json "$dir/summary.json" 2>/dev/null >/dev/null
+cat "$dir/summary.json"
+python3 - "$dir/summary.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+ok = s["mismatches"] == 0 and s["errors"] == 0 and s["reports"] > 20 and s["accepted"] == s["reports"] \
+     and s["assign_count"] > 5 and s["positions_taken"] >= 0.9 * s["positions_sent"] and s["checked"] > 5
+print(("1 passed, 0 failed" if ok else "0 passed, 1 failed"))
+if not ok:
+    print("mismatches:", s["mismatch_list"], "errors:", s["error_samples"])
+sys.exit(0 if ok else 1)
+PY
