@@ -1060,7 +1060,6 @@ std::string Server::Impl::render_metrics() {
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
   auto& m = *impl_;
   m.tokens = load_tokens(m.opt.tokens_path);
-#ifdef DISPATCH_HAVE_MAP
   if (!m.opt.zones_path.empty() || !m.opt.places_path.empty()) {
     std::vector<std::string> warnings;
     m.geography = std::make_unique<MapGeography>(m.opt.zones_path, m.opt.zones_gcj02, m.opt.places_path, warnings);
@@ -1068,7 +1067,6 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(o
     log_line(fmt::format("map: {} districts, {} places", m.geography->zone_count(), m.geography->place_count()));
     m.engine.set_geography(m.geography.get());
   }
-#endif
   std::vector<engine::rec::Unit> fleet;
   if (!m.opt.fleet_path.empty()) fleet = load_fleet(m.opt.fleet_path);
   m.store = std::make_unique<data::Store>(m.opt.store);

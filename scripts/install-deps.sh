@@ -10,6 +10,7 @@ PKGS=(
   clang libclang-rt-14-dev
   chromium fonts-noto-cjk
   gpsd gpsd-clients python3-gps libnet-snpp-perl
+  nodejs python3
 )
 
 missing=()
@@ -18,6 +19,8 @@ for p in "${PKGS[@]}"; do
     missing+=("$p")
   fi
 done
+# Debian's nodejs ships npm separately; NodeSource's includes it.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 SUDO=""
