@@ -234,7 +234,7 @@ void Engine::disconnected(ConnId conn) {
 }
 
 void Engine::pager_connected(ConnId conn, Output& out) {
-  pagers_connected_ = true;
+  ++pagers_connected_;
   for (auto& p : pages_) {
     out.messages.push_back({Target::to(conn),
                             ev::Page{p.rec.id, p.rec.unit, p.rec.capcode, p.rec.assignment, p.rec.text}});
@@ -797,6 +797,7 @@ void Engine::close_incident(Incident& inc, IncidentState final_state, Millis now
   }
   inc.rec.state = final_state;
   inc.rec.closed_ts = now;
+  closed_.emplace_back(now, inc.rec.id);
   ++stats_.incidents_closed;
   out.writes.push_back(inc.rec);
   timeline(inc, now, std::string(to_string(final_state)), why, actor, out);
@@ -1101,30 +1102,31 @@ void Engine::tick(Millis now, Output& out) {
     }
   }
 
-  // Pages not delivered in time go out again.
-  for (auto& p : pages_)
-    if (now - p.sent_ts >= config_.page_retry_ms) {
-      p.sent_ts = now;
-      ++stats_.pages_resent;
-      out.messages.push_back({Target::pagers(),
-                              ev::Page{p.rec.id, p.rec.unit, p.rec.capcode, p.rec.assignment, p.rec.text}});
-    }
-
-  // Closed incidents leave memory after a while; the store keeps them.
-  for (auto it = incidents_.begin(); it != incidents_.end();) {
-    const auto& inc = *it->second;
-    if (!is_open(inc.rec.state) && now - inc.rec.closed_ts > config_.keep_closed_ms) {
-      bool busy = false;
-      for (const auto& a : inc.assignments) busy |= is_active(a->rec.state);
-      if (!busy) {
-        for (const auto& a : inc.assignments) assignments_.erase(a->rec.id);
-        for (const auto& c : inc.claims)
-          if (auto ci = claims_.find(c); ci != claims_.end() && ci->second.paid) claims_.erase(ci);
-        it = incidents_.erase(it);
-        continue;
+  // Pages not delivered in time go out again, while a pager gateway is there to take
+  // them; a page whose assignment has ended is not worth sending any more.
+  std::erase_if(pages_, [&](const PendingPage& p) {
+    const Assignment* a = find_assignment(p.rec.assignment);
+    return !a || !is_active(a->rec.state);
+  });
+  if (pagers_connected_)
+    for (auto& p : pages_)
+      if (now - p.sent_ts >= config_.page_retry_ms) {
+        p.sent_ts = now;
+        ++stats_.pages_resent;
+        out.messages.push_back({Target::pagers(),
+                                ev::Page{p.rec.id, p.rec.unit, p.rec.capcode, p.rec.assignment, p.rec.text}});
       }
-    }
-    ++it;
+
+  // Closed incidents leave memory after a while, oldest first; the store keeps them.
+  while (!closed_.empty() && now - closed_.front().first > config_.keep_closed_ms) {
+    auto it = incidents_.find(closed_.front().second);
+    closed_.pop_front();
+    if (it == incidents_.end() || is_open(it->second->rec.state)) continue;
+    const auto& inc = *it->second;
+    for (const auto& a : inc.assignments) assignments_.erase(a->rec.id);
+    for (const auto& c : inc.claims)
+      if (auto ci = claims_.find(c); ci != claims_.end() && ci->second.paid) claims_.erase(ci);
+    incidents_.erase(it);
   }
   if (!out.writes.empty()) out.must_wait = true;
 }

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <array>
+#include <deque>
 #include <map>
 #include <cstdint>
 #include <memory>
@@ -318,6 +319,9 @@ class Engine {
   void disconnected(ConnId conn);
   // A pager gateway connected: every undelivered page again.
   void pager_connected(ConnId conn, Output& out);
+  void pager_disconnected() {
+    if (pagers_connected_) --pagers_connected_;
+  }
   // An insurer connected: its unpaid claims.
   void insurer_connected(ConnId conn, const std::string& insurer, Output& out);
   const rec::Claim* claim(std::string_view id) const;
@@ -426,7 +430,8 @@ class Engine {
   std::vector<std::uint32_t> moved_;
   std::size_t sweep_next_ = 0;
   std::uint64_t incident_seq_ = 0, assignment_seq_ = 0, page_seq_ = 0, claim_seq_ = 0;
-  bool pagers_connected_ = false;
+  std::size_t pagers_connected_ = 0;
+  std::deque<std::pair<Millis, std::string>> closed_;  // closed incidents, oldest first
 };
 
 }  // namespace dispatch::engine

@@ -240,7 +240,7 @@ struct Server::Impl {
     asio::post(engine_ioc, [this, id] {
       peers.erase(id);
       consoles.erase(id);
-      std::erase(pagers, id);
+      if (std::erase(pagers, id)) engine.pager_disconnected();
       for (auto& [name, conns] : insurers) std::erase(conns, id);
       engine.disconnected(id);
     });

@@ -433,10 +433,23 @@ TEST_CASE("pages: one per assign to a unit with a capcode, at most 80 characters
   for (unsigned char ch : pages[0].text) chars += (ch & 0xC0) != 0x80;
   CHECK(chars <= 80);
   CHECK(pages[0].text.find("渝警保M1") == 0);
-  auto& resend = w.tick(21'000);
+  // No pager gateway connected: nothing to resend to.
+  CHECK(w.sent<ev::Page>(w.tick(21'000)).empty());
+  Output on_connect;
+  w.engine.pager_connected(World::pager_conn, on_connect);
+  CHECK(w.sent<ev::Page>(on_connect).size() == 1);  // the undelivered page at once
+  auto& resend = w.tick(1'000);
   CHECK(w.sent<ev::Page>(resend).size() == 1);
   w.run(cmd::Delivered{pages[0].page}, w.pager, World::pager_conn);
-  CHECK(w.sent<ev::Page>(w.tick(21'000)).empty());
+  CHECK(w.sent<ev::Page>(w.tick(5'000)).empty());
+  // A page whose assignment ended is dropped, not resent.
+  auto& r2 = w.report("r2", X);
+  REQUIRE(w.sent<ev::Page>(r2).empty());  // M1 is busy; M2 has no capcode
+  // M1 clears r1 and goes straight to the waiting r2: a new page.
+  auto p2 = w.sent<ev::Page>(w.unit_says(cmd::Cleared{w.engine.unit("M1")->active->rec.id}));
+  REQUIRE(p2.size() == 1);
+  w.run(cmd::Close{w.engine.unit("M1")->active->rec.incident}, w.console, World::console_conn);
+  CHECK(w.sent<ev::Page>(w.tick(25'000)).empty());
 }
 
 TEST_CASE("restore: open incidents, their assignments and unit statuses come back") {
