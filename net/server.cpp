@@ -867,6 +867,47 @@ class HttpSession : public Peer {
       });
       return;
     }
+    if (path.starts_with("/api/units/") && path.ends_with("/track")) {
+      const std::string_view pre = "/api/units/";
+      std::string unit(path.substr(pre.size(), path.size() - pre.size() - std::string_view("/track").size()));
+      std::int64_t since = 0, until = 0;
+      try {
+        if (auto v = query_param(req_.target(), "since"); !v.empty()) since = std::stoll(v);
+        if (auto v = query_param(req_.target(), "until"); !v.empty()) until = std::stoll(v);
+      } catch (const std::exception&) {
+        return send_json(http::status::bad_request, json_error_body("bad_message", "since and until are epoch milliseconds"));
+      }
+      auto self = shared();
+      asio::post(srv_.engine_ioc, [self, unit, since, until] {
+        const bool known = self->srv_.engine.unit(unit) != nullptr;
+        asio::post(self->srv_.reads, [self, unit, since, until, known] {
+          if (!known)
+            return asio::post(self->stream_.get_executor(), [self] {
+              self->send_json(http::status::not_found, json_error_body("unknown_unit", "no such unit"));
+            });
+          // A GeoJSON Feature: the track as a LineString, with each point's time.
+          std::string body;
+          JsonWriter w(body);
+          const auto points = self->srv_.store->track(unit, since, until);
+          w.begin_object().field("type", "Feature");
+          w.key("properties").begin_object().field("unit", unit).key("times").begin_array();
+          for (const auto& p : points) w.value(p.ts);
+          w.end_array().end_object();
+          w.key("geometry").begin_object().field("type", "LineString").key("coordinates").begin_array();
+          for (const auto& p : points) {
+            w.begin_array();
+            w.coord(p.lon);
+            w.coord(p.lat);
+            w.end_array();
+          }
+          w.end_array().end_object().end_object();
+          asio::post(self->stream_.get_executor(), [self, body = std::move(body)]() mutable {
+            self->write(self->make(http::status::ok, std::move(body), "application/geo+json"));
+          });
+        });
+      });
+      return;
+    }
     if (path.starts_with("/api/incidents/")) {
       std::string iid(path.substr(std::string_view("/api/incidents/").size()));
       auto self = shared();

@@ -243,3 +243,37 @@ TEST_CASE("POST /api/incidents answers 201 once durable, and is idempotent") {
   CHECK(http_request(f.port(), http::verb::get, "/api/incidents/I-999999", {}, "c-secret").status == 404);
   CHECK(gw.recv_type("assign"));
 }
+
+TEST_CASE("a unit's track, downsampled, as GeoJSON") {
+  Fixture f;
+  Ws gw(f.port(), "/ws/unit", "g-secret");
+  const auto t0 = now_ms() - 250'000;
+  // A point every 10 s for 4 minutes, moving 150 m each time: downsampled by distance.
+  for (int i = 0; i < 24; ++i)
+    gw.send(position("M1", XLAT + i * 0.00135, XLON, t0 + i * 10'000));
+  std::this_thread::sleep_for(300ms);
+  json::value track;
+  for (int i = 0; i < 20; ++i) {
+    auto r = http_request(f.port(), http::verb::get, "/api/units/M1/track?since=0", {}, "c-secret");
+    REQUIRE(r.status == 200);
+    track = r.json();
+    if (track.at("geometry").at("coordinates").as_array().size() == 24) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  CHECK(track.at("type").as_string() == "Feature");
+  CHECK(track.at("geometry").at("type").as_string() == "LineString");
+  const auto& coords = track.at("geometry").at("coordinates").as_array();
+  REQUIRE(coords.size() == 24);
+  CHECK(coords[0].as_array()[0].to_number<double>() == doctest::Approx(XLON));  // lon first
+  CHECK(coords[0].as_array()[1].to_number<double>() == doctest::Approx(XLAT));
+  auto part = http_request(f.port(), http::verb::get,
+                           "/api/units/M1/track?since=" + std::to_string(t0 + 100'000) + "&until=" +
+                               std::to_string(t0 + 150'000), {}, "c-secret").json();
+  CHECK(part.at("geometry").at("coordinates").as_array().size() == 6);
+  // Standing still: one point a minute, not one per fix.
+  for (int i = 0; i < 10; ++i) gw.send(position("M2", XLAT, XLON, t0 + i * 10'000));
+  std::this_thread::sleep_for(300ms);
+  auto still = http_request(f.port(), http::verb::get, "/api/units/M2/track", {}, "c-secret").json();
+  CHECK(still.at("geometry").at("coordinates").as_array().size() == 2);
+  CHECK(http_request(f.port(), http::verb::get, "/api/units/NOPE/track", {}, "c-secret").status == 404);
+}
