@@ -1,0 +1,41 @@
+// Parsing frames: one position, and a gateway batch of 500. Run: build/net/bench_protocol
+#include <benchmark/benchmark.h>
+
+#include <string>
+
+#include "net/protocol.hpp"
+
+using namespace dispatch::net;
+
+static std::string one(int i) {
+  return R"({"type":"position","unit":"M)" + std::to_string(i) +
+         R"(","lat":29.563012,"lon":106.551034,"ts":1764300000000,"speed_kmh":31.5,"heading":270})";
+}
+
+static void BM_ParsePosition(benchmark::State& state) {
+  const std::string text = one(17);
+  ParsedFrame f;
+  for (auto _ : state) {
+    f.clear();
+    parse_frame(text, "unit", f);
+    benchmark::DoNotOptimize(f.positions.data());
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+static void BM_ParseBatch500(benchmark::State& state) {
+  std::string text = "[";
+  for (int i = 0; i < 500; ++i) text += (i ? "," : "") + one(i);
+  text += "]";
+  ParsedFrame f;
+  for (auto _ : state) {
+    f.clear();
+    parse_frame(text, "gateway", f);
+    benchmark::DoNotOptimize(f.positions.data());
+  }
+  state.SetItemsProcessed(state.iterations() * 500);
+}
+
+BENCHMARK(BM_ParsePosition);
+BENCHMARK(BM_ParseBatch500);
+BENCHMARK_MAIN();
