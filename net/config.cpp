@@ -114,4 +114,23 @@ std::vector<engine::rec::Unit> load_fleet(const std::string& path) {
   return parse_fleet(read_file(path), path);
 }
 
+std::vector<Insurer> load_insurers(const std::string& path) {
+  const json::value v = parse_json(read_file(path), path);
+  const json::value* list = v.is_object() ? v.get_object().if_contains("insurers") : nullptr;
+  if (!list || !list->is_array()) throw std::runtime_error(path + ": expected {\"insurers\": [...]}");
+  std::vector<Insurer> out;
+  for (const auto& e : list->get_array()) {
+    if (!e.is_object()) throw std::runtime_error(path + ": each insurer must be an object");
+    Insurer i;
+    i.code = str(e.get_object(), "code");
+    i.name = str(e.get_object(), "name");
+    if (i.code.empty()) throw std::runtime_error(path + ": an insurer without \"code\"");
+    if (const json::value* a = e.get_object().if_contains("aliases"); a && a->is_array())
+      for (const auto& x : a->get_array())
+        if (x.is_string()) i.aliases.emplace_back(x.get_string());
+    out.push_back(std::move(i));
+  }
+  return out;
+}
+
 }  // namespace dispatch::net

@@ -22,6 +22,14 @@ Tokens parse_tokens(const std::string& text, const std::string& what);
 std::vector<engine::rec::Unit> load_fleet(const std::string& path);
 std::vector<engine::rec::Unit> parse_fleet(const std::string& text, const std::string& what);
 
+struct Insurer {
+  std::string code;
+  std::string name;
+  std::vector<std::string> aliases;
+};
+// {"insurers": [{"code": "PICC", "name": "...", "aliases": [...]}, ...]}
+std::vector<Insurer> load_insurers(const std::string& path);
+
 std::string read_file(const std::string& path);
 
 }  // namespace dispatch::net

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   opt.web_root = default_path("web");
   opt.zones_path = default_path("assets/geo/chongqing_districts_gcj02.geojson");
   opt.places_path = default_path("assets/places/chongqing-demo.geojson");
+  opt.insurers_path = default_path("config/insurers.json");
   bool zones_wgs84 = false;
 
   CLI::App app{"dispatchd: real-time dispatch of joint police-insurance patrol teams"};
@@ -40,6 +41,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--zones-wgs84", zones_wgs84, "the zones file is WGS84 (default: GCJ-02, converted at load)");
   app.add_option("--places", opt.places_path, "helicopter bases, landing zones, hospitals (GeoJSON; '' for none)")
+      ->capture_default_str();
+  app.add_option("--insurers", opt.insurers_path, "the insurers and their other names (JSON; '' for none)")
       ->capture_default_str();
   app.add_option("--ack-timeout", ack_timeout_s, "seconds a unit has to ack an assignment")
       ->capture_default_str();

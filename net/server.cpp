@@ -158,6 +158,7 @@ struct Server::Impl {
   Tokens tokens;
   std::unique_ptr<data::Store> store;
   std::unique_ptr<MapGeography> geography;
+  std::unordered_map<std::string, std::string> insurer_alias;  // any name -> code
   engine::Engine engine;
 
   asio::io_context ioc;         // sessions
@@ -258,12 +259,15 @@ struct Server::Impl {
       inc(metrics.positions_in, f.positions.size());
       engine.positions(f.positions, origin, now, out);
     }
-    for (auto& c : f.commands) handle_command(c, origin, now);
+    for (auto& c : f.commands) handle_command(std::move(c), origin, now);
     apply();
   }
 
-  void handle_command(const engine::Command& c, const Origin& origin, Millis now) {
+  void handle_command(engine::Command c, const Origin& origin, Millis now) {
     if (auto* r = std::get_if<engine::cmd::Report>(&c)) {
+      // One name per insurer, so that each gets its claims whatever the reporter wrote.
+      for (auto& v : r->vehicles)
+        if (auto it = insurer_alias.find(v.insurer); it != insurer_alias.end()) v.insurer = it->second;
       if (!store->healthy()) {
         inc(metrics.errors[static_cast<std::size_t>(engine::ErrorCode::unavailable)]);
         out.messages.push_back({engine::Target::to(origin.conn),
@@ -1101,6 +1105,14 @@ std::string Server::Impl::render_metrics() {
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
   auto& m = *impl_;
   m.tokens = load_tokens(m.opt.tokens_path);
+  if (!m.opt.insurers_path.empty()) {
+    for (const auto& ins : load_insurers(m.opt.insurers_path)) {
+      m.insurer_alias[ins.code] = ins.code;
+      m.insurer_alias[ins.name] = ins.code;
+      for (const auto& a : ins.aliases) m.insurer_alias[a] = ins.code;
+    }
+    log_line(fmt::format("insurers: {} names", m.insurer_alias.size()));
+  }
   if (!m.opt.zones_path.empty() || !m.opt.places_path.empty()) {
     std::vector<std::string> warnings;
     m.geography = std::make_unique<MapGeography>(m.opt.zones_path, m.opt.zones_gcj02, m.opt.places_path, warnings);

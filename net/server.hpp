@@ -21,6 +21,7 @@ struct ServerOptions {
   std::string zones_path;        // district boundaries (GeoJSON)
   bool zones_gcj02 = true;
   std::string places_path;       // heli bases, landing zones, hospitals (GeoJSON)
+  std::string insurers_path;     // the insurers and their other names (JSON)
   engine::Config engine;
   data::StoreOptions store;
   int io_threads = 1;

@@ -128,7 +128,7 @@ TEST_CASE("remote fast handling: liability, claims to insurers, paid, closed") {
   Ws rep(f.port(), "/ws/report", "r-secret");
   rep.send(msg({{"type", "report"}, {"id", "online-1"}, {"lat", XLAT}, {"lon", XLON}, {"severity", "minor"},
                 {"drivable", true}, {"parties_agree", true},
-                {"vehicles", json::array{json::object{{"plate", "渝A11111"}, {"insurer", "PICC"}},
+                {"vehicles", json::array{json::object{{"plate", "渝A11111"}, {"insurer", "人保财险"}},  // an alias of PICC
                                          json::object{{"plate", "渝B22222"}, {"insurer", "平安"}}}}}));
   auto acc = rep.recv_type("accepted");
   REQUIRE(acc);
