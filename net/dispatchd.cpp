@@ -44,6 +44,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--insurers", opt.insurers_path, "the insurers and their other names (JSON; '' for none)")
       ->capture_default_str();
+  app.add_option("--urban", opt.urban, "urban districts by name or adcode (default: the nine central ones)");
+  double track_days = 7, track_metres = opt.engine.track_min_distance_m, track_secs = 60;
+  app.add_option("--track-retention-days", track_days, "days unit tracks are kept")->capture_default_str();
+  app.add_option("--track-min-distance", track_metres, "a track point when a unit moved this many metres")
+      ->capture_default_str();
+  app.add_option("--track-min-interval", track_secs, "or when this many seconds have passed")->capture_default_str();
   app.add_option("--ack-timeout", ack_timeout_s, "seconds a unit has to ack an assignment")
       ->capture_default_str();
   app.add_option("--stale-after", stale_after_s, "seconds without a position before a unit is stale")
@@ -95,6 +101,9 @@ int main(int argc, char** argv) {
   opt.engine.stale_after_ms = static_cast<engine::Millis>(stale_after_s * 1000);
   opt.engine.max_future_ms = static_cast<engine::Millis>(max_future_s * 1000);
   opt.engine.page_retry_ms = static_cast<engine::Millis>(page_retry_s * 1000);
+  opt.engine.track_min_distance_m = track_metres;
+  opt.engine.track_min_interval_ms = static_cast<engine::Millis>(track_secs * 1000);
+  opt.store.track_retention_ms = static_cast<std::int64_t>(track_days * 86400 * 1000);
 
   try {
     net::Server server(opt);

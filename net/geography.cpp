@@ -10,12 +10,13 @@ struct MapGeography::Impl {
   std::optional<geo::Places> places;
 };
 
-MapGeography::MapGeography(const std::string& zones_path, bool zones_gcj02,
+MapGeography::MapGeography(const std::string& zones_path, bool zones_gcj02, std::vector<std::string> urban,
                            const std::string& places_path, std::vector<std::string>& warnings)
     : impl_(std::make_unique<Impl>()) {
   if (!zones_path.empty()) {
     geo::ZoneOptions o;
     o.gcj02 = zones_gcj02;
+    o.urban = std::move(urban);
     impl_->zones.emplace(geo::Zones::load(zones_path, o, &warnings));
     districts_json_ = impl_->zones->to_geojson();
   }

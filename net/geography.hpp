@@ -14,8 +14,8 @@ class MapGeography : public engine::Geography {
  public:
   // Either path may be empty. Throws std::runtime_error on unreadable files; repairs and
   // other remarks go to `warnings`.
-  MapGeography(const std::string& zones_path, bool zones_gcj02, const std::string& places_path,
-               std::vector<std::string>& warnings);
+  MapGeography(const std::string& zones_path, bool zones_gcj02, std::vector<std::string> urban,
+               const std::string& places_path, std::vector<std::string>& warnings);
   ~MapGeography() override;
 
   std::optional<engine::DistrictRef> district(geo::LatLon p) const override;

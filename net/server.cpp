@@ -1115,7 +1115,8 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(o
   }
   if (!m.opt.zones_path.empty() || !m.opt.places_path.empty()) {
     std::vector<std::string> warnings;
-    m.geography = std::make_unique<MapGeography>(m.opt.zones_path, m.opt.zones_gcj02, m.opt.places_path, warnings);
+    m.geography = std::make_unique<MapGeography>(m.opt.zones_path, m.opt.zones_gcj02, m.opt.urban,
+                                                 m.opt.places_path, warnings);
     for (const auto& w : warnings) log_line("map: " + w);
     log_line(fmt::format("map: {} districts, {} places", m.geography->zone_count(), m.geography->place_count()));
     m.engine.set_geography(m.geography.get());

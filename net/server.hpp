@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "data/store.hpp"
 #include "engine/engine.hpp"
@@ -20,6 +21,7 @@ struct ServerOptions {
   std::string web_root;          // static files for GET / (the console)
   std::string zones_path;        // district boundaries (GeoJSON)
   bool zones_gcj02 = true;
+  std::vector<std::string> urban;  // urban districts by name or code; empty: the nine central ones
   std::string places_path;       // heli bases, landing zones, hospitals (GeoJSON)
   std::string insurers_path;     // the insurers and their other names (JSON)
   engine::Config engine;
