@@ -7,6 +7,8 @@
 #include <cmath>
 #include <map>
 
+#include <sqlite3.h>
+
 #include "geo/nmea.hpp"
 #include "gateways/gpsd.hpp"
 #include "support.hpp"
@@ -148,24 +150,27 @@ TEST_CASE("dispatch-avl: gpsd (gpsfake) and NMEA over TCP into dispatchd, restar
   GpsdWatcher reference(gpsd_port);
   auto fake = start_gpsfake(gpsd_dir / "sirfstarv-nmea.log", gpsd_port, dir, 0.005);
 
-  // A radio unit on plain NMEA: fixes a second apart in its own clock, sent quickly,
-  // moving east through Chongqing at 18 km/h.
+  // A radio unit on plain NMEA: fixes 2 s apart in its own clock (sent every 15 ms),
+  // 110 m apart, moving east through Chongqing at 198 km/h: under the moto speed
+  // limit, and far enough apart that dispatchd keeps every one in its track table.
   std::atomic<bool> server_down{false};
   std::atomic<int> sent_while_down{0};
   std::int64_t last_ts = 0;
+  std::vector<std::int64_t> radio_ts;
   double last_lat = 0, last_lon = 0;
   std::thread radio([&] {
     e2e::asio::io_context ioc;
     e2e::tcp::socket s(ioc);
     s.connect({e2e::asio::ip::make_address("127.0.0.1"), *nmea_port});
     e2e::asio::write(s, e2e::asio::buffer(std::string("UNIT M018\r\n")));
-    const std::int64_t start = e2e::now_ms() - 250'000;
+    const std::int64_t start = e2e::now_ms() - 420'000;
     for (int i = 0; i < 200; ++i) {
-      const std::int64_t ts = start + i * 1000;
-      const double lat = 29.5630, lon = 106.5510 + i * 5.0 / 96720.0;  // 5 m a second
+      const std::int64_t ts = start + i * 2000;
+      const double lat = 29.5630, lon = 106.5510 + i * 110.0 / 96720.0;
       const auto [rmc, gga] = nmea_fix(ts, lat, lon);
       e2e::asio::write(s, e2e::asio::buffer(gga + "\r\n" + rmc + "\r\n"));
       last_ts = ts;
+      radio_ts.push_back(ts);
       last_lat = nmea_rounded(lat, 2);
       last_lon = nmea_rounded(lon, 3);
       if (server_down) ++sent_while_down;
@@ -209,6 +214,20 @@ TEST_CASE("dispatch-avl: gpsd (gpsfake) and NMEA over TCP into dispatchd, restar
   CHECK(log.find("disconnected from server") != std::string::npos);
   CHECK(log.find("0 dropped from a full backlog, 0 unsent") != std::string::npos);
   CHECK(server.stop() == 0);
+
+  // dispatchd's own record, its SQLite track table: every fix the radio sent is
+  // there, those sent while it was down included.
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open_v2((dir / "dispatch.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, "SELECT ts FROM tracks WHERE unit = 'M018' ORDER BY ts", -1, &q, nullptr) ==
+          SQLITE_OK);
+  std::vector<std::int64_t> tracked;
+  while (sqlite3_step(q) == SQLITE_ROW) tracked.push_back(sqlite3_column_int64(q, 0));
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  CHECK(tracked.size() == radio_ts.size());
+  CHECK(tracked == radio_ts);
 }
 
 TEST_CASE("dispatch-pager: pages reach the SNPP terminal; delivered only after it took them; restarts lose nothing") {
