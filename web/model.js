@@ -138,7 +138,7 @@ function normaliseUnit(held, u) {
 //  slackMs: time left before the nearest deadline (Infinity when none runs); negative = late.
 export function incidentClocks(inc, now, policy = POLICY) {
   const reported = inc.reported_ts ?? now;
-  const out = { sinceReport: now - reported, toAssign: null, ackWait: null, remote: null, slackMs: Infinity, overdue: false };
+  const out = { sinceReport: Math.max(0, now - reported), toAssign: null, ackWait: null, remote: null, slackMs: Infinity, overdue: false };
   const assignments = inc.assignments || [];
   const firstAssigned = assignments.reduce((m, a) => (a.assigned_ts != null && a.assigned_ts < m ? a.assigned_ts : m), Infinity);
   const hasActive = assignments.some((a) => ACTIVE_ASSIGNMENT.has(a.state));
@@ -148,15 +148,16 @@ export function incidentClocks(inc, now, policy = POLICY) {
     out.remote = { remainingMs: deadline - now, overdue: deadline < now };
     out.slackMs = Math.min(out.slackMs, deadline - now);
   } else if (Number.isFinite(firstAssigned)) {
-    out.toAssign = { ms: firstAssigned - reported, running: false };
+    out.toAssign = { ms: Math.max(0, firstAssigned - reported), running: false };
   }
   if ((inc.state === 'dispatching' || inc.state === 'reported') && !hasActive) {
-    out.toAssign = { ms: now - reported, running: true };
+    out.toAssign = { ms: Math.max(0, now - reported), running: true };
     out.slackMs = Math.min(out.slackMs, reported + policy.assignTargetMs - now);
   }
   for (const a of assignments) {
     if (a.state !== 'assigned' || a.acked_ts != null || a.assigned_ts == null) continue;
-    const waited = now - a.assigned_ts;
+    // Our estimate of the server's clock can trail it by the network delay: never below 0.
+    const waited = Math.max(0, now - a.assigned_ts);
     if (!out.ackWait || waited > out.ackWait.ms) {
       out.ackWait = { ms: waited, unit: a.unit, overdue: waited > policy.ackWithinMs };
     }
@@ -214,8 +215,8 @@ export function backoffMs(attempt, rand = Math.random) {
 }
 
 export function fmtDuration(ms) {
-  const neg = ms < 0;
   let s = Math.floor(Math.abs(ms) / 1000);
+  const neg = ms < 0 && s > 0;
   const h = Math.floor(s / 3600);
   s -= h * 3600;
   const m = Math.floor(s / 60);

@@ -15,7 +15,7 @@ export const STATUS_COLOURS = {
 };
 
 const LINE_COLOURS = { assigned: '#fbbf24', en_route: '#60a5fa', on_scene: '#c084fc' };
-const PADDING = 0.3; // of the view on each side, so a short pan shows no empty edge
+const PADDING = 0.15; // of the view on each side, so a short pan shows no empty edge
 
 export const UnitLayer = L.Layer.extend({
   options: { pane: 'unitPane', labelZoom: 14, labelMax: 250 },
@@ -131,7 +131,9 @@ export const UnitLayer = L.Layer.extend({
     this.lastFrame = frame;
 
     const zoomed = this.zoom;
-    const r = zoomed >= 13 ? 5 : zoomed >= 11 ? 4 : 3;
+    // Smaller marks when thousands share the view, so a crowd still reads as points.
+    const dense = drawn > 3000;
+    const r = zoomed >= 14 ? 5 : dense ? (zoomed >= 12 ? 3 : 2) : zoomed >= 11 ? 4 : 3;
     ctx.lineWidth = 1;
     ctx.strokeStyle = 'rgba(6, 10, 20, 0.9)';
     for (const [status, list] of buckets) {
@@ -139,7 +141,7 @@ export const UnitLayer = L.Layer.extend({
       ctx.beginPath();
       for (const u of list) shape(ctx, u.kind, u._cx, u._cy, r);
       ctx.fill();
-      ctx.stroke();
+      if (drawn < 2000) ctx.stroke();
     }
 
     // Helicopters carry a letter so they read as aircraft at any zoom.

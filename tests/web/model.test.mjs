@@ -170,4 +170,5 @@ test('durations read as m:ss or h:mm:ss', () => {
   assert.equal(fmtDuration(61_000), '1:01');
   assert.equal(fmtDuration(3_600_000 + 62_000), '1:01:02');
   assert.equal(fmtDuration(-5_000), '-0:05');
+  assert.equal(fmtDuration(-400), '0:00');
 });
