@@ -95,6 +95,17 @@ std::vector<const Incident*> Engine::open_incidents() const {
   return out;
 }
 
+Engine::Source& Engine::source(const std::string& name) {
+  auto it = sources_.find(name);
+  if (it == sources_.end()) it = sources_.emplace(name, Source{}).first;
+  return it->second;
+}
+
+std::size_t Engine::open_count(std::string_view source) const {
+  auto it = sources_.find(source);
+  return it == sources_.end() ? 0 : it->second.open;
+}
+
 bool Engine::assignable(const Unit& u, Millis now) const {
   return u.status == UnitStatus::available && u.has_pos &&
          now - u.pos_ts <= config_.stale_after_ms;
@@ -129,7 +140,7 @@ void Engine::restore(const Snapshot& s, Millis now) {
     unit_by_id_.emplace(u.id, u.slot);
     units_.push_back(std::move(u));
   }
-  for (const auto& [report, inc] : s.report_ids) report_ids_.emplace(report, inc);
+  for (const auto& k : s.report_ids) source(k.source).reports.emplace(k.report_id, k.incident);
   incident_seq_ = std::max(incident_seq_, s.max_incident_seq);
   assignment_seq_ = std::max(assignment_seq_, s.max_assignment_seq);
   page_seq_ = std::max(page_seq_, s.max_page_seq);
@@ -139,7 +150,12 @@ void Engine::restore(const Snapshot& s, Millis now) {
     inc->rec = ri;
     incident_seq_ = std::max(incident_seq_, ri.seq);
     if (inc->rec.state != IncidentState::remote) plan_needs(*inc, now, nullptr);
-    report_ids_.emplace(ri.report_id, ri.id);
+    Source& src = source(ri.source);
+    src.reports.emplace(ri.report_id, ri.id);
+    if (is_open(ri.state) && !incidents_.count(ri.id)) {
+      inc->counted = true;
+      ++src.open;
+    }
     incidents_.emplace(ri.id, std::move(inc));
   }
   std::vector<const rec::Assignment*> as;
@@ -249,13 +265,14 @@ void Engine::positions(std::span<const cmd::Position> batch, const Origin& origi
   bool freed = false;
   const bool via_gateway = origin.who && origin.who->role == "gateway";
   for (const auto& p : batch) {
+    // Forbidden before unknown: a token learns nothing about ids it may not speak for.
+    if (origin.who && !origin.who->may_speak_for(p.unit)) {
+      error(origin, ErrorCode::forbidden, "this token does not speak for that unit", p.unit, out);
+      continue;
+    }
     Unit* u = find_unit(p.unit);
     if (!u) {
       error(origin, ErrorCode::unknown_unit, "no such unit", p.unit, out);
-      continue;
-    }
-    if (origin.who && !origin.who->may_speak_for(p.unit)) {
-      error(origin, ErrorCode::forbidden, "this token does not speak for that unit", p.unit, out);
       continue;
     }
     if (p.ts > now + config_.max_future_ms) {
@@ -348,10 +365,11 @@ void Engine::error(const Origin& o, ErrorCode code, std::string message, std::st
 }
 
 void Engine::on_status(const cmd::Status& c, const Origin& o, Millis now, Output& out) {
-  Unit* u = find_unit(c.unit);
-  if (!u) return error(o, ErrorCode::unknown_unit, "no such unit", c.unit, out);
+  // Forbidden before unknown: a token learns nothing about ids it may not speak for.
   if (o.who && !o.who->may_speak_for(c.unit))
     return error(o, ErrorCode::forbidden, "this token does not speak for that unit", c.unit, out);
+  Unit* u = find_unit(c.unit);
+  if (!u) return error(o, ErrorCode::unknown_unit, "no such unit", c.unit, out);
   if (c.status != UnitStatus::available && c.status != UnitStatus::off_duty)
     return error(o, ErrorCode::bad_message, "status must be available or off_duty", c.unit, out);
   if (o.who && o.who->role == "unit") u->own_conn = o.conn;
@@ -360,6 +378,22 @@ void Engine::on_status(const cmd::Status& c, const Origin& o, Millis now, Output
                  "unit has an active assignment " + u->active->rec.id + "; clear or decline it first",
                  c.unit, out);
   if (u->status == c.status) return;
+  if (const auto cap = config_.max_status_changes_per_min) {
+    // A fixed 60 s window from the first change after the last window ended (a clock
+    // that went back starts a new one). Counting needs no allocation.
+    if (u->status_changes == 0 || now - u->status_window_start >= 60'000 ||
+        now < u->status_window_start) {
+      u->status_window_start = now;
+      u->status_changes = 0;
+    }
+    if (u->status_changes >= cap) {
+      ++stats_.status_rate_limited;
+      return error(o, ErrorCode::rate_limited,
+                   "more than " + std::to_string(cap) + " status changes a minute for this unit",
+                   c.unit, out);
+    }
+    ++u->status_changes;
+  }
   set_unit_status(*u, c.status, now, actor_of(o),
                   c.status == UnitStatus::off_duty ? "off duty" : "on duty", out);
   out.must_wait = true;
@@ -471,11 +505,21 @@ void Engine::on_cleared(const cmd::Cleared& c, const Origin& o, Millis now, Outp
 }
 
 void Engine::on_report(const cmd::Report& c, const Origin& o, Millis now, Output& out) {
-  if (auto it = report_ids_.find(c.id); it != report_ids_.end()) {
+  // Report ids are the token's own (contract v2 5.2): keyed by the source, "role:name".
+  const Actor actor = actor_of(o);
+  Source& src = source(actor.role + ":" + actor.name);
+  if (auto it = src.reports.find(c.id); it != src.reports.end()) {
     ++stats_.reports_duplicate;
     out.messages.push_back({Target::to(o.conn), ev::Accepted{c.id, it->second}});
     out.must_wait = true;  // the first answer may still be on its way to the disk
     return;
+  }
+  if (config_.max_open_per_source && src.open >= config_.max_open_per_source) {
+    ++stats_.reports_rate_limited;
+    return error(o, ErrorCode::rate_limited,
+                 "this token has too many open incidents (" + std::to_string(src.open) +
+                     "); no new one until some are closed",
+                 c.id, out);
   }
   ++stats_.reports;
   auto inc = std::make_unique<Incident>();
@@ -493,18 +537,19 @@ void Engine::on_report(const cmd::Report& c, const Origin& o, Millis now, Output
   r.parties_agree = c.parties_agree;
   r.vehicles = c.vehicles;
   r.note = c.note;
-  const Actor actor = actor_of(o);
   r.source = actor.role + ":" + actor.name;
   if (geography_)
     if (auto d = geography_->district({c.lat, c.lon})) r.district = d->name;
   Incident& ref = *inc;
-  report_ids_.emplace(c.id, r.id);
+  src.reports.emplace(c.id, r.id);
+  ref.counted = true;
+  ++src.open;
   incidents_.emplace(r.id, std::move(inc));
 
+  out.messages.push_back({Target::to(o.conn), ev::Accepted{c.id, ref.rec.id}});
   timeline(ref, now, "reported",
            std::string(to_string(c.severity)) + " reported by " + actor.role + " " + actor.name,
            actor, out);
-  out.messages.push_back({Target::to(o.conn), ev::Accepted{c.id, ref.rec.id}});
   out.must_wait = true;
   if (c.severity == Severity::minor && c.drivable && c.parties_agree) {
     ref.rec.state = IncidentState::remote;
@@ -745,11 +790,10 @@ void Engine::set_unit_status(Unit& u, UnitStatus s, Millis now, const Actor& act
 
 void Engine::update_incident_state(Incident& inc, Millis now, Output& out) {
   (void)now;
+  // Consoles hear of the incident only when something changed: its state here; its
+  // assignments and timeline through timeline().
   auto& st = inc.rec.state;
-  if (!is_open(st) || st == IncidentState::remote) {
-    incident_changed(inc, out);
-    return;
-  }
+  if (!is_open(st) || st == IncidentState::remote) return;
   IncidentState next = IncidentState::on_scene;
   bool any_active = false, any_open_need = false;
   for (const auto& n : inc.needs) {
@@ -772,8 +816,8 @@ void Engine::update_incident_state(Incident& inc, Millis now, Output& out) {
   if (next != st) {
     st = next;
     out.writes.push_back(inc.rec);
+    incident_changed(inc, out);
   }
-  incident_changed(inc, out);
 }
 
 void Engine::close_incident(Incident& inc, IncidentState final_state, Millis now,
@@ -797,6 +841,11 @@ void Engine::close_incident(Incident& inc, IncidentState final_state, Millis now
   }
   inc.rec.state = final_state;
   inc.rec.closed_ts = now;
+  if (inc.counted) {
+    inc.counted = false;
+    if (auto it = sources_.find(inc.rec.source); it != sources_.end() && it->second.open)
+      --it->second.open;
+  }
   closed_.emplace_back(now, inc.rec.id);
   ++stats_.incidents_closed;
   out.writes.push_back(inc.rec);
@@ -810,19 +859,31 @@ void Engine::timeline(Incident& inc, Millis ts, std::string event, std::string d
   rec::Timeline t{inc.rec.id, ts, std::move(event), std::move(detail), actor.role, actor.name};
   inc.timeline.push_back(t);
   out.writes.push_back(std::move(t));
+  incident_changed(inc, out);  // a new line is a change the consoles should see
 }
 
+// One change message per incident (unit) per Output: it renders the current state when
+// released. `out_mark` says where it was last pushed; it counts only if that slot of this
+// Output still holds it (engine.hpp, top).
 void Engine::incident_changed(Incident& inc, Output& out) {
-  // One change message per incident per output is enough: it renders the current state.
-  for (const auto& m : out.messages)
-    if (auto* ic = std::get_if<ev::IncidentChanged>(&m.payload); ic && ic->incident == inc.rec.id)
+  if (inc.out_mark < out.messages.size()) {
+    const Message& m = out.messages[inc.out_mark];
+    if (auto* ic = std::get_if<ev::IncidentChanged>(&m.payload);
+        ic && m.to.kind == Target::Kind::consoles && ic->incident == inc.rec.id)
       return;
+  }
+  inc.out_mark = out.messages.size();
   out.messages.push_back({Target::consoles(), ev::IncidentChanged{inc.rec.id}});
 }
 
-void Engine::unit_changed(const Unit& u, Output& out) {
-  for (const auto& m : out.messages)
-    if (auto* uc = std::get_if<ev::UnitChanged>(&m.payload); uc && uc->unit == u.slot) return;
+void Engine::unit_changed(Unit& u, Output& out) {
+  if (u.out_mark < out.messages.size()) {
+    const Message& m = out.messages[u.out_mark];
+    if (auto* uc = std::get_if<ev::UnitChanged>(&m.payload);
+        uc && m.to.kind == Target::Kind::consoles && uc->unit == u.slot)
+      return;
+  }
+  u.out_mark = out.messages.size();
   out.messages.push_back({Target::consoles(), ev::UnitChanged{u.slot}});
 }
 

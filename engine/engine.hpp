@@ -5,6 +5,24 @@
 // engine does no I/O, reads no clock (`now` is an input) and takes no locks: one thread
 // owns it. The server releases the messages of an Output that `must_wait` only after the
 // store has committed its writes ("tell nobody before the disk knows").
+//
+// Change messages for consoles (ev::UnitChanged, ev::IncidentChanged) name a unit or an
+// incident whose current state is rendered when the Output is released, so one per unit
+// and per incident in an Output is enough:
+// - An incident gets an IncidentChanged only when its state, its assignments or its
+//   timeline changed (every timeline line, and so every assignment change, marks it).
+//   Trying the waiting queue when a unit becomes assignable touches only the incidents it
+//   assigns, not every waiting one.
+// - No Output holds two UnitChanged for one unit, nor two IncidentChanged for one
+//   incident. Each Unit and Incident keeps `out_mark`, the index in `Output::messages` at
+//   which its change message was last pushed. Before pushing, the engine looks at that
+//   index of the Output at hand: if the message there is this unit's (incident's) change
+//   message, it is already in this Output and nothing is pushed. The mark validates itself
+//   against the Output's contents, so no reset is needed when an Output is cleared,
+//   reused or moved from (a stale mark just fails the check); no allocation and no scan
+//   per message. The engine only appends to `messages`; callers may append too, but must
+//   not erase or reorder messages while they keep passing the same Output to the engine.
+//   Filling two Outputs alternately may let a change message be sent twice (never lost).
 #pragma once
 
 #include <array>
@@ -57,6 +75,16 @@ struct Config {
   Millis track_min_interval_ms = 60'000;
   // Closed incidents stay in memory this long for late messages, then only the store has them.
   Millis keep_closed_ms = 10 * 60'000;
+  // One token (Incident::source, "role:name") may have at most this many open incidents
+  // (not closed or cancelled); a report over it is refused with `rate_limited` and creates
+  // nothing. A report id the token already used is still answered. 0: no cap.
+  std::size_t max_open_per_source = 2000;
+  // A unit may change its duty status (`status` messages that change it) at most this many
+  // times in a 60 s window (fixed, starting at the first change after the last window
+  // ended); over it a `status` message is refused with `rate_limited`, changes nothing and
+  // writes nothing. Status changes the engine makes itself (assign, clear) do not count.
+  // 0: no cap.
+  std::uint32_t max_status_changes_per_min = 30;
 };
 
 namespace cmd {
@@ -208,6 +236,8 @@ struct Stats {
   std::uint64_t positions_gps_jump = 0;
   std::uint64_t reports = 0;
   std::uint64_t reports_duplicate = 0;
+  std::uint64_t reports_rate_limited = 0;   // over max_open_per_source
+  std::uint64_t status_rate_limited = 0;    // over max_status_changes_per_min
   std::uint64_t assignments = 0;
   std::uint64_t assignments_declined = 0;
   std::uint64_t assignments_lapsed = 0;
@@ -265,6 +295,11 @@ struct Unit {
   Assignment* active = nullptr;
   geo::LatLon track_pos;
   Millis track_ts = 0;
+  // Duty status changes asked for by `status` messages in the current 60 s window.
+  Millis status_window_start = 0;
+  std::uint32_t status_changes = 0;
+  // Where this unit's UnitChanged was last pushed in an Output (see the top of this file).
+  std::size_t out_mark = static_cast<std::size_t>(-1);
 };
 
 struct Assignment {
@@ -291,6 +326,9 @@ struct Incident {
   std::vector<std::unique_ptr<Assignment>> assignments;
   std::vector<rec::Timeline> timeline;
   bool waiting = false;  // in the dispatch queue: a need has no unit
+  bool counted = false;  // counts towards its source's open incidents (max_open_per_source)
+  // Where this incident's IncidentChanged was last pushed in an Output (see the top).
+  std::size_t out_mark = static_cast<std::size_t>(-1);
 };
 
 class Engine {
@@ -349,6 +387,8 @@ class Engine {
   const Config& config() const { return config_; }
   const Stats& stats() const { return stats_; }
   std::size_t waiting_count() const { return waiting_.size(); }
+  // Open incidents (not closed or cancelled) reported by `source` ("role:name").
+  std::size_t open_count(std::string_view source) const;
 
  private:
   Unit* find_unit(std::string_view id);
@@ -397,7 +437,7 @@ class Engine {
   void timeline(Incident& inc, Millis ts, std::string event, std::string detail,
                 const Actor& actor, Output& out);
   void incident_changed(Incident& inc, Output& out);
-  void unit_changed(const Unit& u, Output& out);
+  void unit_changed(Unit& u, Output& out);
   void send_to_unit(const Unit& u, Payload payload, Output& out);
   void page(const Assignment& a, const Unit& u, Millis now, Output& out);
   void reindex(Unit& u, Millis now);
@@ -417,7 +457,15 @@ class Engine {
   std::unordered_map<std::string, std::uint32_t, Hash, std::equal_to<>> unit_by_id_;
   std::unordered_map<std::string, std::unique_ptr<Incident>, Hash, std::equal_to<>> incidents_;
   std::unordered_map<std::string, Assignment*, Hash, std::equal_to<>> assignments_;
-  std::unordered_map<std::string, std::string, Hash, std::equal_to<>> report_ids_;
+  // Per reporting token (rec::Incident::source, "role:name"): its report ids -> incident
+  // ids (every incident ever stored: reports are idempotent per token, contract 5.2), and
+  // how many of its incidents are open (kept on create, close and restore).
+  struct Source {
+    std::unordered_map<std::string, std::string, Hash, std::equal_to<>> reports;
+    std::size_t open = 0;
+  };
+  std::unordered_map<std::string, Source, Hash, std::equal_to<>> sources_;
+  Source& source(const std::string& name);
   std::array<geo::UnitIndex, 3> index_;  // by UnitKind: the assignable units with a position
   std::vector<Incident*> waiting_;
   std::vector<Assignment*> pending_ack_;

@@ -476,7 +476,7 @@ TEST_CASE("restore: open incidents, their assignments and unit statuses come bac
   for (auto& [id, u] : units) snap.units.push_back(u);
   for (auto& [id, i] : incs) {
     snap.open_incidents.push_back(i);
-    snap.report_ids.emplace_back(i.report_id, i.id);
+    snap.report_ids.push_back({i.source, i.report_id, i.id});
     snap.max_incident_seq = std::max(snap.max_incident_seq, i.seq);
   }
   for (auto& [id, x] : asgs) {
@@ -568,4 +568,431 @@ TEST_CASE("over hundreds of random units and reports, every assignment goes to t
   }
   CHECK(assigned > 100);
   CHECK(checked == assigned);
+}
+
+// ---------------------------------------------------------------------------------------
+// Report ids per token, open-incident and status caps, forbidden before unknown, and
+// change messages only for what changed.
+
+namespace {
+
+cmd::Report report_at(const std::string& id, geo::LatLon p, Severity s = Severity::injury) {
+  cmd::Report r;
+  r.id = id;
+  r.lat = p.lat;
+  r.lon = p.lon;
+  r.severity = s;
+  return r;
+}
+
+template <class T>
+std::size_t count_of(const Output& o) {
+  return static_cast<std::size_t>(std::count_if(o.messages.begin(), o.messages.end(), [](const Message& m) {
+    return std::holds_alternative<T>(m.payload);
+  }));
+}
+
+template <class W>
+std::size_t count_writes(const Output& o) {
+  return static_cast<std::size_t>(std::count_if(o.writes.begin(), o.writes.end(), [](const Write& w) {
+    return std::holds_alternative<W>(w);
+  }));
+}
+
+// No Output may hold two change messages for one unit or one incident.
+void check_no_duplicate_changes(const Output& o) {
+  std::map<std::uint32_t, int> units;
+  std::map<std::string, int> incs;
+  for (const auto& m : o.messages) {
+    if (auto* u = std::get_if<ev::UnitChanged>(&m.payload)) ++units[u->unit];
+    if (auto* i = std::get_if<ev::IncidentChanged>(&m.payload)) ++incs[i->incident];
+  }
+  for (const auto& [slot, n] : units) {
+    CAPTURE(slot);
+    CHECK(n == 1);
+  }
+  for (const auto& [id, n] : incs) {
+    CAPTURE(id);
+    CHECK(n == 1);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("report ids are scoped to the token: another token's same id is its own incident") {
+  World w;
+  place_all(w);
+  Principal app{"reporter", "app", false, {}, {}};
+  constexpr ConnId app_conn = 31;
+  const auto cc1 = w.sent<ev::Accepted>(w.report("r1", X)).at(0);
+  CHECK(cc1.report_id == "r1");
+
+  // Another reporter's "r1" is another accident: a new incident, dispatched.
+  auto& other = w.run(report_at("r1", offset_km(X, 3, 0.5)), app, app_conn);
+  const auto app1 = w.sent<ev::Accepted>(other).at(0);
+  CHECK(app1.report_id == "r1");
+  CHECK(app1.incident != cc1.incident);
+  CHECK(w.sent<ev::Assign>(other).size() == 1);
+  CHECK(count_writes<rec::Incident>(other) >= 1);
+  for (const auto& m : other.messages)
+    if (std::holds_alternative<ev::Accepted>(m.payload)) CHECK(m.to.conn == app_conn);
+  REQUIRE(w.engine.incident(app1.incident));
+  CHECK(w.engine.incident(app1.incident)->rec.source == "reporter:app");
+  CHECK(w.engine.incident(cc1.incident)->rec.source == "reporter:cc");
+  CHECK(w.engine.open_incidents().size() == 2);
+
+  // Each token sending its id again gets its own incident back, and nothing new.
+  auto& cc_again = w.report("r1", offset_km(X, 9, 9));
+  CHECK(w.sent<ev::Accepted>(cc_again).at(0).incident == cc1.incident);
+  CHECK(w.sent<ev::Assign>(cc_again).empty());
+  auto& app_again = w.run(report_at("r1", X), app, app_conn);
+  CHECK(w.sent<ev::Accepted>(app_again).at(0).incident == app1.incident);
+  CHECK(w.sent<ev::Assign>(app_again).empty());
+  CHECK(w.engine.open_incidents().size() == 2);
+  CHECK(w.engine.stats().reports == 2);
+  CHECK(w.engine.stats().reports_duplicate == 2);
+
+  // A console is a token of its own too.
+  auto& desk = w.run(report_at("r1", X), w.console, World::console_conn);
+  CHECK(w.sent<ev::Accepted>(desk).at(0).incident != cc1.incident);
+  CHECK(w.sent<ev::Accepted>(desk).at(0).incident != app1.incident);
+}
+
+TEST_CASE("restore: report ids per token come back from the snapshot") {
+  Snapshot s;
+  s.units = {moto("M1")};
+  // Two tokens used "dup"; one of them was closed long ago (only its key is left).
+  rec::Incident open;
+  open.seq = 7;
+  open.id = "I-000007";
+  open.report_id = "dup";
+  open.state = IncidentState::dispatching;
+  open.lat = X.lat;
+  open.lon = X.lon;
+  open.source = "reporter:app";
+  s.open_incidents = {open};
+  s.report_ids = {{"reporter:cc", "dup", "I-000002"}, {"reporter:app", "dup", "I-000007"}};
+  s.max_incident_seq = 7;
+  Engine e;
+  e.restore(s, t0);
+  Principal cc{"reporter", "cc", false, {}, {}}, app{"reporter", "app", false, {}, {}},
+      web{"reporter", "web", false, {}, {}};
+  auto answer = [&](const Principal& who) {
+    Output out;
+    e.handle(report_at("dup", X), Origin{1, &who}, t0, out);
+    for (const auto& m : out.messages)
+      if (auto* a = std::get_if<ev::Accepted>(&m.payload)) return a->incident;
+    return std::string("(none)");
+  };
+  CHECK(answer(cc) == "I-000002");
+  CHECK(answer(app) == "I-000007");
+  CHECK(answer(web) == "I-000008");  // a third token: a new incident
+  CHECK(e.open_count("reporter:app") == 1);
+  CHECK(e.open_count("reporter:web") == 1);
+  CHECK(e.open_count("reporter:cc") == 0);
+}
+
+TEST_CASE("one token's open incidents are capped; over it, rate_limited and nothing created") {
+  CHECK(Config{}.max_open_per_source == 2000);
+  Config c;
+  c.max_open_per_source = 3;
+  World w(c);
+  w.roster({moto("M1")});  // no position yet: every incident waits
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i)
+    ids.push_back(w.sent<ev::Accepted>(w.report("r" + std::to_string(i), X)).at(0).incident);
+  CHECK(w.engine.open_count("reporter:cc") == 3);
+
+  auto& over = w.report("r3", X);
+  auto errs = w.sent<ev::Error>(over);
+  REQUIRE(errs.size() == 1);
+  CHECK(errs[0].code == ErrorCode::rate_limited);
+  CHECK(errs[0].ref == "r3");
+  CHECK(errs[0].message.find("too many open incidents") != std::string::npos);
+  CHECK(w.sent<ev::Accepted>(over).empty());
+  CHECK(over.writes.empty());
+  CHECK(count_of<ev::IncidentChanged>(over) == 0);
+  CHECK(w.engine.open_incidents().size() == 3);
+  CHECK(w.engine.stats().reports_rate_limited == 1);
+
+  // An id the token already used is still answered with its incident.
+  auto& dup = w.report("r1", X);
+  CHECK(w.sent<ev::Accepted>(dup).at(0).incident == ids[1]);
+  CHECK(w.sent<ev::Error>(dup).empty());
+  // Another token is not held back by this one.
+  Principal app{"reporter", "app", false, {}, {}};
+  CHECK(w.sent<ev::Accepted>(w.run(report_at("r3", X), app, 31)).size() == 1);
+
+  // Closing one makes room for exactly one more.
+  w.run(cmd::Close{ids[0]}, w.console, World::console_conn);
+  CHECK(w.engine.open_count("reporter:cc") == 2);
+  const auto r3 = w.sent<ev::Accepted>(w.report("r3", X));
+  REQUIRE(r3.size() == 1);
+  CHECK(w.sent<ev::Error>(w.report("r4", X)).at(0).code == ErrorCode::rate_limited);
+  // The refused id was not remembered: once there is room it becomes an incident.
+  CHECK(w.engine.open_count("reporter:cc") == 3);
+
+  // An incident that closes on its own (cleared) frees its place too.
+  w.pos("M1", offset_km(X, 0, 1));  // takes the oldest waiting incident
+  REQUIRE(w.engine.unit("M1")->active);
+  const std::string a = w.engine.unit("M1")->active->rec.id;
+  const std::string inc = w.engine.unit("M1")->active->rec.incident;
+  w.unit_says(cmd::Arrived{a});
+  w.unit_says(cmd::Cleared{a});
+  CHECK(w.engine.incident(inc)->rec.state == IncidentState::closed);
+  CHECK(w.engine.open_count("reporter:cc") == 2);
+  CHECK(w.sent<ev::Accepted>(w.report("r4", X)).size() == 1);
+  CHECK(w.sent<ev::Error>(w.report("r5", X)).at(0).code == ErrorCode::rate_limited);
+  // Closing twice does not count twice.
+  w.run(cmd::Close{ids[0]}, w.console, World::console_conn);
+  CHECK(w.engine.open_count("reporter:cc") == 3);
+}
+
+TEST_CASE("remote incidents count as open until the liability decision closes them") {
+  Config c;
+  c.max_open_per_source = 1;
+  World w(c);
+  place_all(w);
+  auto r = report_at("remote", X, Severity::minor);
+  r.drivable = r.parties_agree = true;
+  const std::string id = w.sent<ev::Accepted>(w.run(r, w.reporter, World::reporter_conn)).at(0).incident;
+  CHECK(w.sent<ev::Error>(w.report("next", X)).at(0).code == ErrorCode::rate_limited);
+  w.run(cmd::Liability{id, "none", {}}, w.console, World::console_conn);
+  CHECK(w.engine.incident(id)->rec.state == IncidentState::closed);
+  CHECK(w.sent<ev::Accepted>(w.report("next", X)).size() == 1);
+}
+
+TEST_CASE("restore rebuilds each token's open count") {
+  Config c;
+  c.max_open_per_source = 2;
+  Snapshot s;
+  s.units = {moto("M1")};
+  for (int i = 1; i <= 2; ++i) {
+    rec::Incident inc;
+    inc.seq = static_cast<std::uint64_t>(i);
+    inc.id = "I-00000" + std::to_string(i);
+    inc.report_id = "old" + std::to_string(i);
+    inc.state = IncidentState::dispatching;
+    inc.lat = X.lat;
+    inc.lon = X.lon;
+    inc.source = "reporter:cc";
+    s.open_incidents.push_back(inc);
+    s.report_ids.push_back({inc.source, inc.report_id, inc.id});
+  }
+  s.max_incident_seq = 2;
+  Engine e(c);
+  e.restore(s, t0);
+  CHECK(e.open_count("reporter:cc") == 2);
+  Principal cc{"reporter", "cc", false, {}, {}};
+  Output out;
+  e.handle(report_at("new", X), Origin{1, &cc}, t0, out);
+  REQUIRE(out.messages.size() == 1);
+  CHECK(std::get<ev::Error>(out.messages[0].payload).code == ErrorCode::rate_limited);
+  out.clear();
+  e.handle(cmd::Close{"I-000001"}, Origin{2, nullptr}, t0, out);
+  CHECK(e.open_count("reporter:cc") == 1);
+  out.clear();
+  e.handle(report_at("new", X), Origin{1, &cc}, t0, out);
+  CHECK(std::get<ev::Accepted>(out.messages.at(0).payload).incident == "I-000003");
+}
+
+TEST_CASE("a unit toggling its status is capped per minute; over it nothing changes or is written") {
+  CHECK(Config{}.max_status_changes_per_min == 30);
+  World w;  // the default cap
+  place_all(w);
+  Principal m1{"unit", "m1", false, {"M1"}, {}};
+  constexpr ConnId m1_conn = 77;
+  std::size_t events = 0;
+  for (int i = 0; i < 30; ++i) {
+    w.now += 10;
+    auto& out = w.run(cmd::Status{"M1", i % 2 == 0 ? UnitStatus::off_duty : UnitStatus::available}, m1, m1_conn);
+    CHECK(w.sent<ev::Error>(out).empty());
+    events += count_writes<rec::UnitEvent>(out);
+  }
+  CHECK(events == 30);
+  CHECK(w.engine.unit("M1")->status == UnitStatus::available);
+  // The 31st change within the minute: refused, nothing changes, nothing is written.
+  w.now += 10;
+  auto& over = w.run(cmd::Status{"M1", UnitStatus::off_duty}, m1, m1_conn);
+  auto errs = w.sent<ev::Error>(over);
+  REQUIRE(errs.size() == 1);
+  CHECK(errs[0].code == ErrorCode::rate_limited);
+  CHECK(errs[0].ref == "M1");
+  CHECK(over.writes.empty());
+  CHECK(count_of<ev::UnitChanged>(over) == 0);
+  for (const auto& m : over.messages) CHECK(m.to.conn == m1_conn);
+  CHECK(w.engine.unit("M1")->status == UnitStatus::available);
+  // Hundreds more in the same minute: all refused, not one row.
+  std::size_t refused = 0;
+  for (int i = 0; i < 300; ++i) {
+    w.now += 1;
+    auto& out = w.run(cmd::Status{"M1", i % 2 ? UnitStatus::available : UnitStatus::off_duty}, m1, m1_conn);
+    CHECK(out.writes.empty());
+    for (const auto& e : w.sent<ev::Error>(out)) refused += e.code == ErrorCode::rate_limited;
+  }
+  CHECK(refused == 150);  // the other half asked for the status it already had: a no-op
+  CHECK(w.engine.unit("M1")->status == UnitStatus::available);
+  CHECK(w.engine.stats().status_rate_limited == 151);
+  // Other units are not held back by M1.
+  CHECK(w.sent<ev::Error>(w.unit_says(cmd::Status{"M2", UnitStatus::off_duty})).empty());
+  CHECK(w.engine.unit("M2")->status == UnitStatus::off_duty);
+  // The engine's own status changes (assignments) are not counted against the cap.
+  auto a = w.sent<ev::Assign>(w.report("r1", offset_km(X, 0, 2)));
+  REQUIRE(a.size() == 1);
+  CHECK(a[0].unit == "M1");
+  // A minute after the window began, M1 may change again.
+  w.now += 60'000;
+  w.unit_says(cmd::Cleared{a[0].assignment});
+  auto& later = w.run(cmd::Status{"M1", UnitStatus::off_duty}, m1, m1_conn);
+  CHECK(w.sent<ev::Error>(later).empty());
+  CHECK(count_writes<rec::UnitEvent>(later) == 1);
+  CHECK(w.engine.unit("M1")->status == UnitStatus::off_duty);
+}
+
+TEST_CASE("a token that may not speak for a unit id learns nothing of whether it exists") {
+  World w;
+  place_all(w);
+  Principal m1{"unit", "m1", false, {"M1"}, {}};
+  Principal ghost{"unit", "m9", false, {"M9"}, {}};  // a token for a unit not in the fleet
+  auto pos_from = [&](const Principal& who, const std::string& unit) {
+    cmd::Position p{unit, X.lat, X.lon, w.now, {}, {}};
+    Output out;
+    w.engine.positions(std::span(&p, 1), Origin{99, &who}, w.now, out);
+    auto e = w.sent<ev::Error>(out);
+    REQUIRE(e.size() == 1);
+    CHECK(e[0].ref == unit);
+    return e[0].code;
+  };
+  auto status_from = [&](const Principal& who, const std::string& unit) {
+    auto e = w.sent<ev::Error>(w.run(cmd::Status{unit, UnitStatus::off_duty}, who, 99));
+    REQUIRE(e.size() == 1);
+    CHECK(e[0].ref == unit);
+    return e[0].code;
+  };
+  // Not its unit: forbidden, whether the unit exists (M2) or not (NOPE).
+  CHECK(pos_from(m1, "M2") == ErrorCode::forbidden);
+  CHECK(pos_from(m1, "NOPE") == ErrorCode::forbidden);
+  CHECK(status_from(m1, "M2") == ErrorCode::forbidden);
+  CHECK(status_from(m1, "NOPE") == ErrorCode::forbidden);
+  // Only those who may speak for an id hear that it is unknown.
+  CHECK(pos_from(w.gateway, "NOPE") == ErrorCode::unknown_unit);
+  CHECK(status_from(w.gateway, "NOPE") == ErrorCode::unknown_unit);
+  CHECK(pos_from(ghost, "M9") == ErrorCode::unknown_unit);
+  CHECK(status_from(ghost, "M9") == ErrorCode::unknown_unit);
+  // In a batch, each position is answered on its own.
+  const Millis later = w.now + 60'000;  // 2 km in a minute: a plausible fix
+  std::vector<cmd::Position> batch{{"NOPE", X.lat, X.lon, later, {}, {}},
+                                   {"M1", X.lat, X.lon, later, {}, {}},
+                                   {"M3", X.lat, X.lon, later, {}, {}}};
+  Output out;
+  w.engine.positions(batch, Origin{99, &m1}, w.now, out);
+  auto errs = w.sent<ev::Error>(out);
+  REQUIRE(errs.size() == 2);
+  CHECK(errs[0].code == ErrorCode::forbidden);
+  CHECK(errs[1].code == ErrorCode::forbidden);
+  CHECK(w.engine.unit("M1")->pos == X);
+  CHECK(w.engine.unit("M3")->pos != X);
+}
+
+TEST_CASE("a unit becoming assignable tells consoles only about the incident it got, not every waiting one") {
+  World w;
+  w.roster({moto("M1"), moto("M2")});
+  const int n = 500;
+  for (int i = 0; i < n; ++i) {
+    w.now += 10;
+    w.report("w" + std::to_string(i), offset_km(X, 0.01 * (i % 50), 0.01 * (i / 50)),
+             i == 250 ? Severity::critical : Severity::injury);
+  }
+  CHECK(w.engine.waiting_count() == n);
+
+  // First position: M1 becomes assignable and goes to the most urgent incident.
+  auto& out = w.pos("M1", X);
+  const auto as = w.sent<ev::Assign>(out);
+  REQUIRE(as.size() == 1);
+  CHECK(as[0].severity == Severity::critical);
+  const auto changed = w.sent<ev::IncidentChanged>(out);
+  REQUIRE(changed.size() == 1);
+  CHECK(changed[0].incident == as[0].incident);
+  CHECK(count_writes<rec::Incident>(out) == 1);  // nor is any other incident rewritten
+  CHECK(count_of<ev::UnitChanged>(out) == 1);
+  check_no_duplicate_changes(out);
+  CHECK(w.engine.waiting_count() == n - 1);
+
+  // On duty again: the same.
+  w.unit_says(cmd::Status{"M2", UnitStatus::off_duty});
+  w.pos("M2", offset_km(X, 1, 1));
+  auto& on = w.unit_says(cmd::Status{"M2", UnitStatus::available});
+  CHECK(w.sent<ev::Assign>(on).size() == 1);
+  CHECK(count_of<ev::IncidentChanged>(on) == 1);
+  check_no_duplicate_changes(on);
+
+  // Cleared: the closed incident and the next one M1 takes; not the 497 others.
+  w.unit_says(cmd::Ack{as[0].assignment});
+  auto& cleared = w.unit_says(cmd::Cleared{as[0].assignment});
+  const auto next = w.sent<ev::Assign>(cleared);
+  REQUIRE(next.size() == 1);
+  auto incs = w.sent<ev::IncidentChanged>(cleared);
+  CHECK(incs.size() == 2);
+  const bool has_closed = std::any_of(incs.begin(), incs.end(), [&](auto& i) { return i.incident == as[0].incident; });
+  const bool has_next = std::any_of(incs.begin(), incs.end(), [&](auto& i) { return i.incident == next[0].incident; });
+  CHECK(has_closed);
+  CHECK(has_next);
+  check_no_duplicate_changes(cleared);
+
+  // A unit that does not become assignable (it stays stale) triggers nothing at all.
+  w.roster({moto("M3")});
+  auto& stale = w.pos("M3", X, w.now - 120'000);
+  CHECK(count_of<ev::IncidentChanged>(stale) == 0);
+}
+
+TEST_CASE("one Output holds at most one change message per unit and per incident") {
+  World w;
+  place_all(w);
+  auto a1 = w.sent<ev::Assign>(w.report("r1", X)).at(0);               // M2
+  auto a2 = w.sent<ev::Assign>(w.report("r2", offset_km(X, 3, 0.5))).at(0);  // M3
+  CHECK(a2.unit == "M3");
+  // A manual reassignment touches M2 and M3 (and M1) and both incidents several times.
+  auto& out = w.run(cmd::Assign{a2.incident, "M2"}, w.console, World::console_conn);
+  check_no_duplicate_changes(out);
+  CHECK(count_of<ev::IncidentChanged>(out) == 2);
+  CHECK(count_of<ev::UnitChanged>(out) == 3);  // M2 moved, M3 freed, M1 sent to r1
+
+  // The server puts a frame's positions and its commands into one Output: still one each.
+  Output shared;
+  w.engine.handle(cmd::Ack{w.engine.unit("M2")->active->rec.id}, Origin{World::gw_conn, &w.gateway}, w.now, shared);
+  w.engine.handle(cmd::Arrived{w.engine.unit("M2")->active->rec.id}, Origin{World::gw_conn, &w.gateway}, w.now, shared);
+  cmd::Position p{"M2", X.lat, X.lon, w.now + 1, {}, {}};
+  w.engine.positions(std::span(&p, 1), Origin{World::gw_conn, &w.gateway}, w.now, shared);
+  w.engine.handle(cmd::Cleared{w.engine.unit("M2")->active->rec.id}, Origin{World::gw_conn, &w.gateway}, w.now, shared);
+  check_no_duplicate_changes(shared);
+  CHECK(count_of<ev::UnitChanged>(shared) == 1);
+  CHECK(count_of<ev::IncidentChanged>(shared) == 1);
+
+  // A cleared (or emptied) Output is a new one: changes are told again, never lost.
+  const std::string r1_asg = w.engine.incident(a1.incident)->needs[0].active->rec.id;
+  shared.clear();
+  w.engine.handle(cmd::Ack{r1_asg}, Origin{World::gw_conn, &w.gateway}, w.now, shared);
+  CHECK(count_of<ev::IncidentChanged>(shared) == 1);
+  CHECK(count_of<ev::UnitChanged>(shared) == 1);
+  shared.messages.clear();  // a caller that only takes the messages away
+  w.engine.handle(cmd::Arrived{r1_asg}, Origin{World::gw_conn, &w.gateway}, w.now, shared);
+  CHECK(count_of<ev::IncidentChanged>(shared) == 1);
+  CHECK(count_of<ev::UnitChanged>(shared) == 1);
+  // Messages the caller adds in between do not confuse the marks.
+  shared.messages.insert(shared.messages.begin(), Message{Target::consoles(), ev::IncidentChanged{"I-999999"}});
+  shared.clear();
+  shared.messages.push_back({Target::to(1), ev::Error{ErrorCode::bad_json, "x", ""}});
+  w.engine.handle(cmd::Cleared{r1_asg}, Origin{World::gw_conn, &w.gateway}, w.now, shared);
+  CHECK(count_of<ev::IncidentChanged>(shared) == 1);
+  check_no_duplicate_changes(shared);
+
+  // The stale sweep: many units going stale in one tick, one message each.
+  World big;
+  std::vector<rec::Unit> fleet;
+  for (int i = 0; i < 50; ++i) fleet.push_back(moto("S" + std::to_string(i)));
+  big.roster(fleet);
+  for (int i = 0; i < 50; ++i) big.pos("S" + std::to_string(i), offset_km(X, i * 0.01, 0));
+  auto& swept = big.tick(61'000);
+  CHECK(count_of<ev::UnitChanged>(swept) == 50);
+  check_no_duplicate_changes(swept);
 }
