@@ -185,6 +185,21 @@ CREATE TABLE claims(
 CREATE INDEX claims_incident ON claims(incident);
 CREATE INDEX claims_unpaid ON claims(seq) WHERE paid = 0;
 )sql"},
+
+    {3, "report ids scoped to their token: index incidents by (source, report_id); "
+        "unit_events by age",
+     // Contract v2: two tokens may use the same report id for different accidents, so
+     // the key of a report is (source, report_id). The index is deliberately not UNIQUE:
+     // nothing ever enforced the pair before (version-1 rows all have source '' and
+     // report ids nobody checked), so a UNIQUE index could fail this migration on an
+     // existing file, and at run time a violation would fail a commit that the writer
+     // retries forever. The engine keeps reports idempotent; the index is for lookups.
+     R"sql(
+DROP INDEX incidents_report;
+CREATE INDEX incidents_source_report ON incidents(source, report_id);
+-- unit_events are pruned by age like tracks (unit_event_retention_ms), oldest first.
+CREATE INDEX unit_events_ts ON unit_events(ts);
+)sql"},
 };
 
 constexpr bool steps_in_order() {

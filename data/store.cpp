@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
@@ -25,13 +26,14 @@ using engine::Millis;
 
 namespace {
 
-// How often the writer deletes old track points, and how many per transaction, so that
-// a large backlog of them never holds the queue up for long.
+// How often the writer deletes old track points and unit events, and how many per
+// transaction: the writer runs one chunk between two batches, so that a large backlog
+// never holds the queue up for long.
 constexpr auto prune_every = std::chrono::minutes(5);
 constexpr std::int64_t prune_chunk = 10000;
-// After the destructor asked to stop, a commit that keeps failing is tried this many
-// more times before the writes still queued are given up (they were never confirmed).
-constexpr int attempts_at_stop = 3;
+// The write connection's busy wait (another process holding the lock), as
+// sqlite3_busy_timeout would, except that it ends at the close deadline.
+constexpr int busy_timeout_ms = 5000;
 
 void log_line(const std::string& line) { std::fprintf(stderr, "dispatch store: %s\n", line.c_str()); }
 
@@ -262,10 +264,14 @@ struct WriteStatements {
                          "insured_at_fault = excluded.insured_at_fault"),
         prune_tracks(db,
                      "DELETE FROM tracks WHERE (unit, ts) IN "
-                     "(SELECT unit, ts FROM tracks WHERE ts < ?1 ORDER BY ts LIMIT ?2)") {}
+                     "(SELECT unit, ts FROM tracks WHERE ts < ?1 ORDER BY ts LIMIT ?2)"),
+        prune_unit_events(db,
+                          "DELETE FROM unit_events WHERE id IN "
+                          "(SELECT id FROM unit_events WHERE ts < ?1 ORDER BY ts LIMIT ?2)") {}
 
   sql::Statement upsert_unit, insert_unit_if_absent, upsert_incident, upsert_assignment,
-      insert_timeline, insert_unit_event, insert_track, upsert_page, upsert_claim, prune_tracks;
+      insert_timeline, insert_unit_event, insert_track, upsert_page, upsert_claim, prune_tracks,
+      prune_unit_events;
 };
 
 // The read connection's statements.
@@ -282,7 +288,7 @@ struct ReadStatements {
                           "WHERE i." OPEN_STATE " ORDER BY t.ts, t.id"),
         undelivered_pages(db,
                           "SELECT " PAGE_COLS " FROM pages WHERE delivered = 0 ORDER BY seq"),
-        report_ids(db, "SELECT report_id, id FROM incidents ORDER BY seq"),
+        report_ids(db, "SELECT source, report_id, id FROM incidents ORDER BY seq"),
         max_seqs(db,
                  "SELECT (SELECT max(seq) FROM incidents), (SELECT max(seq) FROM assignments), "
                  "(SELECT max(seq) FROM pages), (SELECT max(seq) FROM claims)"),
@@ -293,17 +299,24 @@ struct ReadStatements {
                            " FROM assignments WHERE incident = ?1 ORDER BY seq, id"),
         timeline_of(db, "SELECT " TIMELINE_COLS
                         " FROM timeline WHERE incident = ?1 ORDER BY ts, id"),
-        newest(db, "SELECT " INCIDENT_COLS " FROM incidents ORDER BY seq DESC LIMIT ?1"),
+        // Pages, newest first. The key is (seq, id): seq is unique for everything the engine
+        // wrote, but rows migrated from version 1 whose ids end in no number share seq 0;
+        // with id as the tie-break no page boundary can skip or repeat one of them.
+        // `seq <= ?1` keeps the range on the seq index; the rest is the exact boundary.
+        newest(db, "SELECT " INCIDENT_COLS " FROM incidents WHERE seq <= ?1 AND "
+                   "(seq < ?1 OR id < ?2) ORDER BY seq DESC, id DESC LIMIT ?3"),
         newest_open(db, "SELECT " INCIDENT_COLS " FROM incidents WHERE " OPEN_STATE
-                        " ORDER BY seq DESC LIMIT ?1"),
+                        " AND seq <= ?1 AND (seq < ?1 OR id < ?2) "
+                        "ORDER BY seq DESC, id DESC LIMIT ?3"),
+        seq_of(db, "SELECT seq FROM incidents WHERE id = ?1"),
         track(db, "SELECT " TRACK_COLS
                   " FROM tracks WHERE unit = ?1 AND ts >= ?2 AND ts <= ?3 ORDER BY ts"),
         unit_events(db, "SELECT " UNIT_EVENT_COLS
                         " FROM unit_events WHERE unit = ?1 ORDER BY ts, id") {}
 
   sql::Statement units, open_incidents, open_assignments, open_timeline, undelivered_pages,
-      report_ids, max_seqs, live_claims, incident, assignments_of, timeline_of, newest, newest_open, track,
-      unit_events;
+      report_ids, max_seqs, live_claims, incident, assignments_of, timeline_of, newest, newest_open, seq_of,
+      track, unit_events;
 };
 
 // One submit(): its writes go into one transaction together, its done runs after it.
@@ -324,66 +337,137 @@ Millis wall_ms() {
       .count();
 }
 
+// One round of pruning: tracks, then unit events, a chunk at a time.
+struct PruneRound {
+  Millis track_cutoff = 0;
+  Millis event_cutoff = 0;
+  bool tracks_left = false;
+  bool events_left = false;
+  bool active() const { return tracks_left || events_left; }
+};
+
 }  // namespace
 
 struct Store::Impl {
   explicit Impl(StoreOptions o) : options(std::move(o)) {
     if (options.batch_max == 0) options.batch_max = 1;
     wdb = std::make_unique<sql::Db>(options.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-    // A checkpoint or another process can hold the lock for a moment; wait rather than fail.
-    sqlite3_busy_timeout(wdb->get(), 5000);
+    // A checkpoint or another process can hold the lock for a moment; wait rather than
+    // fail, but never past the close deadline.
+    sqlite3_busy_handler(wdb->get(), &Impl::busy_wait, this);
     schema::prepare(*wdb, options.path);
     wdb->exec_or_throw(options.synchronous_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
                        "cannot set synchronous");
     ws = std::make_unique<WriteStatements>(*wdb);
     rdb = std::make_unique<sql::Db>(options.path, SQLITE_OPEN_READWRITE);
-    sqlite3_busy_timeout(rdb->get(), 5000);
+    sqlite3_busy_timeout(rdb->get(), busy_timeout_ms);
     rdb->exec_or_throw("PRAGMA query_only = 1", "cannot set up the read connection");
     rs = std::make_unique<ReadStatements>(*rdb);
+    // The prune "at start" runs here, before anything can be submitted: the writer's own
+    // rounds come every prune_every after it, so a point submitted now is never pruned
+    // by surprise before then.
+    prune_all(wall_ms());
     writer = std::thread([this] { run(); });
   }
 
-  ~Impl() {
+  ~Impl() { close(); }
+
+  // ---- shutdown ----
+
+  bool close() {
+    std::lock_guard cl(close_mu);
+    if (closed) return !gave_up.load();
+    if (writer.joinable() && std::this_thread::get_id() == writer.get_id()) {
+      log_line("close called on the writer thread (from a completion); not closing");
+      return false;
+    }
     {
       std::lock_guard lk(mu);
       stop = true;
+      stop_deadline = Clock::now() + options.close_deadline;
+      busy_deadline_ns.store(stop_deadline.time_since_epoch().count());
+      stopping.store(true);
     }
     cv.notify_all();
     if (writer.joinable()) writer.join();
-    // Statements before their connections.
-    rs.reset();
+    {
+      // Statements before their connections; readers wait for the read in progress.
+      std::lock_guard rl(read_mu);
+      rs.reset();
+      rdb.reset();
+    }
     ws.reset();
-    rdb.reset();
+    // Fails at once on a failing disk, and waits for no other process past the deadline.
     if (wdb) wdb->exec("PRAGMA wal_checkpoint(TRUNCATE)");
     wdb.reset();
+    closed = true;
+    return !gave_up.load();
+  }
+
+  // The write connection's busy handler: back off like sqlite3_busy_timeout, up to
+  // busy_timeout_ms, and give up at once when closing past the deadline.
+  static int busy_wait(void* arg, int count) {
+    static constexpr int delays[] = {1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100};
+    constexpr int n = static_cast<int>(std::size(delays));
+    int waited = 0;
+    for (int i = 0; i < count && i < n; ++i) waited += delays[i];
+    if (count > n) waited += (count - n) * delays[n - 1];
+    if (waited >= busy_timeout_ms) return 0;
+    auto delay = std::chrono::milliseconds(std::min(delays[std::min(count, n - 1)], busy_timeout_ms - waited));
+    auto* m = static_cast<Impl*>(arg);
+    if (m->stopping.load()) {
+      const auto deadline = Clock::time_point(Clock::duration(m->busy_deadline_ns.load()));
+      const auto now = Clock::now();
+      if (now >= deadline) return 0;
+      delay = std::min(delay, std::chrono::ceil<std::chrono::milliseconds>(deadline - now));
+    }
+    std::this_thread::sleep_for(delay);
+    return 1;
   }
 
   // ---- the writer thread ----
 
+  void run_controls(std::unique_lock<std::mutex>& lk) {
+    while (!controls.empty()) {
+      auto f = std::move(controls.front());
+      controls.pop_front();
+      lk.unlock();
+      f();
+      lk.lock();
+    }
+  }
+
   void run() {
-    auto last_prune = Clock::now() - prune_every;
+    auto last_prune = Clock::now();  // the constructor pruned
+    PruneRound prune;
     std::vector<Job> batch;
     std::unique_lock lk(mu);
     for (;;) {
-      while (!controls.empty()) {
-        auto f = std::move(controls.front());
-        controls.pop_front();
+      run_controls(lk);
+      if (stop && !queue.empty() && Clock::now() >= stop_deadline) {
+        // Healthy but slow (a long queue): what the deadline did not reach is given up.
         lk.unlock();
-        f();
+        abandon(batch);
         lk.lock();
+        continue;
+      }
+      if (!stop) {
+        // Periodic pruning, one chunk between two batches.
+        if (!prune.active() && Clock::now() - last_prune >= prune_every)
+          prune = start_prune(wall_ms());
+        if (prune.active()) {
+          lk.unlock();
+          prune_step(prune);
+          lk.lock();
+          if (!prune.active()) last_prune = Clock::now();
+          run_controls(lk);
+        }
       }
       if (queue.empty()) {
         if (stop) break;
-        cv.wait_for(lk, std::chrono::seconds(1));
-        if (queue.empty() && controls.empty()) {
-          if (!stop && Clock::now() - last_prune >= prune_every) {
-            lk.unlock();
-            prune_once(wall_ms() - options.track_retention_ms);
-            last_prune = Clock::now();
-            lk.lock();
-          }
-          continue;
-        }
+        if (prune.active()) continue;
+        cv.wait_until(lk, std::min(Clock::now() + std::chrono::seconds(1), last_prune + prune_every),
+                      [&] { return stop || !queue.empty() || !controls.empty(); });
         continue;
       }
       // Group commit: wait for batch_max writes or batch_delay after the first one.
@@ -397,23 +481,49 @@ struct Store::Impl {
         batch.push_back(std::move(queue.front()));
         queue.pop_front();
       }
-      queued_writes -= n;
       lk.unlock();
-      commit_with_retry(batch, n);
-      for (auto& j : batch)
-        if (j.done) j.done();
-      batch.clear();
-      {
-        std::lock_guard dl(done_mu);
-        ++committed_batches;
+      if (commit_with_retry(batch, n)) {
+        {
+          std::lock_guard ql(mu);
+          queued_writes -= n;
+        }
+        for (auto& j : batch)
+          if (j.done) j.done();
+        batch.clear();
+      } else {
+        abandon(batch);
       }
-      done_cv.notify_all();
       lk.lock();
     }
+    writer_exited = true;
   }
 
-  void commit_with_retry(std::vector<Job>& batch, std::size_t n) {
-    int attempts = 0;
+  // At close, past the deadline: gives up `batch` and everything still queued. Their
+  // completions are never called; whoever waits in flush() wakes up (its promise is
+  // broken). Called without mu.
+  void abandon(std::vector<Job>& batch) {
+    std::deque<Job> rest;
+    std::size_t lost = 0;
+    {
+      std::lock_guard lk(mu);
+      rest.swap(queue);
+      lost = queued_writes;  // the batch's writes too: they leave the count when committed
+      queued_writes = 0;
+    }
+    std::size_t jobs = batch.size() + rest.size();
+    batch.clear();
+    rest.clear();
+    if (jobs == 0) return;
+    abandoned.fetch_add(lost, std::memory_order_relaxed);
+    if (lost > 0) gave_up = true;
+    log_line(fmt::format("closing: gave up {} unconfirmed writes ({} submissions) after {} ms; "
+                         "nobody was told of them",
+                         lost, jobs, options.close_deadline.count()));
+  }
+
+  // True once the batch committed; false when the store is closing, its deadline passed
+  // and the batch was not committed (the caller gives it up).
+  bool commit_with_retry(std::vector<Job>& batch, std::size_t n) {
     for (;;) {
       const auto t0 = Clock::now();
       std::string error;
@@ -428,25 +538,23 @@ struct Store::Impl {
           h = hook;
         }
         if (h) h(micros_since(t0), n);
-        return;
+        return true;
       }
       failures.fetch_add(1, std::memory_order_relaxed);
       if (healthy.exchange(false))
         log_line("commit failed, reports are refused until it works again: " + error);
-      ++attempts;
-      // Wait, but let controls (tests lifting a limit) and stop through.
+      // Wait until the next try, but let controls (tests lifting a limit) through, and
+      // once closing, never past its deadline.
+      const auto retry_at = Clock::now() + options.retry_after;
       std::unique_lock lk(mu);
-      cv.wait_for(lk, options.retry_after, [&] { return !controls.empty() || stop; });
-      while (!controls.empty()) {
-        auto f = std::move(controls.front());
-        controls.pop_front();
-        lk.unlock();
-        f();
-        lk.lock();
-      }
-      if (stop && attempts >= attempts_at_stop) {
-        log_line("giving up on " + std::to_string(n) + " unconfirmed writes at shutdown");
-        return;
+      for (;;) {
+        run_controls(lk);
+        const auto now = Clock::now();
+        if (stop && now >= stop_deadline) return false;
+        const auto wake = stop ? std::min(retry_at, stop_deadline) : retry_at;
+        if (now >= wake) break;
+        const bool was_stopping = stop;
+        cv.wait_until(lk, wake, [&] { return !controls.empty() || stop != was_stopping; });
       }
     }
   }
@@ -511,77 +619,130 @@ struct Store::Impl {
         w);
   }
 
-  std::int64_t prune_once(Millis cutoff) {
+  // ---- pruning (on the writer thread, or in the constructor before it starts) ----
+
+  PruneRound start_prune(Millis now) const {
+    PruneRound r;
+    r.track_cutoff = now - options.track_retention_ms;
+    r.event_cutoff = now - options.unit_event_retention_ms;
+    r.tracks_left = r.events_left = true;
+    return r;
+  }
+
+  // Deletes one chunk (tracks first, then unit events); returns the rows deleted. A
+  // failure (disk trouble) ends the round: the next one tries again.
+  std::int64_t prune_step(PruneRound& r) {
+    const bool tracks = r.tracks_left;
+    auto& st = tracks ? ws->prune_tracks : ws->prune_unit_events;
+    const int rc = st.run(tracks ? r.track_cutoff : r.event_cutoff, prune_chunk);
+    const std::int64_t n = rc == SQLITE_OK ? wdb->changes() : 0;
+    if (rc != SQLITE_OK) r.tracks_left = r.events_left = false;
+    if (n < prune_chunk) (tracks ? r.tracks_left : r.events_left) = false;
+    return n;
+  }
+
+  std::int64_t prune_all(Millis now) {
+    auto r = start_prune(now);
     std::int64_t total = 0;
-    for (;;) {
-      const int rc = ws->prune_tracks.run(cutoff, prune_chunk);
-      if (rc != SQLITE_OK) break;
-      const auto n = wdb->changes();
-      total += n;
-      if (n < prune_chunk) break;
-    }
+    while (r.active()) total += prune_step(r);
     return total;
   }
 
-  // Runs f on the writer thread and waits for its result.
-  template <class F>
-  auto on_writer(F f) -> std::invoke_result_t<F&> {
-    using R = std::invoke_result_t<F&>;
+  // Runs f on the writer thread and waits for its result; `fallback` once the writer
+  // has stopped.
+  template <class F, class R = std::invoke_result_t<F&>>
+  R on_writer(F f, std::type_identity_t<R> fallback) {
     auto p = std::make_shared<std::promise<R>>();
     auto fut = p->get_future();
     {
       std::lock_guard lk(mu);
+      if (writer_exited) return fallback;
       controls.push_back([p, f]() mutable { p->set_value(f()); });
     }
     cv.notify_all();
     return fut.get();
   }
 
-  void enqueue(Job job) {
+  // Queues a job; false (and the job is not queued) once closing, except for an empty
+  // one (a flush marker), which is refused only once the writer has stopped.
+  bool enqueue(Job job) {
     job.queued = Clock::now();
     {
       std::lock_guard lk(mu);
+      if (writer_exited || (stop && !job.writes.empty())) return false;
       queued_writes += job.writes.size();
       queue.push_back(std::move(job));
     }
     cv.notify_all();
+    return true;
   }
 
-  void enqueue_and_wait(std::vector<engine::Write> w, bool insert_only) {
+  // Waits for everything queued before it, at most `deadline` (nullopt: no limit). True
+  // when it all committed; false when it gave up waiting or writes were given up.
+  bool enqueue_and_wait(std::vector<engine::Write> w, bool insert_only,
+                        std::optional<std::chrono::milliseconds> deadline) {
     if (std::this_thread::get_id() == writer.get_id()) {
       log_line("flush called on the writer thread; not waiting");
-      return;
+      return false;
     }
     auto committed = std::make_shared<std::promise<void>>();
     auto fut = committed->get_future();
     Job job;
     job.writes = std::move(w);
-    job.done = [committed] { committed->set_value(); };
+    // The job is the promise's only owner: given up at close, it breaks the promise.
+    job.done = [committed = std::move(committed)] { committed->set_value(); };
     job.insert_only = insert_only;
-    enqueue(std::move(job));
-    fut.wait();
+    const std::size_t n = job.writes.size();
+    if (!enqueue(std::move(job))) return job_refused(n);
+    if (deadline) {
+      if (fut.wait_for(*deadline) != std::future_status::ready) return false;
+    } else {
+      fut.wait();
+    }
+    try {
+      fut.get();
+      return true;
+    } catch (const std::future_error&) {
+      return false;  // given up at close
+    }
+  }
+
+  // A job refused because the store is closing or closed: its writes count as given up.
+  bool job_refused(std::size_t writes_refused) {
+    if (writes_refused == 0) return !gave_up.load();
+    abandoned.fetch_add(writes_refused, std::memory_order_relaxed);
+    gave_up = true;
+    log_line(fmt::format("the store is closing: {} writes refused, nobody is told of them",
+                         writes_refused));
+    return false;
   }
 
   StoreOptions options;
   std::unique_ptr<sql::Db> wdb;
   std::unique_ptr<WriteStatements> ws;
-  std::unique_ptr<sql::Db> rdb;
+  std::unique_ptr<sql::Db> rdb;  // null once closed
   std::unique_ptr<ReadStatements> rs;
   std::mutex read_mu;
 
-  std::mutex mu;  // guards the queue, controls and stop
+  std::mutex mu;  // guards the queue, queued_writes, controls, stop and writer_exited
   std::condition_variable cv;
   std::deque<Job> queue;
-  std::size_t queued_writes = 0;
+  std::size_t queued_writes = 0;  // submitted, not yet committed (nor given up)
   std::deque<std::function<void()>> controls;
   bool stop = false;
+  Clock::time_point stop_deadline;
+  bool writer_exited = false;
 
-  std::mutex done_mu;
-  std::condition_variable done_cv;
-  std::uint64_t committed_batches = 0;
+  // For the busy handler, which runs inside SQLite calls on the writer thread.
+  std::atomic<bool> stopping{false};
+  std::atomic<Clock::rep> busy_deadline_ns{0};
+
+  std::mutex close_mu;
+  bool closed = false;
+  std::atomic<bool> gave_up{false};
 
   std::atomic<bool> healthy{true};
-  std::atomic<std::uint64_t> commits{0}, writes{0}, failures{0};
+  std::atomic<std::uint64_t> commits{0}, writes{0}, failures{0}, dropped{0}, abandoned{0};
   std::mutex hook_mu;
   std::function<void(std::int64_t, std::size_t)> hook;
 
@@ -589,7 +750,9 @@ struct Store::Impl {
 };
 
 Store::Store(StoreOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
-Store::~Store() = default;
+Store::~Store() {
+  if (impl_) impl_->close();
+}
 
 int Store::schema_version() { return schema::version; }
 
@@ -598,6 +761,7 @@ engine::Snapshot Store::load() {
   auto& m = *impl_;
   std::lock_guard lk(m.read_mu);
   engine::Snapshot s;
+  if (!m.rs) return s;  // closed
   {
     sql::Query q(m.rs->units);
     while (q.next()) s.units.push_back(read_unit(q));
@@ -620,7 +784,8 @@ engine::Snapshot Store::load() {
   }
   {
     sql::Query q(m.rs->report_ids);
-    while (q.next()) s.report_ids.emplace_back(q.text(0), q.text(1));
+    while (q.next())
+      s.report_ids.push_back(engine::Snapshot::ReportKey{q.text(0), q.text(1), q.text(2)});
   }
   {
     sql::Query q(m.rs->live_claims);
@@ -640,17 +805,53 @@ engine::Snapshot Store::load() {
 
 void Store::add_units(const std::vector<engine::rec::Unit>& units) {
   std::vector<engine::Write> w(units.begin(), units.end());
-  impl_->enqueue_and_wait(std::move(w), true);
+  impl_->enqueue_and_wait(std::move(w), true, std::nullopt);
 }
 
 void Store::submit(std::vector<engine::Write> writes, std::function<void()> done) {
   Job job;
   job.writes = std::move(writes);
   job.done = std::move(done);
-  impl_->enqueue(std::move(job));
+  const std::size_t n = job.writes.size();
+  if (!impl_->enqueue(std::move(job))) impl_->job_refused(n);
 }
 
-void Store::flush() { impl_->enqueue_and_wait({}, false); }
+bool Store::submit_optional(std::vector<engine::Write> writes) {
+  if (writes.empty()) return true;
+  auto& m = *impl_;
+  const std::size_t n = writes.size();
+  {
+    std::unique_lock lk(m.mu);
+    // Optional writes never take the queue over its bound (only submit() can).
+    if (m.stop || m.writer_exited || m.queued_writes + n > m.options.max_queued_writes) {
+      lk.unlock();
+      m.dropped.fetch_add(n, std::memory_order_relaxed);
+      return false;
+    }
+    Job job;
+    job.writes = std::move(writes);
+    job.queued = Clock::now();
+    m.queued_writes += n;
+    m.queue.push_back(std::move(job));
+  }
+  m.cv.notify_all();
+  return true;
+}
+
+bool Store::has_room() const {
+  auto& m = *impl_;
+  if (!m.healthy.load()) return false;
+  std::lock_guard lk(m.mu);
+  return !m.stop && m.queued_writes <= m.options.max_queued_writes;
+}
+
+bool Store::close() { return impl_->close(); }
+
+void Store::flush() { impl_->enqueue_and_wait({}, false, std::nullopt); }
+
+bool Store::flush_for(std::chrono::milliseconds deadline) {
+  return impl_->enqueue_and_wait({}, false, deadline);
+}
 
 bool Store::healthy() const { return impl_->healthy.load(); }
 
@@ -660,6 +861,8 @@ StoreStats Store::stats() const {
   s.writes = impl_->writes.load();
   s.failures = impl_->failures.load();
   s.healthy = impl_->healthy.load();
+  s.dropped = impl_->dropped.load();
+  s.abandoned = impl_->abandoned.load();
   {
     std::lock_guard lk(impl_->mu);
     s.queued = impl_->queued_writes;
@@ -672,42 +875,53 @@ void Store::on_commit(std::function<void(std::int64_t, std::size_t)> hook) {
   impl_->hook = std::move(hook);
 }
 
+namespace {
+
+void read_children(ReadStatements& rs, IncidentRecord& r) {
+  {
+    sql::Query q(rs.assignments_of, r.incident.id);
+    while (q.next()) r.assignments.push_back(read_assignment(q));
+  }
+  sql::Query q(rs.timeline_of, r.incident.id);
+  while (q.next()) r.timeline.push_back(read_timeline(q));
+}
+
+}  // namespace
+
 std::optional<IncidentRecord> Store::incident(const std::string& id) {
   auto& m = *impl_;
   std::lock_guard lk(m.read_mu);
+  if (!m.rs) return std::nullopt;
   IncidentRecord r;
   {
     sql::Query q(m.rs->incident, id);
     if (!q.next()) return std::nullopt;
     r.incident = read_incident(q);
   }
-  {
-    sql::Query q(m.rs->assignments_of, id);
-    while (q.next()) r.assignments.push_back(read_assignment(q));
-  }
-  {
-    sql::Query q(m.rs->timeline_of, id);
-    while (q.next()) r.timeline.push_back(read_timeline(q));
-  }
+  read_children(*m.rs, r);
   return r;
 }
 
-std::vector<IncidentRecord> Store::incidents(bool open_only, std::size_t limit) {
+std::vector<IncidentRecord> Store::incidents(const IncidentQuery& query) {
   auto& m = *impl_;
   std::vector<IncidentRecord> out;
+  if (query.limit == 0) return out;
   std::lock_guard lk(m.read_mu);
+  if (!m.rs) return out;
+  // The page starts after (seq, id) of `before`; the first page after everything.
+  std::int64_t before_seq = std::numeric_limits<std::int64_t>::max();
+  if (!query.before.empty()) {
+    sql::Query q(m.rs->seq_of, query.before);
+    if (!q.next()) return out;  // an id we do not know: no page
+    before_seq = q.int64(0);
+  }
+  const auto limit = static_cast<std::int64_t>(
+      std::min<std::size_t>(query.limit, static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max())));
   {
-    sql::Query q(open_only ? m.rs->newest_open : m.rs->newest, static_cast<std::int64_t>(limit));
+    sql::Query q(query.open_only ? m.rs->newest_open : m.rs->newest, before_seq, query.before, limit);
     while (q.next()) out.push_back(IncidentRecord{read_incident(q), {}, {}});
   }
-  for (auto& r : out) {
-    {
-      sql::Query q(m.rs->assignments_of, r.incident.id);
-      while (q.next()) r.assignments.push_back(read_assignment(q));
-    }
-    sql::Query q(m.rs->timeline_of, r.incident.id);
-    while (q.next()) r.timeline.push_back(read_timeline(q));
-  }
+  for (auto& r : out) read_children(*m.rs, r);
   return out;
 }
 
@@ -716,6 +930,7 @@ std::vector<engine::rec::TrackPoint> Store::track(const std::string& unit, engin
   auto& m = *impl_;
   std::vector<engine::rec::TrackPoint> out;
   std::lock_guard lk(m.read_mu);
+  if (!m.rs) return out;
   sql::Query q(m.rs->track, unit, static_cast<std::int64_t>(since),
                static_cast<std::int64_t>(until == 0 ? std::numeric_limits<std::int64_t>::max() : until));
   while (q.next()) out.push_back(read_track_point(q));
@@ -726,6 +941,7 @@ std::vector<engine::rec::UnitEvent> Store::unit_events(const std::string& unit) 
   auto& m = *impl_;
   std::vector<engine::rec::UnitEvent> out;
   std::lock_guard lk(m.read_mu);
+  if (!m.rs) return out;
   sql::Query q(m.rs->unit_events, unit);
   while (q.next()) out.push_back(read_unit_event(q));
   return out;
@@ -733,14 +949,16 @@ std::vector<engine::rec::UnitEvent> Store::unit_events(const std::string& unit) 
 
 std::size_t Store::prune_tracks(engine::Millis now) {
   return static_cast<std::size_t>(
-      impl_->on_writer([this, now] { return impl_->prune_once(now - impl_->options.track_retention_ms); }));
+      impl_->on_writer([this, now] { return impl_->prune_all(now); }, std::int64_t{0}));
 }
 
 std::int64_t Store::set_max_page_count_for_test(std::int64_t pages) {
-  return impl_->on_writer([this, pages]() -> std::int64_t {
-    const std::string sqltext = "PRAGMA max_page_count = " + std::to_string(pages == 0 ? 4294967294LL : pages);
-    return impl_->wdb->pragma_int(sqltext.c_str()).value_or(-1);
-  });
+  return impl_->on_writer(
+      [this, pages]() -> std::int64_t {
+        const std::string sqltext = "PRAGMA max_page_count = " + std::to_string(pages == 0 ? 4294967294LL : pages);
+        return impl_->wdb->pragma_int(sqltext.c_str()).value_or(-1);
+      },
+      std::int64_t{-1});
 }
 
 }  // namespace dispatch::data

@@ -27,6 +27,24 @@ struct StoreOptions {
   std::chrono::microseconds batch_delay{0};  // ... or this long after the first one came
   std::chrono::milliseconds retry_after{500};  // after a failed commit, try again
   std::int64_t track_retention_ms = 7LL * 24 * 3600 * 1000;
+  // unit_events (the units' audit trail) older than this are pruned like tracks.
+  std::int64_t unit_event_retention_ms = 90LL * 24 * 3600 * 1000;
+  // The write queue's bound, in writes submitted and not yet committed. Over it,
+  // has_room() is false (the server answers `unavailable` to commands that need a
+  // write) and submit_optional() drops its writes. submit() always queues: what it is
+  // given is bounded by the engine's state (timers ending assignments), not by clients.
+  std::size_t max_queued_writes = 100'000;
+  // How long the destructor (and close()) keeps trying to commit what is queued while
+  // the disk fails, before it gives up on it. What is given up was never confirmed.
+  std::chrono::milliseconds close_deadline{5000};
+};
+
+// A page of incidents, newest first (GET /api/incidents).
+struct IncidentQuery {
+  bool open_only = true;
+  std::size_t limit = 1000;      // at most this many
+  std::string before;            // only incidents older (smaller seq) than this id; "" = newest
+                                 // (an id the store does not know gives an empty page)
 };
 
 // An incident as read back for REST, with its assignments and timeline.
@@ -42,6 +60,8 @@ struct StoreStats {
   std::uint64_t failures = 0;
   bool healthy = true;
   std::uint64_t queued = 0;    // writes submitted and not yet committed
+  std::uint64_t dropped = 0;   // writes submit_optional() dropped (queue over its bound)
+  std::uint64_t abandoned = 0; // writes given up at close() (the disk kept failing)
 };
 
 class Store {
@@ -64,8 +84,21 @@ class Store {
   // is only ever called with true, late if the disk is in trouble; meanwhile healthy()
   // is false. An empty `writes` still waits for everything queued before it.
   void submit(std::vector<engine::Write> writes, std::function<void()> done);
-  // Blocks until everything submitted so far has committed.
+  // Queues writes nobody waits for (track points) unless the queue is over its bound;
+  // returns false when they were dropped.
+  bool submit_optional(std::vector<engine::Write> writes);
+  // False while the queue is over max_queued_writes or commits are failing.
+  bool has_room() const;
+  // Commits what it can within close_deadline, stops the writer and closes the
+  // database. Idempotent; the destructor calls it. Returns false when writes were
+  // given up (the disk kept failing).
+  bool close();
+  // Blocks until everything submitted so far has committed (or was given up by close()).
+  // After close(), submit() drops its writes (logged; done is never called) and
+  // submit_optional() returns false.
   void flush();
+  // Like flush(), but gives up after `deadline`; true when everything committed.
+  bool flush_for(std::chrono::milliseconds deadline);
   // False while commits are failing (disk full, I/O error); true again once one succeeds.
   bool healthy() const;
   StoreStats stats() const;
@@ -75,13 +108,14 @@ class Store {
 
   // Reads, on their own connection (thread-safe; serialised internally).
   std::optional<IncidentRecord> incident(const std::string& id);
-  std::vector<IncidentRecord> incidents(bool open_only, std::size_t limit = 1000);
+  std::vector<IncidentRecord> incidents(const IncidentQuery& query);
   // Points with since <= ts <= until, oldest first; until == 0 means no upper bound.
   std::vector<engine::rec::TrackPoint> track(const std::string& unit, engine::Millis since,
                                              engine::Millis until);
   std::vector<engine::rec::UnitEvent> unit_events(const std::string& unit);
 
-  // Deletes track points older than now - track_retention_ms and returns how many. The
+  // Deletes track points older than now - track_retention_ms (and unit_events older
+  // than now - unit_event_retention_ms) and returns how many rows went. The
   // writer also does this by itself at start and every few minutes (wall clock), so
   // this is for tests and tools. Blocks until the writer has done it.
   std::size_t prune_tracks(engine::Millis now);

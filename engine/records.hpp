@@ -134,8 +134,15 @@ struct Snapshot {
   std::vector<rec::Page> undelivered_pages;
   std::vector<rec::Claim> claims;                // unpaid claims, and all of open incidents
   std::uint64_t max_claim_seq = 0;
-  // report id -> incident id, for every incident ever stored (reports are idempotent).
-  std::vector<std::pair<std::string, std::string>> report_ids;
+  // (source, report id) -> incident id, for every incident ever stored (reports are
+  // idempotent per token: contract v2 section 5.2). `source` is rec::Incident::source,
+  // "role:name" of the token that reported; token names are unique.
+  struct ReportKey {
+    std::string source;
+    std::string report_id;
+    std::string incident;
+  };
+  std::vector<ReportKey> report_ids;
   std::uint64_t max_incident_seq = 0;
   std::uint64_t max_assignment_seq = 0;
   std::uint64_t max_page_seq = 0;

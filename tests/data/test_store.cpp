@@ -3,7 +3,10 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
+#include <set>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -129,8 +132,11 @@ TEST_CASE("a new database gets the schema, WAL mode and its version") {
 
 TEST_CASE("round trip: every record kind through submit, commit, load and the reads") {
   TempDb t;
+  // The records' times are from 1970: keep them when the store prunes as it opens.
+  auto o = t.options();
+  o.track_retention_ms = o.unit_event_retention_ms = 100LL * 365 * 24 * 3600 * 1000;
   {
-    data::Store s(t.options());
+    data::Store s(o);
     s.add_units({unit("M1"), unit("H1", UnitKind::heli)});
     std::vector<Write> w;
     w.push_back(incident(1, "cc-1"));
@@ -169,7 +175,7 @@ TEST_CASE("round trip: every record kind through submit, commit, load and the re
     s.flush();
     CHECK(done);
   }
-  data::Store s(t.options());
+  data::Store s(o);
   auto snap = s.load();
   REQUIRE(snap.units.size() == 2);
   CHECK(snap.units[1].id == "M1");
@@ -190,7 +196,10 @@ TEST_CASE("round trip: every record kind through submit, commit, load and the re
   CHECK(snap.timeline.size() == 2);
   REQUIRE(snap.undelivered_pages.size() == 1);
   CHECK(snap.undelivered_pages[0].text == "渝警保M1 injury");
-  CHECK(snap.report_ids.size() == 2);
+  REQUIRE(snap.report_ids.size() == 2);
+  CHECK(snap.report_ids[0].source == "reporter:cc");
+  CHECK(snap.report_ids[0].report_id == "cc-1");
+  CHECK(snap.report_ids[0].incident == "I-1");
   CHECK(snap.max_incident_seq == 2);
   CHECK(snap.max_assignment_seq == 2);
   CHECK(snap.max_page_seq == 7);
@@ -203,9 +212,12 @@ TEST_CASE("round trip: every record kind through submit, commit, load and the re
   CHECK(one->incident.state == IncidentState::closed);
   CHECK(one->assignments.size() == 1);
   CHECK_FALSE(s.incident("I-404").has_value());
-  CHECK(s.incidents(true).size() == 1);
-  CHECK(s.incidents(false).size() == 2);
-  CHECK(s.incidents(false)[0].incident.id == "I-2");  // newest first
+  CHECK(s.incidents({}).size() == 1);  // open only by default
+  data::IncidentQuery all;
+  all.open_only = false;
+  CHECK(s.incidents(all).size() == 2);
+  CHECK(s.incidents(all)[0].incident.id == "I-2");  // newest first
+  CHECK(s.incidents(all)[0].assignments.size() == 1);
   CHECK(s.track("M1", 0, 0).size() == 2);
   CHECK(s.track("M1", 5500, 7000).size() == 1);
   CHECK(s.unit_events("M1").size() == 1);
@@ -319,6 +331,7 @@ TEST_CASE("disk full: unhealthy, nothing confirmed, then everything lands once i
   }
   for (int k = 0; k < 200 && s.healthy(); ++k) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   CHECK_FALSE(s.healthy());
+  CHECK_FALSE(s.has_room());  // unhealthy: no room, however short the queue
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   CHECK(done == 0);  // nobody told
   CHECK(count(t.path, "SELECT count(*) FROM incidents") == 1);
@@ -326,6 +339,7 @@ TEST_CASE("disk full: unhealthy, nothing confirmed, then everything lands once i
   s.set_max_page_count_for_test(0);  // the disk has room again
   s.flush();
   CHECK(s.healthy());
+  CHECK(s.has_room());
   CHECK(done == 38);
   CHECK(count(t.path, "SELECT count(*) FROM incidents") == 39);
 }
@@ -341,4 +355,442 @@ TEST_CASE("track retention deletes old points only") {
   s.flush();
   CHECK(s.prune_tracks(100'000) == 1);
   CHECK(count(t.path, "SELECT count(*) FROM tracks") == 2);
+}
+
+namespace {
+
+using std::chrono::milliseconds;
+using SteadyClock = std::chrono::steady_clock;
+
+// Polls `pred` until it holds or `limit` passes; the test goes on as soon as it holds.
+template <class P>
+bool wait_for(P pred, milliseconds limit = milliseconds(5000)) {
+  const auto end = SteadyClock::now() + limit;
+  while (!pred()) {
+    if (SteadyClock::now() >= end) return false;
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+  return true;
+}
+
+std::int64_t ms_since(SteadyClock::time_point t0) {
+  return std::chrono::duration_cast<milliseconds>(SteadyClock::now() - t0).count();
+}
+
+std::string schema_of(const std::string& path) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, "SELECT type, name, sql FROM sqlite_schema ORDER BY name", -1, &st,
+                             nullptr) == SQLITE_OK);
+  std::string out;
+  while (sqlite3_step(st) == SQLITE_ROW)
+    for (int c = 0; c < 3; ++c) {
+      const auto* p = sqlite3_column_text(st, c);
+      out += p ? reinterpret_cast<const char*>(p) : "";
+      out += c == 2 ? "\n" : " | ";
+    }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return out;
+}
+
+Millis wall_now() {
+  return std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Fills the disk (no page more than the file has) and waits until a commit failed.
+void fill_disk_and_fail(data::Store& s, const std::string& path, std::atomic<int>& done, int n) {
+  s.submit({incident(1, "before")}, [] {});
+  s.flush();
+  s.set_max_page_count_for_test(count(path, "PRAGMA page_count"));
+  const std::string big(4000, 'x');
+  for (int k = 0; k < n; ++k) {
+    auto i = incident(static_cast<std::uint64_t>(k + 2), "r" + std::to_string(k));
+    i.note = big;
+    s.submit({i}, [&] { ++done; });
+  }
+  REQUIRE(wait_for([&] { return !s.healthy(); }));
+}
+
+}  // namespace
+
+TEST_CASE("a version-3 database is migrated: report ids indexed by (source, report_id)") {
+  TempDb t;
+  const std::string fresh = (t.dir / "fresh.db").string();
+  {
+    auto o = t.options();
+    o.path = fresh;
+    data::Store s(o);
+  }
+  { data::Store s(t.options()); }
+  // Version 4 is version 3 plus this step, so undoing it gives exactly a version-3 file.
+  exec(t.path,
+       "DROP INDEX incidents_source_report; DROP INDEX unit_events_ts;"
+       "CREATE INDEX incidents_report ON incidents(report_id); PRAGMA user_version = 3;");
+  REQUIRE(count(t.path, "PRAGMA user_version") == 3);
+  // Version-3 rows: the same report id from two tokens, and (as nothing ever enforced it)
+  // the same (source, report id) twice.
+  exec(t.path,
+       "INSERT INTO incidents(id, seq, report_id, state, severity, lat, lon, reported_ts, "
+       "received_ts, source) VALUES"
+       "('I-000001', 1, 'r-1', 'reported', 'minor', 29.5, 106.5, 1, 1, 'reporter:cc'),"
+       "('I-000002', 2, 'r-1', 'reported', 'minor', 29.5, 106.5, 2, 2, 'reporter:web'),"
+       "('I-000003', 3, 'r-9', 'closed', 'minor', 29.5, 106.5, 3, 3, ''),"
+       "('I-000004', 4, 'r-9', 'closed', 'minor', 29.5, 106.5, 4, 4, '');");
+  data::Store s(t.options());
+  CHECK(count(t.path, "PRAGMA user_version") == 4);
+  CHECK(data::Store::schema_version() == 4);
+  CHECK(count(t.path, "SELECT count(*) FROM sqlite_schema WHERE name = 'incidents_report'") == 0);
+  CHECK(count(t.path, "SELECT count(*) FROM sqlite_schema WHERE name = 'incidents_source_report'") == 1);
+  CHECK(count(t.path, "SELECT count(*) FROM incidents") == 4);
+  // A migrated file and a new one have the very same schema.
+  CHECK(schema_of(t.path) == schema_of(fresh));
+  const auto snap = s.load();
+  REQUIRE(snap.report_ids.size() == 4);
+  CHECK(snap.report_ids[0].source == "reporter:cc");
+  CHECK(snap.report_ids[0].report_id == "r-1");
+  CHECK(snap.report_ids[0].incident == "I-000001");
+  CHECK(snap.report_ids[1].source == "reporter:web");
+  CHECK(snap.report_ids[1].report_id == "r-1");
+  CHECK(snap.report_ids[1].incident == "I-000002");
+  CHECK(snap.report_ids[3].source == "");
+  // The index is not UNIQUE: a duplicate pair still commits (the writer would otherwise
+  // retry a constraint failure forever).
+  auto dup = incident(5, "r-1");
+  dup.source = "reporter:cc";
+  std::atomic<bool> done{false};
+  s.submit({dup}, [&] { done = true; });
+  CHECK(s.flush_for(milliseconds(5000)));
+  CHECK(done);
+  CHECK(s.healthy());
+}
+
+TEST_CASE("a version-1 database with a report id used twice migrates to the current version") {
+  TempDb t;
+  exec(t.path,
+       "CREATE TABLE units(id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL);"
+       "CREATE TABLE incidents(id TEXT PRIMARY KEY, report_id TEXT NOT NULL, state TEXT NOT NULL,"
+       " severity TEXT NOT NULL, lat REAL NOT NULL, lon REAL NOT NULL, reported_ts INTEGER NOT NULL);"
+       "CREATE TABLE assignments(id TEXT PRIMARY KEY, incident TEXT NOT NULL, unit TEXT NOT NULL,"
+       " state TEXT NOT NULL, assigned_ts INTEGER NOT NULL);"
+       "INSERT INTO incidents VALUES('I-000001','same','closed','minor',29.5,106.5,1000);"
+       "INSERT INTO incidents VALUES('I-000002','same','closed','minor',29.5,106.5,2000);"
+       "PRAGMA user_version = 1;");
+  data::Store s(t.options());
+  CHECK(count(t.path, "PRAGMA user_version") == data::Store::schema_version());
+  const auto snap = s.load();
+  REQUIRE(snap.report_ids.size() == 2);
+  CHECK(snap.report_ids[0].source == "");
+  CHECK(snap.report_ids[0].incident == "I-000001");
+  CHECK(snap.report_ids[1].incident == "I-000002");
+}
+
+TEST_CASE("the same report id from two tokens is two incidents, loaded with their sources") {
+  TempDb t;
+  {
+    data::Store s(t.options());
+    auto a = incident(1, "cc-7");
+    a.source = "reporter:callcentre";
+    auto b = incident(2, "cc-7");
+    b.source = "reporter:fastclaims";
+    s.submit({a, b}, [] {});
+    s.flush();
+  }
+  data::Store s(t.options());
+  const auto snap = s.load();
+  REQUIRE(snap.report_ids.size() == 2);
+  CHECK(snap.report_ids[0].source == "reporter:callcentre");
+  CHECK(snap.report_ids[0].report_id == "cc-7");
+  CHECK(snap.report_ids[0].incident == "I-1");
+  CHECK(snap.report_ids[1].source == "reporter:fastclaims");
+  CHECK(snap.report_ids[1].report_id == "cc-7");
+  CHECK(snap.report_ids[1].incident == "I-2");
+}
+
+TEST_CASE("bounded queue: has_room and submit_optional follow max_queued_writes") {
+  TempDb t;
+  auto o = t.options();
+  o.max_queued_writes = 10;
+  data::Store s(o);
+  // Hold the writer (healthy) inside the commit hook, so that writes stay queued.
+  std::mutex m;
+  std::condition_variable cv;
+  bool hold = true, in_hook = false;
+  s.on_commit([&](std::int64_t, std::size_t) {
+    std::unique_lock lk(m);
+    in_hook = true;
+    cv.notify_all();
+    cv.wait_for(lk, std::chrono::seconds(10), [&] { return !hold; });
+  });
+  std::atomic<int> done{0};
+  s.submit({rec::TrackPoint{"M1", 1, 29.5, 106.5}}, [&] { ++done; });
+  {
+    std::unique_lock lk(m);
+    REQUIRE(cv.wait_for(lk, std::chrono::seconds(5), [&] { return in_hook; }));
+  }
+  CHECK(s.stats().queued == 1);  // committed, but its commit has not returned yet
+  CHECK(s.has_room());
+  std::vector<Write> nine;
+  for (int k = 0; k < 9; ++k) nine.push_back(rec::TrackPoint{"M1", 100 + k, 29.5, 106.5});
+  CHECK(s.submit_optional(nine));  // 10: at the bound, not over it
+  CHECK(s.stats().queued == 10);
+  CHECK(s.has_room());
+  CHECK_FALSE(s.submit_optional({rec::TrackPoint{"M1", 200, 29.5, 106.5}}));  // would be 11
+  CHECK_FALSE(s.submit_optional({rec::TrackPoint{"M2", 200, 29.5, 106.5},
+                                 rec::TrackPoint{"M2", 201, 29.5, 106.5}}));
+  CHECK(s.stats().dropped == 3);
+  CHECK(s.stats().queued == 10);
+  s.submit({rec::TrackPoint{"M3", 300, 29.5, 106.5}}, [&] { ++done; });  // always queued
+  CHECK(s.stats().queued == 11);
+  CHECK_FALSE(s.has_room());  // over the bound
+  CHECK(s.healthy());
+  {
+    std::lock_guard lk(m);
+    hold = false;
+  }
+  cv.notify_all();
+  CHECK(s.flush_for(milliseconds(5000)));
+  CHECK(done == 2);
+  CHECK(s.has_room());
+  CHECK(s.stats().queued == 0);
+  CHECK(s.submit_optional({rec::TrackPoint{"M4", 400, 29.5, 106.5}}));
+  CHECK(s.flush_for(milliseconds(5000)));
+  CHECK(count(t.path, "SELECT count(*) FROM tracks") == 1 + 9 + 1 + 1);
+  CHECK(count(t.path, "SELECT count(*) FROM tracks WHERE unit = 'M2' OR ts = 200") == 0);
+  CHECK(s.stats().dropped == 3);
+}
+
+TEST_CASE("flush_for gives up on a failing disk within its deadline, succeeds once it works") {
+  TempDb t;
+  data::Store s(t.options());
+  std::atomic<int> done{0};
+  fill_disk_and_fail(s, t.path, done, 20);
+  const auto t0 = SteadyClock::now();
+  CHECK_FALSE(s.flush_for(milliseconds(300)));
+  const auto took = ms_since(t0);
+  CHECK(took >= 290);
+  CHECK(took < 300 + 3000);
+  CHECK(done == 0);
+  s.set_max_page_count_for_test(0);
+  CHECK(s.flush_for(milliseconds(10000)));
+  CHECK(done == 20);
+  CHECK(s.healthy());
+}
+
+TEST_CASE("close on a failing disk returns by its deadline and confirms nothing it gave up") {
+  TempDb t;
+  auto o = t.options();
+  o.close_deadline = milliseconds(300);
+  o.retry_after = std::chrono::seconds(30);  // the deadline must cut the retry wait short
+  o.batch_max = 4;                           // several batches left behind
+  std::atomic<int> done{0};
+  {
+    data::Store s(o);
+    fill_disk_and_fail(s, t.path, done, 30);
+    // Someone else is waiting on a flush: close() must wake them too.
+    std::atomic<int> flushed{-1};
+    std::thread waiter([&] { flushed = s.flush_for(milliseconds(60000)) ? 1 : 0; });
+    const auto t0 = SteadyClock::now();
+    CHECK_FALSE(s.close());  // writes were given up
+    const auto took = ms_since(t0);
+    CHECK(took < 300 + 3000);
+    waiter.join();
+    CHECK(ms_since(t0) < 300 + 3000);  // the waiter was not left waiting for its 60 s
+    CHECK(flushed == 0);
+    CHECK(done == 0);  // no completion of a write that never committed
+    CHECK(s.stats().abandoned == 30);
+    CHECK(s.stats().queued == 0);
+    // Idempotent, and harmless afterwards.
+    const auto t1 = SteadyClock::now();
+    CHECK_FALSE(s.close());
+    CHECK(ms_since(t1) < 1000);
+    s.submit({incident(100, "late")}, [&] { ++done; });
+    CHECK_FALSE(s.submit_optional({rec::TrackPoint{"M1", 1, 29.5, 106.5}}));
+    CHECK_FALSE(s.flush_for(milliseconds(100)));
+    CHECK_FALSE(s.has_room());
+    CHECK(s.incidents({}).empty());
+    CHECK(s.prune_tracks(1'000'000) == 0);
+  }  // the destructor closes again: nothing left to do
+  CHECK(done == 0);
+  // The file is intact, with only what was committed.
+  data::Store s(t.options());
+  CHECK(count(t.path, "SELECT count(*) FROM incidents") == 1);
+  s.submit({incident(50, "after")}, [] {});
+  CHECK(s.flush_for(milliseconds(5000)));
+  CHECK(count(t.path, "SELECT count(*) FROM incidents") == 2);
+}
+
+TEST_CASE("the destructor cannot hang while commits keep failing") {
+  TempDb t;
+  auto o = t.options();
+  o.close_deadline = milliseconds(300);
+  o.retry_after = milliseconds(20);
+  std::atomic<int> done{0};
+  auto s = std::make_unique<data::Store>(o);
+  fill_disk_and_fail(*s, t.path, done, 50);
+  const auto t0 = SteadyClock::now();
+  s.reset();
+  const auto took = ms_since(t0);
+  CHECK(took >= 250);  // it did keep trying until the deadline
+  CHECK(took < 300 + 3000);
+  CHECK(done == 0);
+  CHECK(count(t.path, "SELECT count(*) FROM incidents") == 1);
+}
+
+TEST_CASE("close on a healthy store commits everything queued and runs every completion") {
+  TempDb t;
+  auto o = t.options();
+  o.batch_max = 8;
+  data::Store s(o);
+  std::atomic<int> done{0};
+  for (int k = 1; k <= 200; ++k)
+    s.submit({incident(static_cast<std::uint64_t>(k), "r" + std::to_string(k))}, [&] { ++done; });
+  CHECK(s.close());
+  CHECK(done == 200);
+  CHECK(s.stats().abandoned == 0);
+  CHECK(count(t.path, "SELECT count(*) FROM incidents") == 200);
+}
+
+TEST_CASE("unit_events retention: prune_tracks deletes old unit events too, in chunks") {
+  TempDb t;
+  auto o = t.options();
+  o.track_retention_ms = 10'000;
+  o.unit_event_retention_ms = 50'000;
+  data::Store s(o);
+  std::vector<Write> w;
+  // More than one chunk (10,000) of old events, so that pruning has to go round.
+  for (int k = 0; k < 25'000; ++k) w.push_back(rec::UnitEvent{"M1", 1'000 + k, "status", "", "", ""});
+  w.push_back(rec::UnitEvent{"M1", 49'999, "old", "", "", ""});
+  w.push_back(rec::UnitEvent{"M1", 50'000, "kept", "", "", ""});  // exactly the cutoff: kept
+  w.push_back(rec::UnitEvent{"M2", 99'000, "kept", "", "", ""});
+  w.push_back(rec::TrackPoint{"M1", 80'000, 29.5, 106.5});  // older than the tracks' 10 s
+  w.push_back(rec::TrackPoint{"M1", 95'000, 29.5, 106.5});
+  s.submit(std::move(w), [] {});
+  s.flush();
+  CHECK(s.prune_tracks(100'000) == 25'000 + 1 + 1);
+  CHECK(count(t.path, "SELECT count(*) FROM unit_events") == 2);
+  const auto m1 = s.unit_events("M1");
+  REQUIRE(m1.size() == 1);
+  CHECK(m1[0].event == "kept");
+  CHECK(s.unit_events("M2").size() == 1);
+  CHECK(count(t.path, "SELECT count(*) FROM tracks") == 1);
+  CHECK(s.prune_tracks(100'000) == 0);
+}
+
+TEST_CASE("the store prunes old unit events and tracks by itself when it opens") {
+  TempDb t;
+  auto o = t.options();
+  o.track_retention_ms = 60'000;
+  o.unit_event_retention_ms = 60'000;
+  const Millis now = wall_now();
+  {
+    data::Store s(o);
+    s.submit({rec::UnitEvent{"M1", now - 3'600'000, "ancient", "", "", ""},
+              rec::UnitEvent{"M1", now, "recent", "", "", ""},
+              rec::TrackPoint{"M1", now - 3'600'000, 29.5, 106.5},
+              rec::TrackPoint{"M1", now, 29.5, 106.5}},
+             [] {});
+    s.flush();
+    CHECK(count(t.path, "SELECT count(*) FROM unit_events") == 2);
+  }
+  data::Store s(o);
+  const auto ev = s.unit_events("M1");
+  REQUIRE(ev.size() == 1);
+  CHECK(ev[0].event == "recent");
+  CHECK(s.track("M1", 0, 0).size() == 1);
+}
+
+TEST_CASE("paging: 2,500 incidents in pages of 1,000, newest first, each exactly once") {
+  TempDb t;
+  data::Store s(t.options());
+  std::vector<Write> w;
+  for (std::uint64_t k = 1; k <= 2500; ++k)
+    w.push_back(incident(k, "r" + std::to_string(k), k % 5 == 0 ? IncidentState::closed : IncidentState::assigned));
+  s.submit(std::move(w), [] {});
+  s.flush();
+
+  data::IncidentQuery q;
+  q.open_only = false;
+  q.limit = 1000;
+  std::set<std::string> seen;
+  std::vector<std::size_t> sizes;
+  std::uint64_t last_seq = UINT64_MAX;
+  bool ordered = true;
+  for (int page = 0; page < 10; ++page) {
+    const auto got = s.incidents(q);
+    sizes.push_back(got.size());
+    if (got.empty()) break;
+    for (const auto& r : got) {
+      if (r.incident.seq >= last_seq) ordered = false;
+      last_seq = r.incident.seq;
+      seen.insert(r.incident.id);
+    }
+    q.before = got.back().incident.id;
+  }
+  CHECK(sizes == std::vector<std::size_t>{1000, 1000, 500, 0});
+  CHECK(ordered);
+  CHECK(seen.size() == 2500);
+  CHECK(*seen.begin() == "I-1");
+
+  // Open only: 2,000 of them, the same way.
+  data::IncidentQuery open;
+  open.limit = 1000;
+  std::size_t open_seen = 0;
+  std::set<std::string> open_ids;
+  for (int page = 0; page < 10; ++page) {
+    const auto got = s.incidents(open);
+    if (got.empty()) break;
+    for (const auto& r : got) {
+      CHECK(r.incident.state != IncidentState::closed);
+      open_ids.insert(r.incident.id);
+      ++open_seen;
+    }
+    open.before = got.back().incident.id;
+  }
+  CHECK(open_seen == 2000);
+  CHECK(open_ids.size() == 2000);
+
+  // `before` names the boundary, not a position: the page starts right below it.
+  data::IncidentQuery below;
+  below.open_only = false;
+  below.limit = 3;
+  below.before = "I-2000";
+  const auto page = s.incidents(below);
+  REQUIRE(page.size() == 3);
+  CHECK(page[0].incident.id == "I-1999");
+  CHECK(page[2].incident.id == "I-1997");
+  below.before = "I-1";
+  CHECK(s.incidents(below).empty());
+  below.before = "I-404404";  // unknown
+  CHECK(s.incidents(below).empty());
+  below.before = "";
+  below.limit = 0;
+  CHECK(s.incidents(below).empty());
+}
+
+TEST_CASE("paging never skips incidents that share a seq (rows migrated from version 1)") {
+  TempDb t;
+  data::Store s(t.options());
+  std::vector<Write> w;
+  for (const char* id : {"OLD-a", "OLD-b", "OLD-c", "OLD-d"}) {
+    auto i = incident(0, id);
+    i.id = id;  // no trailing number: seq 0 for them all
+    w.push_back(i);
+  }
+  w.push_back(incident(1, "new"));
+  s.submit(std::move(w), [] {});
+  s.flush();
+  data::IncidentQuery q;
+  q.open_only = false;
+  q.limit = 1;
+  std::vector<std::string> ids;
+  for (int k = 0; k < 10; ++k) {
+    const auto got = s.incidents(q);
+    if (got.empty()) break;
+    ids.push_back(got[0].incident.id);
+    q.before = got[0].incident.id;
+  }
+  CHECK(ids == std::vector<std::string>{"I-1", "OLD-d", "OLD-c", "OLD-b", "OLD-a"});
 }
