@@ -1,5 +1,8 @@
 #include "net/config.hpp"
 
+#include <fmt/format.h>
+#include "net/role.hpp"
+
 #include <boost/json.hpp>
 #include <fstream>
 #include <set>
@@ -42,12 +45,23 @@ std::string str(const json::object& o, std::string_view k) {
 }
 }  // namespace
 
+std::string token_digest(std::string_view token) {
+  // FNV-1a, 64 bits: enough to tell tokens apart in an audit trail, and it reveals
+  // nothing usable of the token itself.
+  std::uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : token) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return fmt::format("{:016x}", h);
+}
+
 Tokens parse_tokens(const std::string& text, const std::string& what) {
   const json::value v = parse_json(text, what);
   const json::value* list = v.is_object() ? v.get_object().if_contains("tokens") : nullptr;
   if (!list || !list->is_array()) throw std::runtime_error(what + ": expected {\"tokens\": [...]}");
-  static const std::set<std::string> roles{"console", "reporter", "unit", "gateway", "pager", "insurer"};
   Tokens t;
+  std::set<std::string> names;
   for (const auto& e : list->get_array()) {
     if (!e.is_object()) throw std::runtime_error(what + ": each token must be an object");
     const auto& o = e.get_object();
@@ -55,10 +69,15 @@ Tokens parse_tokens(const std::string& text, const std::string& what) {
     const std::string token = str(o, "token");
     p->role = str(o, "role");
     if (token.empty()) throw std::runtime_error(what + ": a token without \"token\"");
-    if (!roles.count(p->role))
+    if (!parse_role(p->role))
       throw std::runtime_error(what + ": token with unknown role '" + p->role + "'");
     p->name = str(o, "name");
-    if (p->name.empty()) p->name = p->role + "-" + token.substr(0, std::min<std::size_t>(4, token.size()));
+    // An actor must be unambiguous (audit trail, report ids are scoped to the token): a
+    // token without a name is named after a hash of the whole token, never a prefix of it.
+    if (p->name.empty()) p->name = p->role + "-" + token_digest(token);
+    if (!names.insert(p->role + ":" + p->name).second)
+      throw std::runtime_error(what + ": two " + p->role + " tokens share the name '" + p->name +
+                               "'; names must be unique");
     if (const json::value* us = o.if_contains("units"); us && us->is_array()) {
       for (const auto& u : us->get_array()) {
         if (!u.is_string()) throw std::runtime_error(what + ": units must be strings");

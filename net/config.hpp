@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -18,6 +19,8 @@ struct Tokens {
 };
 
 Tokens load_tokens(const std::string& path);
+// The name a token without "name" gets after its role: 16 hex digits of a hash of it.
+std::string token_digest(std::string_view token);
 Tokens parse_tokens(const std::string& text, const std::string& what);
 std::vector<engine::rec::Unit> load_fleet(const std::string& path);
 std::vector<engine::rec::Unit> parse_fleet(const std::string& text, const std::string& what);

@@ -70,9 +70,32 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-body", opt.max_body_bytes, "largest HTTP body in bytes (413 above)")
       ->capture_default_str();
-  app.add_option("--rate", opt.rate_per_s, "frames per second per connection (rate_limited above)")
+  app.add_option("--rate", opt.rate_per_s,
+                 "messages per second per connection, a batch counting each (rate_limited above)")
       ->capture_default_str();
-  app.add_option("--max-connections", opt.max_connections, "connections at once")->capture_default_str();
+  app.add_option("--gateway-rate", opt.bulk_rate_per_s, "messages per second per gateway connection")
+      ->capture_default_str();
+  app.add_option("--max-connections", opt.max_connections,
+                 "connections at once (0: from the file-descriptor limit, at most 10000)")
+      ->capture_default_str();
+  app.add_option("--max-connections-per-peer", opt.max_connections_per_peer, "connections at once from one address")
+      ->capture_default_str();
+  long request_timeout_s = opt.request_timeout.count();
+  app.add_option("--request-timeout", request_timeout_s,
+                 "seconds a new connection has to send its first request whole")
+      ->capture_default_str();
+  app.add_option("--max-queued-writes", opt.store.max_queued_writes,
+                 "writes waiting for the disk before commands are answered unavailable")
+      ->capture_default_str();
+  app.add_option("--max-open-per-token", opt.engine.max_open_per_source,
+                 "open incidents one token may have (rate_limited above; 0: no cap)")
+      ->capture_default_str();
+  app.add_option("--max-status-changes-per-min", opt.engine.max_status_changes_per_min,
+                 "status changes one unit may make in a minute (rate_limited above; 0: no cap)")
+      ->capture_default_str();
+  double unit_event_days = 90;
+  app.add_option("--unit-event-retention-days", unit_event_days, "days the units' audit trail is kept")
+      ->capture_default_str();
   app.add_option("--console-max-queue", opt.console_hard_bytes,
                  "bytes queued to a console before it is dropped as too slow")
       ->capture_default_str();
@@ -92,7 +115,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   opt.zones_gcj02 = !zones_wgs84;
-  opt.rate_burst = 2 * opt.rate_per_s;
+  opt.request_timeout = std::chrono::seconds(std::max(1L, request_timeout_s));
+  opt.store.unit_event_retention_ms = static_cast<std::int64_t>(unit_event_days * 86400 * 1000);
   opt.store.path = db;
   opt.store.synchronous_full = !sync_normal;
   opt.store.batch_max = batch_max;

@@ -114,10 +114,24 @@ class JsonWriter {
     if (!first_) out_ += ',';
     first_ = false;
   }
+  // Escapes a string. Text frames must be valid UTF-8 (a client's WebSocket closes on
+  // anything else), so an invalid or cut sequence becomes U+FFFD here, whatever the source.
   void string_raw(std::string_view s) {
     out_ += '"';
-    for (char ch : s) {
-      const auto c = static_cast<unsigned char>(ch);
+    std::size_t i = 0;
+    while (i < s.size()) {
+      const auto c = static_cast<unsigned char>(s[i]);
+      if (c >= 0x80) {
+        const std::size_t n = utf8_sequence(s, i);
+        if (n == 0) {
+          out_ += "\ufffd";
+          ++i;
+        } else {
+          out_.append(s.data() + i, n);
+          i += n;
+        }
+        continue;
+      }
       switch (c) {
         case '"': out_ += "\\\""; break;
         case '\\': out_ += "\\\\"; break;
@@ -125,19 +139,51 @@ class JsonWriter {
         case '\r': out_ += "\\r"; break;
         case '\t': out_ += "\\t"; break;
         default:
-          if (c < 0x20) {
+          if (c < 0x20 || c == 0x7f) {
             static constexpr char hex[] = "0123456789abcdef";
             out_ += "\\u00";
             out_ += hex[c >> 4];
             out_ += hex[c & 15];
           } else {
-            out_ += ch;
+            out_ += static_cast<char>(c);
           }
       }
+      ++i;
     }
     out_ += '"';
   }
 
+ public:
+  // The length of the valid UTF-8 sequence starting at s[i] (a non-ASCII lead byte), or 0
+  // when it is invalid (bad lead, cut short, overlong, surrogate, above U+10FFFF).
+  static std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+    const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
+    const auto cont = [&](std::size_t k) { return i + k < s.size() && (b(k) & 0xC0) == 0x80; };
+    const unsigned char c = b(0);
+    if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+      if (!cont(1) || !cont(2)) return 0;
+      if (c == 0xE0 && b(1) < 0xA0) return 0;   // overlong
+      if (c == 0xED && b(1) >= 0xA0) return 0;  // surrogates
+      return 3;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+      if (!cont(1) || !cont(2) || !cont(3)) return 0;
+      if (c == 0xF0 && b(1) < 0x90) return 0;   // overlong
+      if (c == 0xF4 && b(1) >= 0x90) return 0;  // above U+10FFFF
+      return 4;
+    }
+    return 0;
+  }
+  // The longest prefix of s of at most `max_bytes` that does not cut a UTF-8 sequence.
+  static std::string_view utf8_prefix(std::string_view s, std::size_t max_bytes) {
+    if (s.size() <= max_bytes) return s;
+    std::size_t end = max_bytes;
+    while (end > 0 && (static_cast<unsigned char>(s[end]) & 0xC0) == 0x80) --end;
+    return s.substr(0, end);
+  }
+
+ private:
   std::string& out_;
   bool first_ = true;
   bool after_key_ = false;

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "net/json_writer.hpp"
+#include "net/role.hpp"
 
 namespace json = boost::json;
 
@@ -14,39 +15,19 @@ using namespace engine;
 
 namespace {
 
-// Message types, and which roles may send them.
-struct TypeInfo {
-  std::string_view type;
-  std::string_view roles;  // space-separated
-};
-constexpr std::array<TypeInfo, 15> known_types{{
-    {"position", " unit gateway "},
-    {"status", " unit gateway "},
-    {"ack", " unit gateway pager "},
-    {"decline", " unit gateway "},
-    {"arrived", " unit gateway "},
-    {"cleared", " unit gateway "},
-    {"report", " reporter console "},
-    {"assign", " console "},
-    {"cancel", " console "},
-    {"liability", " console "},
-    {"close", " console "},
-    {"delivered", " pager "},
-    {"escalate", " console "},
-    {"rescue", " unit gateway "},
-    {"claim_paid", " insurer "},
-}};
+// A note is free text from a person; longer ones are refused rather than sent to every
+// console again and again.
+constexpr std::size_t max_note_bytes = 4096;
 
-const TypeInfo* find_type(std::string_view t) {
+// Message types (the roles that may send each are in role.hpp's table).
+constexpr std::array<std::string_view, 15> known_types{
+    "position", "status", "ack", "decline", "arrived", "cleared", "report", "assign",
+    "cancel", "liability", "close", "delivered", "escalate", "rescue", "claim_paid"};
+
+const std::string_view* find_type(std::string_view t) {
   for (const auto& k : known_types)
-    if (k.type == t) return &k;
+    if (k == t) return &k;
   return nullptr;
-}
-
-bool role_may(const TypeInfo& t, std::string_view role) {
-  if (role.empty()) return true;
-  const auto pos = t.roles.find(role);
-  return pos != std::string_view::npos && t.roles[pos - 1] == ' ' && t.roles[pos + role.size()] == ' ';
 }
 
 // Reads fields of one message object; remembers the first problem.
@@ -64,7 +45,7 @@ class Reader {
     const auto& s = v->get_string();
     if (non_empty && s.empty()) return fail(k, "must not be empty");
     if (s.size() > 256 && k != "note") return fail(k, "is too long");
-    if (s.size() > 4096) return fail(k, "is too long");
+    if (s.size() > max_note_bytes) return fail(k, "is too long (at most 4096 bytes)");
     out.assign(s.data(), s.size());
     return true;
   }
@@ -165,11 +146,11 @@ bool read_report(Reader& r, cmd::Report& rep) {
 std::string ref_of(const json::object& o) {
   for (std::string_view k : {"id", "unit", "assignment", "incident", "page", "claim"})
     if (const json::value* v = o.if_contains(k); v && v->is_string())
-      return std::string(v->get_string().data(), std::min<std::size_t>(v->get_string().size(), 256));
+      return std::string(JsonWriter::utf8_prefix(std::string_view(v->get_string()), 256));
   return {};
 }
 
-void parse_message(const json::value& v, std::string_view role, ParsedFrame& out) {
+void parse_message(const json::value& v, std::optional<Role> role, ParsedFrame& out) {
   if (!v.is_object()) {
     out.errors.push_back({ErrorCode::bad_message, "a message must be a JSON object", {}});
     return;
@@ -181,18 +162,18 @@ void parse_message(const json::value& v, std::string_view role, ParsedFrame& out
     return;
   }
   const std::string_view type(t->get_string().data(), t->get_string().size());
-  const TypeInfo* info = find_type(type);
-  if (!info) {
+  const std::string_view* known = find_type(type);
+  if (!known) {
     out.errors.push_back({ErrorCode::unknown_type,
-                          "unknown message type '" + std::string(type.substr(0, 64)) + "'",
+                          "unknown message type '" + std::string(JsonWriter::utf8_prefix(type, 64)) + "'",
                           ref_of(o)});
     return;
   }
-  out.types.push_back(info->type);
-  if (!role_may(*info, role)) {
+  out.types.push_back(*known);
+  if (role && !may_send(*role, type)) {
     out.errors.push_back({ErrorCode::forbidden,
-                          std::string(type) + " may not be sent on a " + std::string(role) +
-                              " connection",
+                          std::string(type) + " may not be sent on a " +
+                              std::string(to_string(*role)) + " connection",
                           ref_of(o)});
     return;
   }
@@ -294,6 +275,17 @@ void parse_message(const json::value& v, std::string_view role, ParsedFrame& out
 }  // namespace
 
 void parse_frame(std::string_view text, std::string_view role, ParsedFrame& out) {
+  if (role.empty()) return parse_frame(text, std::optional<Role>(), out);
+  const auto r = parse_role(role);
+  if (!r) {
+    out.messages += 1;
+    out.errors.push_back({ErrorCode::forbidden, "no such role", {}});
+    return;
+  }
+  parse_frame(text, r, out);
+}
+
+void parse_frame(std::string_view text, std::optional<Role> role, ParsedFrame& out) {
   // A per-thread arena: parsing a frame allocates nothing once it has grown.
   thread_local std::array<unsigned char, 64 * 1024> arena;
   json::monotonic_resource mr(arena.data(), arena.size());
@@ -302,17 +294,20 @@ void parse_frame(std::string_view text, std::string_view role, ParsedFrame& out)
   boost::system::error_code ec;
   json::value v = json::parse(text, ec, &mr, opts);
   if (ec) {
+    out.messages += 1;
     out.errors.push_back({ErrorCode::bad_json, "invalid JSON: " + ec.message(), {}});
     return;
   }
   if (v.is_array()) {
     const auto& arr = v.get_array();
+    out.messages += std::max<std::size_t>(1, arr.size());
     if (arr.empty()) {
       out.errors.push_back({ErrorCode::bad_message, "an empty batch", {}});
       return;
     }
     for (const auto& m : arr) parse_message(m, role, out);
   } else {
+    out.messages += 1;
     parse_message(v, role, out);
   }
 }

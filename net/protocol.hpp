@@ -3,11 +3,13 @@
 // on its own.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "engine/engine.hpp"
+#include "net/role.hpp"
 
 namespace dispatch::net {
 
@@ -18,7 +20,9 @@ struct ParsedFrame {
   std::vector<engine::Command> commands;
   std::vector<engine::ev::Error> errors;
   std::vector<std::string_view> types;  // each message's type, for metrics (points into a static table)
+  std::size_t messages = 0;              // messages in the frame (a batch counts each), for rate limits
   void clear() {
+    messages = 0;
     positions.clear();
     commands.clear();
     errors.clear();
@@ -27,7 +31,9 @@ struct ParsedFrame {
 };
 
 // Parses a text frame (one message object or an array of them) from a connection of the
-// given role ("unit", "gateway", "console", "reporter", "pager"). Never throws.
+// given role (nullopt: any message is allowed, for tools and tests). Never throws.
+void parse_frame(std::string_view text, std::optional<Role> role, ParsedFrame& out);
+// The same with the role by name ("unit", "gateway", ...; "" for any).
 void parse_frame(std::string_view text, std::string_view role, ParsedFrame& out);
 
 // Parses one report object (the body of POST /api/incidents).

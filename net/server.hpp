@@ -31,11 +31,19 @@ struct ServerOptions {
   std::size_t max_body_bytes = 256 * 1024;
   std::chrono::seconds handshake_timeout{10};
   std::chrono::seconds idle_timeout{120};
-  double rate_per_s = 200;       // frames per second per connection (a batch is one frame)
-  double rate_burst = 400;
-  std::size_t max_connections = 20000;
+  // A new connection's first request must arrive whole within this; later requests on a
+  // keep-alive connection within http_idle_timeout.
+  std::chrono::seconds request_timeout{10};
+  std::chrono::milliseconds http_idle_timeout{30000};
+  // Messages per second per connection (a batch of N counts N; burst: twice as many);
+  // gateways speak for many units and get bulk_rate_per_s.
+  double rate_per_s = 200;
+  double bulk_rate_per_s = 20000;
+  // 0: from the process's file-descriptor limit (raised to its hard limit at start).
+  std::size_t max_connections = 0;
+  std::size_t max_connections_per_peer = 1024;
   std::size_t console_soft_bytes = 1 << 20;   // above: positions wait (coalesced)
-  std::size_t console_hard_bytes = 16 << 20;  // above: the console is dropped
+  std::size_t console_hard_bytes = 16 << 20;  // above: the console is dropped (1008)
   std::chrono::milliseconds tick{100};
   std::chrono::milliseconds console_flush{250};
   bool handle_signals = true;

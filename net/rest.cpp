@@ -1,0 +1,162 @@
+// REST handlers (the route table is in routes.hpp). Reads of engine state are rendered on
+// the engine thread and pass the release gate; reads of the store run on the reads pool
+// and show only what is committed.
+
+#include <fmt/format.h>
+
+#include "net/http_session.hpp"
+#include "net/json_writer.hpp"
+
+namespace dispatch::net {
+
+void HttpSession::route(const RouteMatch& m, std::shared_ptr<const engine::Principal> principal) {
+  switch (m.route->id) {
+    case RouteId::healthz: {
+      const bool ok = srv_.store->healthy();
+      return respond(ok ? 200 : 503, ok ? "ok\n" : "store unavailable\n", "text/plain");
+    }
+    case RouteId::metrics: return get_metrics();
+    case RouteId::geo_districts:
+    case RouteId::geo_places:
+      if (!srv_.geography) return respond_error(404, "not_found", "no map loaded");
+      return respond(200,
+                     m.route->id == RouteId::geo_districts ? srv_.geography->districts_geojson()
+                                                            : srv_.geography->places_geojson(),
+                     "application/geo+json");
+    case RouteId::api_units: return get_engine_view(false);
+    case RouteId::api_stats: return get_engine_view(true);
+    case RouteId::api_incidents: return get_incidents();
+    case RouteId::api_incident: return get_incident(m.captures.at(0));
+    case RouteId::api_unit_track: return get_track(m.captures.at(0));
+    case RouteId::post_incident: return post_incident(std::move(principal));
+  }
+  respond_error(404, "not_found", "no such path");
+}
+
+// The I/O side's figures now, the engine's from the engine thread: posted there and back,
+// so an engine stall delays this answer and blocks nobody.
+void HttpSession::get_metrics() {
+  waiting_ = self();
+  auto s = self();
+  asio::post(srv_.engine_ioc, [s] {
+    std::string body = s->srv_.render_io_metrics();
+    body += s->srv_.render_engine_metrics();
+    s->respond_later(200, std::move(body), "text/plain; version=0.0.4");
+  });
+}
+
+// /api/units and /api/stats: the engine's state of this moment, once it is durable.
+void HttpSession::get_engine_view(bool stats) {
+  id = srv_.next_conn.fetch_add(1);
+  waiting_ = self();
+  auto s = self();
+  asio::post(srv_.engine_ioc, [s, stats] {
+    auto& srv = s->srv_;
+    srv.peers[s->id] = s;
+    auto text = std::make_shared<const std::string>(stats ? render_service_levels(srv.engine)
+                                                          : render_units(srv.engine, wall_now()));
+    srv.release_to(s, std::move(text));
+  });
+}
+
+void HttpSession::get_incidents() {
+  data::IncidentQuery q;
+  q.open_only = true;
+  q.limit = std::numeric_limits<std::size_t>::max();  // the contract: every one, unless paged
+  if (const std::string* state = target_.param("state")) {
+    if (*state == "all") q.open_only = false;
+    else if (*state != "open") return respond_error(400, "bad_message", "state must be open or all");
+  }
+  if (const std::string* limit = target_.param("limit")) {
+    const auto n = parse_integer(*limit, 1, 100000);
+    if (!n) return respond_error(400, "bad_message", "limit must be a whole number from 1 to 100000");
+    q.limit = static_cast<std::size_t>(*n);
+  }
+  if (const std::string* before = target_.param("before")) {
+    if (before->empty() || before->size() > 128) return respond_error(400, "bad_message", "before must be an incident id");
+    q.before = *before;
+  }
+  waiting_ = self();
+  auto s = self();
+  asio::post(srv_.reads, [s, q = std::move(q)] {
+    const auto rows = s->srv_.store->incidents(q);
+    std::string body;
+    JsonWriter w(body);
+    w.begin_array();
+    for (const auto& r : rows) w.raw(render_incident_record(r.incident, r.assignments, r.timeline));
+    w.end_array();
+    s->respond_later(200, std::move(body), "application/json");
+  });
+}
+
+void HttpSession::get_incident(const std::string& iid) {
+  waiting_ = self();
+  auto s = self();
+  asio::post(srv_.reads, [s, iid] {
+    auto r = s->srv_.store->incident(iid);
+    if (!r) return s->respond_later(404, json_error_body("unknown_incident", "no such incident"), "application/json");
+    s->respond_later(200, render_incident_record(r->incident, r->assignments, r->timeline), "application/json");
+  });
+}
+
+void HttpSession::get_track(const std::string& unit) {
+  std::int64_t since = 0, until = 0;
+  constexpr std::int64_t max_ts = 253402300799999;  // 9999-12-31
+  if (const std::string* v = target_.param("since")) {
+    const auto n = parse_integer(*v, 0, max_ts);
+    if (!n) return respond_error(400, "bad_message", "since and until are epoch milliseconds");
+    since = *n;
+  }
+  if (const std::string* v = target_.param("until")) {
+    const auto n = parse_integer(*v, 0, max_ts);
+    if (!n) return respond_error(400, "bad_message", "since and until are epoch milliseconds");
+    until = *n;
+  }
+  waiting_ = self();
+  auto s = self();
+  asio::post(srv_.engine_ioc, [s, unit, since, until] {
+    const bool known = s->srv_.engine.unit(unit) != nullptr;
+    if (!known) return s->respond_later(404, json_error_body("unknown_unit", "no such unit"), "application/json");
+    asio::post(s->srv_.reads, [s, unit, since, until] {
+      // A GeoJSON Feature: the track as a LineString, with each point's time.
+      std::string body;
+      JsonWriter w(body);
+      const auto points = s->srv_.store->track(unit, since, until);
+      w.begin_object().field("type", "Feature");
+      w.key("properties").begin_object().field("unit", unit).key("times").begin_array();
+      for (const auto& p : points) w.value(p.ts);
+      w.end_array().end_object();
+      w.key("geometry").begin_object().field("type", "LineString").key("coordinates").begin_array();
+      for (const auto& p : points) {
+        w.begin_array();
+        w.coord(p.lon);
+        w.coord(p.lat);
+        w.end_array();
+      }
+      w.end_array().end_object().end_object();
+      s->respond_later(200, std::move(body), "application/geo+json");
+    });
+  });
+}
+
+void HttpSession::post_incident(std::shared_ptr<const engine::Principal> principal) {
+  engine::cmd::Report rep;
+  engine::ev::Error err;
+  if (!parse_report(req_.body(), rep, err)) {
+    srv_.metrics.error(err.code);
+    return respond_error(info(err.code).http_status, info(err.code).wire, err.message);
+  }
+  who = std::move(principal);
+  role = Role::reporter;
+  id = srv_.next_conn.fetch_add(1);
+  waiting_ = self();  // alive until the engine answers (only weak references elsewhere)
+  auto s = self();
+  asio::post(srv_.engine_ioc, [s, rep = std::move(rep)]() mutable {
+    auto& srv = s->srv_;
+    srv.peers[s->id] = s;
+    srv.handle_command(engine::Command(std::move(rep)), engine::Origin{s->id, s->who.get()}, wall_now());
+    srv.apply();
+  });
+}
+
+}  // namespace dispatch::net

@@ -1,0 +1,334 @@
+// The router: everything that runs on the engine thread. It hands frames to the engine,
+// renders what the engine says from the values of that moment, and routes the text to the
+// sessions once every write made before it is durable (the release gate).
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "net/json_writer.hpp"
+#include "net/server_impl.hpp"
+
+namespace dispatch::net {
+
+namespace {
+// Above this many messages held behind the gate, console position flushes wait.
+constexpr std::size_t max_held = 10000;
+}  // namespace
+
+void Server::Impl::register_peer(std::shared_ptr<Peer> p) {
+  asio::post(engine_ioc, [this, p] {
+    peers[p->id] = p;
+    switch (p->role) {
+      case Role::console:
+        feed.add(p->id, p->batch_frames);
+        // The snapshot shows the state of this moment, once that state is durable.
+        release_to(p, std::make_shared<const std::string>(render_snapshot(engine, wall_now())));
+        break;
+      case Role::pager:
+        pagers.push_back(p->id);
+        engine.pager_connected(p->id, out);
+        apply();
+        break;
+      case Role::unit:
+        engine.unit_connected(p->id, *p->who);
+        break;
+      case Role::insurer:
+        insurers[p->who->insurer].push_back(p->id);
+        engine.insurer_connected(p->id, p->who->insurer, out);
+        apply();
+        break;
+      case Role::gateway:
+      case Role::reporter:
+        break;
+    }
+  });
+}
+
+void Server::Impl::unregister_peer(ConnId id) {
+  asio::post(engine_ioc, [this, id] {
+    peers.erase(id);
+    feed.remove(id);
+    if (std::erase(pagers, id)) engine.pager_disconnected();
+    for (auto it = insurers.begin(); it != insurers.end();) {
+      std::erase(it->second, id);
+      it = it->second.empty() ? insurers.erase(it) : std::next(it);
+    }
+    engine.disconnected(id);
+  });
+}
+
+void Server::Impl::on_frame(const std::shared_ptr<Peer>& p, ParsedFrame& f, std::int64_t posted_us) {
+  const auto t0 = mono_us();
+  metrics.stage_engine_wait.observe_us(t0 - posted_us);
+  const Millis now = wall_now();
+  const engine::Origin origin = origin_of(*p);
+  for (auto& e : f.errors) {
+    metrics.error(e.code);
+    out.messages.push_back({engine::Target::to(p->id), std::move(e)});
+  }
+  if (!f.positions.empty()) {
+    inc(metrics.positions_in, f.positions.size());
+    engine.positions(f.positions, origin, now, out);
+  }
+  for (auto& c : f.commands) handle_command(std::move(c), origin, now);
+  metrics.stage_engine.observe_us(mono_us() - t0);
+  apply();
+  p->frame_taken();
+}
+
+namespace {
+std::string ref_of(const engine::Command& c) {
+  return std::visit(
+      [](const auto& m) -> std::string {
+        using M = std::decay_t<decltype(m)>;
+        if constexpr (requires { m.id; }) return m.id;
+        else if constexpr (requires { m.assignment; }) return m.assignment;
+        else if constexpr (requires { m.unit; }) return m.unit;
+        else if constexpr (requires { m.incident; }) return m.incident;
+        else if constexpr (requires { m.page; }) return m.page;
+        else if constexpr (requires { m.claim; }) return m.claim;
+        else {
+          (void)sizeof(M);
+          return {};
+        }
+      },
+      c);
+}
+}  // namespace
+
+void Server::Impl::handle_command(engine::Command c, const engine::Origin& origin, Millis now) {
+  // Every command may write. Over the store's bound, or while it cannot commit, nothing
+  // new is taken: the sender hears `unavailable` and may send it again (positions still
+  // update memory: they are not commands).
+  if (!store->has_room()) {
+    inc(metrics.commands_refused);
+    metrics.error(engine::ErrorCode::unavailable);
+    out.messages.push_back({engine::Target::to(origin.conn),
+                            engine::ev::Error{engine::ErrorCode::unavailable,
+                                              "the store cannot take writes now; try again", ref_of(c)}});
+    return;
+  }
+  if (auto* r = std::get_if<engine::cmd::Report>(&c)) {
+    // One name per insurer, so that each gets its claims whatever the reporter wrote.
+    for (auto& v : r->vehicles)
+      if (auto it = insurer_alias.find(v.insurer); it != insurer_alias.end()) v.insurer = it->second;
+    const std::size_t before = out.messages.size();
+    engine.handle(c, origin, now, out);
+    for (std::size_t i = before; i < out.messages.size(); ++i)
+      if (auto* a = std::get_if<engine::ev::Accepted>(&out.messages[i].payload))
+        report_started_us.emplace(a->incident, mono_us());
+    if (report_started_us.size() > 100000) report_started_us.clear();  // waiting ones: no figure
+    return;
+  }
+  engine.handle(c, origin, now, out);
+}
+
+namespace {
+Text render_payload(const engine::Engine& engine, const engine::Payload& p, Millis now) {
+  return std::visit(
+      [&](const auto& ev) -> Text {
+        using E = std::decay_t<decltype(ev)>;
+        if constexpr (std::is_same_v<E, engine::ev::Accepted>)
+          return std::make_shared<const std::string>(render_accepted(ev));
+        else if constexpr (std::is_same_v<E, engine::ev::Assign>)
+          return std::make_shared<const std::string>(render_assign(ev));
+        else if constexpr (std::is_same_v<E, engine::ev::Cancel>)
+          return std::make_shared<const std::string>(render_cancel(ev));
+        else if constexpr (std::is_same_v<E, engine::ev::Page>)
+          return std::make_shared<const std::string>(render_page(ev));
+        else if constexpr (std::is_same_v<E, engine::ev::Error>)
+          return std::make_shared<const std::string>(render_error(ev));
+        else if constexpr (std::is_same_v<E, engine::ev::Claim>) {
+          const engine::rec::Claim* c = engine.claim(ev.claim);
+          if (!c) return nullptr;
+          const engine::Incident* inc = engine.incident(c->incident);
+          return std::make_shared<const std::string>(render_claim(*c, inc ? &inc->rec : nullptr));
+        } else if constexpr (std::is_same_v<E, engine::ev::UnitChanged>)
+          return std::make_shared<const std::string>(render_unit(engine, engine.units()[ev.unit], now));
+        else {
+          const engine::Incident* inc = engine.incident(ev.incident);
+          if (!inc) return nullptr;
+          return std::make_shared<const std::string>(render_incident(engine, *inc, now));
+        }
+      },
+      p);
+}
+
+bool only_track_points(const std::vector<engine::Write>& writes) {
+  return std::all_of(writes.begin(), writes.end(),
+                     [](const engine::Write& w) { return std::holds_alternative<engine::rec::TrackPoint>(w); });
+}
+}  // namespace
+
+void Server::Impl::apply() {
+  if (out.empty()) return;
+  const Millis now = wall_now();
+  const auto t = mono_us();
+  // Render now, from the state of this moment: what leaves later is what was true when
+  // these writes were made, never a later (not yet durable) state.
+  std::vector<Outgoing> rendered;
+  rendered.reserve(out.messages.size());
+  for (auto& m : out.messages) {
+    Outgoing o;
+    o.text = render_payload(engine, m.payload, now);
+    if (!o.text) continue;
+    o.made_us = t;
+    if (auto* a = std::get_if<engine::ev::Assign>(&m.payload)) o.assign_incident = a->incident;
+    if (m.to.kind == engine::Target::Kind::conn) o.payload = std::move(m.payload);
+    o.to = std::move(m.to);
+    rendered.push_back(std::move(o));
+  }
+  if (!out.writes.empty()) {
+    if (only_track_points(out.writes) && !out.must_wait) {
+      // Downsampled tracks: nobody waits for them; over the store's bound they are dropped.
+      store->submit_optional(std::move(out.writes));
+    } else {
+      const std::uint64_t seq = gate.submitted();
+      store->submit(std::move(out.writes), [this, seq] {
+        asio::post(engine_ioc, [this, seq] {
+          gate.committed(seq, [this](Outgoing& o) { send(o); });
+        });
+      });
+    }
+  }
+  for (auto& o : rendered) {
+    // An error says nothing about the state: it goes at once (and so a failing disk cannot
+    // make error replies pile up behind the gate).
+    const bool stateless = o.payload && std::holds_alternative<engine::ev::Error>(*o.payload);
+    if (stateless) send(o);
+    else gate.release(std::move(o), [this](Outgoing& x) { send(x); });
+  }
+  out.clear();
+}
+
+void Server::Impl::release_to(const std::shared_ptr<Peer>& p, Text text) {
+  Outgoing o;
+  o.to = engine::Target::to(p->id);
+  o.text = std::move(text);
+  o.made_us = mono_us();
+  gate.release(std::move(o), [this](Outgoing& x) { send(x); });
+}
+
+void Server::Impl::send(Outgoing& o) {
+  const auto now_us = mono_us();
+  metrics.stage_commit_wait.observe_us(now_us - o.made_us);
+  if (!o.assign_incident.empty()) {
+    auto it = report_started_us.find(o.assign_incident);
+    if (it != report_started_us.end()) {
+      metrics.assign_latency.observe_us(now_us - it->second);
+      report_started_us.erase(it);
+    }
+  }
+  const engine::Payload* payload = o.payload ? &*o.payload : nullptr;
+  switch (o.to.kind) {
+    case engine::Target::Kind::conn: {
+      auto it = peers.find(o.to.conn);
+      if (it == peers.end()) break;
+      if (auto p = it->second.lock()) p->deliver(std::move(o.text), payload);
+      break;
+    }
+    case engine::Target::Kind::consoles: {
+      std::vector<ConnId> too_slow;
+      for (ConnId id : feed.ids()) {
+        auto it = peers.find(id);
+        if (it == peers.end()) continue;
+        auto p = it->second.lock();
+        if (!p) continue;
+        if (p->queued_bytes.load(std::memory_order_relaxed) > opt.console_hard_bytes) {
+          too_slow.push_back(id);
+          continue;
+        }
+        p->deliver(o.text, nullptr);
+      }
+      for (ConnId id : too_slow) drop_console(id);
+      break;
+    }
+    case engine::Target::Kind::insurer: {
+      auto it = insurers.find(o.to.insurer);
+      if (it == insurers.end()) break;
+      for (ConnId id : it->second)
+        if (auto pi = peers.find(id); pi != peers.end())
+          if (auto p = pi->second.lock()) p->deliver(o.text, payload);
+      break;
+    }
+    case engine::Target::Kind::pagers:
+      for (ConnId id : pagers)
+        if (auto pi = peers.find(id); pi != peers.end())
+          if (auto p = pi->second.lock()) p->deliver(o.text, payload);
+      break;
+  }
+}
+
+void Server::Impl::drop_console(ConnId id) {
+  feed.remove(id);
+  auto it = peers.find(id);
+  if (it == peers.end()) return;
+  auto p = it->second.lock();
+  if (!p) return;
+  log_line(fmt::format("console {} dropped: it does not keep up ({} bytes queued)", id,
+                       p->queued_bytes.load()));
+  p->drop("too slow: outgoing queue over its limit");
+}
+
+void Server::Impl::flush_consoles() {
+  moved.clear();
+  engine.take_moved(moved);
+  feed.moved(moved);
+  // Unit objects carry their status, so they pass the gate like everything else. While the
+  // store is far behind (a failing disk), positions wait coalesced in the feed instead of
+  // piling up behind the gate.
+  if (feed.size() == 0 || gate.held() > max_held) return;
+  const Millis now = wall_now();
+  const auto t0 = mono_us();
+  std::vector<ConnId> to_drop;
+  feed.flush(
+      [this](ConnId id) -> std::size_t {
+        auto it = peers.find(id);
+        if (it == peers.end()) return 0;
+        auto p = it->second.lock();
+        return p ? p->queued_bytes.load(std::memory_order_relaxed) : 0;
+      },
+      [this, now](std::uint32_t slot) -> Text {
+        return std::make_shared<const std::string>(render_unit(engine, engine.units()[slot], now));
+      },
+      [this](ConnId id, std::vector<Text> frames) {
+        auto it = peers.find(id);
+        if (it == peers.end()) return;
+        auto p = it->second.lock();
+        if (!p) return;
+        if (!gate.behind()) return p->deliver_many(std::move(frames));
+        for (auto& f : frames) release_to(p, std::move(f));
+      },
+      [&to_drop](ConnId id) { to_drop.push_back(id); });
+  for (ConnId id : to_drop) {
+    auto it = peers.find(id);
+    if (it == peers.end()) continue;
+    if (auto p = it->second.lock()) {
+      log_line(fmt::format("console {} dropped: it does not keep up", id));
+      p->drop("too slow: outgoing queue over its limit");
+    }
+  }
+  metrics.stage_send.observe_us(mono_us() - t0);
+}
+
+void Server::Impl::arm_tick() {
+  tick_timer.expires_after(opt.tick);
+  tick_timer.async_wait([this](boost::system::error_code ec) {
+    if (ec || stopping) return;
+    engine.tick(wall_now(), out);
+    apply();
+    arm_tick();
+  });
+}
+
+void Server::Impl::arm_flush() {
+  flush_timer.expires_after(opt.console_flush);
+  flush_timer.async_wait([this](boost::system::error_code ec) {
+    if (ec || stopping) return;
+    flush_consoles();
+    arm_flush();
+  });
+}
+
+}  // namespace dispatch::net

@@ -1,0 +1,153 @@
+// The server's insides, shared by the net rooms that need Asio and Beast (listener, HTTP
+// and WebSocket sessions, REST, the router). Nothing outside net/*.cpp includes this.
+//
+// Threads: I/O threads run the sessions; one engine thread owns the engine, the routing
+// tables and the release gate; the store's writer thread commits. Sessions post parsed
+// frames to the engine thread; it posts rendered text back to each session's strand.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "data/store.hpp"
+#include "engine/engine.hpp"
+#include "net/config.hpp"
+#include "net/console_feed.hpp"
+#include "net/error_catalog.hpp"
+#include "net/geography.hpp"
+#include "net/metrics.hpp"
+#include "net/protocol.hpp"
+#include "net/release_gate.hpp"
+#include "net/role.hpp"
+#include "net/server.hpp"
+
+namespace dispatch::net {
+
+namespace asio = boost::asio;
+using engine::ConnId;
+using engine::Millis;
+using Text = std::shared_ptr<const std::string>;
+
+Millis wall_now();
+std::int64_t mono_us();
+void log_line(const std::string& s);
+
+// A connection the engine thread can send to. deliver() and drop() are thread-safe.
+struct Peer : std::enable_shared_from_this<Peer> {
+  ConnId id = 0;
+  Role role = Role::console;
+  std::shared_ptr<const engine::Principal> who;
+  std::atomic<std::size_t> queued_bytes{0};
+  bool batch_frames = false;  // a console that asked for positions as arrays
+  virtual ~Peer() = default;
+  // `payload` is the event behind the text, for HTTP answers (null for console changes).
+  virtual void deliver(Text msg, const engine::Payload* payload) = 0;
+  virtual void deliver_many(std::vector<Text> msgs) {
+    for (auto& m : msgs) deliver(std::move(m), nullptr);
+  }
+  virtual void drop(std::string reason) { (void)reason; }
+  // The engine thread has taken a frame this peer sent (so it may read another).
+  virtual void frame_taken() {}
+};
+
+struct Metrics {
+  std::array<Counter, role_count> connections_by_role{};
+  std::array<Counter, role_count> open_by_role{};
+  std::unordered_map<std::string_view, Counter> messages_in;
+  std::array<Counter, error_count> errors{};
+  Counter frames_in{0}, positions_in{0}, consoles_dropped{0}, rate_limited{0};
+  Counter http_requests{0}, http_bad_requests{0}, connections_refused{0}, connections_evicted{0};
+  Counter slow_closed{0}, accept_backoffs{0}, commands_refused{0}, frames_dropped{0};
+  Histogram assign_latency, commit_latency;
+  // Stages of a message's way, so that a p99 can be attributed (docs/performance.md).
+  Histogram stage_parse, stage_engine_wait, stage_engine, stage_commit_wait, stage_send;
+  void error(engine::ErrorCode c) { inc(errors[index(c)]); }
+};
+
+class Listener;
+
+// What the gate holds: a rendered message and where it goes.
+struct Outgoing {
+  engine::Target to;
+  Text text;
+  std::optional<engine::Payload> payload;  // for conn targets (HTTP answers, metrics)
+  std::int64_t made_us = 0;                // when rendered (stage timing)
+  std::string assign_incident;             // an assign: report -> assign latency
+};
+
+struct Server::Impl {
+  ServerOptions opt;
+  Tokens tokens;
+  std::unique_ptr<data::Store> store;
+  std::unique_ptr<MapGeography> geography;
+  std::unordered_map<std::string, std::string> insurer_alias;  // any name -> code
+  engine::Engine engine;
+  // Before the io_contexts: sessions destroyed with their pending handlers still count.
+  Metrics metrics;
+
+  asio::io_context ioc;         // sessions
+  asio::io_context engine_ioc;  // the engine thread
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> ioc_work, engine_work;
+  std::unique_ptr<Listener> listener;
+  asio::thread_pool reads{1};  // REST reads from the store
+  asio::steady_timer tick_timer{engine_ioc};
+  asio::steady_timer flush_timer{engine_ioc};
+  asio::signal_set signals{ioc};
+  std::vector<std::thread> threads;
+  std::atomic<bool> stopping{false};
+  std::mutex stop_mutex;
+  std::condition_variable stop_cv;
+  bool stopped = false;
+  std::atomic<ConnId> next_conn{1};
+
+  // Engine thread only.
+  std::unordered_map<ConnId, std::weak_ptr<Peer>> peers;
+  ConsoleFeed feed;
+  std::vector<ConnId> pagers;
+  std::unordered_map<std::string, std::vector<ConnId>> insurers;
+  engine::Output out;
+  std::vector<std::uint32_t> moved;
+  ReleaseGate<Outgoing> gate;
+  std::unordered_map<std::string, std::int64_t> report_started_us;  // incident -> its report's arrival
+
+  explicit Impl(ServerOptions o);
+  ~Impl();
+
+  // ---- engine thread (router.cpp)
+  engine::Origin origin_of(const Peer& p) const { return engine::Origin{p.id, p.who.get()}; }
+  void register_peer(std::shared_ptr<Peer> p);
+  void unregister_peer(ConnId id);
+  // A parsed frame from a session (runs on the engine thread).
+  void on_frame(const std::shared_ptr<Peer>& p, ParsedFrame& f, std::int64_t posted_us);
+  void handle_command(engine::Command c, const engine::Origin& origin, Millis now);
+  // Renders what the engine produced and sends it once the writes before it are durable.
+  void apply();
+  // Sends a rendered text to `p` once everything submitted so far is durable.
+  void release_to(const std::shared_ptr<Peer>& p, Text text);
+  void send(Outgoing& o);
+  void flush_consoles();
+  void drop_console(ConnId id);
+  void arm_tick();
+  void arm_flush();
+  std::string render_engine_metrics();
+
+  // ---- any thread
+  std::string render_io_metrics() const;
+  void request_stop();
+  void start_signals();
+};
+
+// A parse/route problem on the HTTP side, as a JSON body: {"code","message"}.
+std::string json_error_body(std::string_view code, std::string_view message);
+
+}  // namespace dispatch::net

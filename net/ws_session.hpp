@@ -1,0 +1,64 @@
+// A WebSocket session: one per connection of any role. On its strand: the handshake (with
+// the bytes the HTTP session had already read), reads with a frame limit, a message-counted
+// rate limit, parsing, at most two frames in flight to the engine thread (then it stops
+// reading: the socket's buffer is the queue), one write in flight, and a bounded outgoing
+// queue: a connection that does not read is closed with 1008 and a reason.
+#pragma once
+
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <deque>
+
+#include "net/connection_slots.hpp"
+#include "net/rate_limiter.hpp"
+#include "net/server_impl.hpp"
+
+namespace dispatch::net {
+
+class WsSession : public Peer {
+ public:
+  using Stream = boost::beast::websocket::stream<boost::beast::tcp_stream>;
+  using Request = boost::beast::http::request<boost::beast::http::string_body>;
+
+  WsSession(Server::Impl& srv, boost::beast::tcp_stream&& stream, std::shared_ptr<ConnectionSlots::Ticket> ticket);
+  ~WsSession() override;
+
+  // `raw` holds the upgrade request as received and any bytes after it (a first frame
+  // sent in the same TCP write as the request).
+  void start(std::string raw);
+
+  void deliver(Text msg, const engine::Payload* payload) override;
+  void deliver_many(std::vector<Text> msgs) override;
+  void drop(std::string reason) override;
+  void frame_taken() override;
+
+ private:
+  std::shared_ptr<WsSession> self() { return std::static_pointer_cast<WsSession>(shared_from_this()); }
+  void on_accept(boost::system::error_code ec);
+  void do_read();
+  void on_read(boost::system::error_code ec);
+  void tell_rate_limited();
+  void enqueue(Text msg);
+  void write_next();
+  void on_write(boost::system::error_code ec);
+  void close_now(std::string reason);
+  void send_close();
+
+  Server::Impl& srv_;
+  Stream ws_;
+  std::shared_ptr<ConnectionSlots::Ticket> ticket_;
+  std::string raw_;
+  boost::beast::flat_buffer buffer_;
+  std::deque<Text> queue_;
+  std::size_t max_queued_;
+  RateLimiter limiter_;
+  int in_flight_ = 0;  // frames posted to the engine thread, not yet taken
+  bool reading_paused_ = false;
+  bool writing_ = false;
+  bool closing_ = false;
+  bool registered_ = false;
+  std::string close_reason_;
+};
+
+}  // namespace dispatch::net
