@@ -10,6 +10,7 @@
 int main(int argc, char** argv) {
   using namespace dispatch;
   std::signal(SIGPIPE, SIG_IGN);  // a closed stdout or socket is an error value, not a death
+  std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit is a failing write (retried), not a death
   net::ServerOptions opt;
   std::string listen = "127.0.0.1:8080";
   std::string db = "dispatch.db";
