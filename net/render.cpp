@@ -1,0 +1,283 @@
+// The wire protocol's rendering (wire-contract.md sections 5 and 6): engine events and
+// objects to JSON text, straight into one string with JsonWriter (no DOM). Parsing is in
+// protocol.cpp.
+#include <cmath>
+
+#include "net/json_writer.hpp"
+#include "net/protocol.hpp"
+
+namespace dispatch::net {
+
+using namespace engine;
+
+std::string render_error(const ev::Error& e) {
+  std::string s;
+  JsonWriter w(s);
+  w.begin_object().field("type", "error").field("code", to_string(e.code)).field("message", e.message);
+  w.key("ref").string_or_null(e.ref);
+  w.end_object();
+  return s;
+}
+
+std::string render_accepted(const ev::Accepted& a) {
+  std::string s;
+  JsonWriter w(s);
+  w.begin_object().field("type", "accepted").field("id", a.report_id).field("incident", a.incident).end_object();
+  return s;
+}
+
+std::string render_assign(const ev::Assign& a) {
+  std::string s;
+  JsonWriter w(s);
+  w.begin_object()
+      .field("type", "assign")
+      .field("assignment", a.assignment)
+      .field("unit", a.unit)
+      .field("incident", a.incident)
+      .field("task", to_string(a.task));
+  w.key("lat").coord(a.lat);
+  w.key("lon").coord(a.lon);
+  w.field("severity", to_string(a.severity)).field("eta_s", a.eta_s).field("ack_within_s", a.ack_within_s);
+  w.end_object();
+  return s;
+}
+
+std::string render_cancel(const ev::Cancel& c) {
+  std::string s;
+  JsonWriter w(s);
+  w.begin_object()
+      .field("type", "cancel")
+      .field("assignment", c.assignment)
+      .field("unit", c.unit)
+      .field("reason", c.reason)
+      .end_object();
+  return s;
+}
+
+namespace {
+void claim_fields(JsonWriter& w, const rec::Claim& c) {
+  w.field("claim", c.id).field("incident", c.incident).field("insurer", c.insurer);
+  w.key("plates").begin_array();
+  for (const auto& p : c.plates) w.value(p);
+  w.end_array();
+  w.field("insured_at_fault", c.insured_at_fault).field("state", c.paid ? "paid" : "open");
+  w.field("created_ts", c.created_ts).field("deadline_ts", c.deadline_ts);
+  w.key("paid_ts").time_or_null(c.paid_ts);
+  w.field("amount", c.amount);
+}
+}  // namespace
+
+std::string render_claim(const rec::Claim& c, const rec::Incident* inc) {
+  std::string s;
+  JsonWriter w(s);
+  w.begin_object().field("type", "claim");
+  claim_fields(w, c);
+  if (inc) {
+    w.key("at_fault").string_or_null(inc->at_fault);
+    w.key("lat").coord(inc->lat);
+    w.key("lon").coord(inc->lon);
+    w.field("reported_ts", inc->reported_ts);
+    w.key("liability_ts").time_or_null(inc->liability_ts);
+  }
+  w.end_object();
+  return s;
+}
+
+std::string render_page(const ev::Page& p) {
+  std::string s;
+  JsonWriter w(s);
+  w.begin_object()
+      .field("type", "page")
+      .field("page", p.page)
+      .field("unit", p.unit)
+      .field("capcode", p.capcode)
+      .field("assignment", p.assignment)
+      .field("text", p.text)
+      .end_object();
+  return s;
+}
+
+namespace {
+
+void unit_fields(JsonWriter& w, const Engine& e, const Unit& u, Millis now) {
+  w.field("id", u.id).field("kind", to_string(u.kind)).field("status", e.wire_status(u, now));
+  if (u.has_pos) {
+    w.key("lat").coord(u.pos.lat);
+    w.key("lon").coord(u.pos.lon);
+    w.field("ts", u.pos_ts);
+  } else {
+    w.key("lat").null();
+    w.key("lon").null();
+    w.key("ts").null();
+  }
+  w.field("callsign", u.callsign);
+  if (u.speed_kmh >= 0) w.field("speed_kmh", static_cast<double>(u.speed_kmh));
+  if (u.heading >= 0) w.field("heading", static_cast<double>(u.heading));
+  w.key("assignment").string_or_null(u.active ? std::string_view(u.active->rec.id) : std::string_view());
+  w.key("incident").string_or_null(u.active ? std::string_view(u.active->rec.incident) : std::string_view());
+}
+
+void assignment_fields(JsonWriter& w, const rec::Assignment& a) {
+  w.begin_object()
+      .field("assignment", a.id)
+      .field("unit", a.unit)
+      .field("task", to_string(a.task))
+      .field("state", to_string(a.state));
+  w.key("assigned_ts").time_or_null(a.assigned_ts);
+  w.key("acked_ts").time_or_null(a.acked_ts);
+  w.key("arrived_ts").time_or_null(a.arrived_ts);
+  w.key("cleared_ts").time_or_null(a.cleared_ts);
+  w.field("eta_s", a.eta_s);
+  w.key("lat").coord(a.lat);
+  w.key("lon").coord(a.lon);
+  w.key("ended_ts").time_or_null(a.ended_ts);
+  w.key("reason").string_or_null(a.end_reason);
+  w.end_object();
+}
+
+void incident_fields(JsonWriter& w, const rec::Incident& r) {
+  w.field("id", r.id)
+      .field("report_id", r.report_id)
+      .field("state", to_string(r.state))
+      .field("severity", to_string(r.severity));
+  w.key("lat").coord(r.lat);
+  w.key("lon").coord(r.lon);
+  w.key("district").string_or_null(r.district);
+  w.field("reported_ts", r.reported_ts).field("received_ts", r.received_ts);
+  w.field("injured", r.injured).field("drivable", r.drivable).field("parties_agree", r.parties_agree);
+  w.key("vehicles").begin_array();
+  for (const auto& v : r.vehicles) {
+    w.begin_object().field("plate", v.plate);
+    w.key("insurer").string_or_null(v.insurer);
+    w.end_object();
+  }
+  w.end_array();
+  w.field("note", r.note);
+  w.key("at_fault").string_or_null(r.at_fault);
+  w.key("hospital").string_or_null(r.hospital);
+  w.key("closed_ts").time_or_null(r.closed_ts);
+  if (r.state == IncidentState::remote) w.field("remote_deadline_ts", r.reported_ts + 300'000);
+}
+
+void timeline_fields(JsonWriter& w, const rec::Timeline& t) {
+  w.begin_object().field("ts", t.ts).field("event", t.event).field("detail", t.detail);
+  w.key("by").value(t.actor_role.empty() ? t.actor_name : t.actor_role + ":" + t.actor_name);
+  w.end_object();
+}
+
+void incident_object(JsonWriter& w, const Engine& e, const Incident& inc, bool with_type) {
+  w.begin_object();
+  if (with_type) w.field("type", "incident");
+  incident_fields(w, inc.rec);
+  w.key("claims").begin_array();
+  for (const auto& id : inc.claims)
+    if (const rec::Claim* c = e.claim(id)) {
+      w.begin_object();
+      claim_fields(w, *c);
+      w.end_object();
+    }
+  w.end_array();
+  w.key("assignments").begin_array();
+  for (const auto& a : inc.assignments) assignment_fields(w, a->rec);
+  w.end_array();
+  w.key("timeline").begin_array();
+  for (const auto& t : inc.timeline) timeline_fields(w, t);
+  w.end_array();
+  w.end_object();
+}
+
+}  // namespace
+
+std::string render_unit(const Engine& e, const Unit& u, Millis now) {
+  std::string s;
+  s.reserve(256);
+  JsonWriter w(s);
+  w.begin_object().field("type", "unit");
+  unit_fields(w, e, u, now);
+  w.end_object();
+  return s;
+}
+
+std::string render_incident(const Engine& e, const Incident& inc, Millis) {
+  std::string s;
+  JsonWriter w(s);
+  incident_object(w, e, inc, true);
+  return s;
+}
+
+std::string render_units(const Engine& e, Millis now) {
+  std::string s;
+  s.reserve(e.units().size() * 200 + 2);
+  JsonWriter w(s);
+  w.begin_array();
+  for (const auto& u : e.units()) {
+    w.begin_object();
+    unit_fields(w, e, u, now);
+    w.end_object();
+  }
+  w.end_array();
+  return s;
+}
+
+std::string render_snapshot(const Engine& e, Millis now) {
+  std::string s;
+  s.reserve(e.units().size() * 200 + 1024);
+  JsonWriter w(s);
+  w.begin_object().field("type", "snapshot").field("ts", now);
+  w.key("units").begin_array();
+  for (const auto& u : e.units()) {
+    w.begin_object();
+    unit_fields(w, e, u, now);
+    w.end_object();
+  }
+  w.end_array();
+  w.key("incidents").begin_array();
+  for (const Incident* inc : e.open_incidents()) incident_object(w, e, *inc, false);
+  w.end_array();
+  w.end_object();
+  return s;
+}
+
+std::string render_service_levels(const Engine& e) {
+  std::string s;
+  JsonWriter w(s);
+  auto level = [&](std::string_view name, const ServiceLevel& l) {
+    w.key(name).begin_object().field("count", l.count);
+    w.key("mean_s").value(l.count ? l.sum_s / static_cast<double>(l.count) : 0.0);
+    w.key("max_s").value(l.max_s);
+    w.end_object();
+  };
+  w.begin_object().key("service_levels").begin_array();
+  for (const auto& [key, sl] : e.service_levels()) {
+    const auto bar = key.find('|');
+    w.begin_object();
+    w.key("district").string_or_null(std::string_view(key).substr(0, bar));
+    w.field("severity", std::string_view(key).substr(bar + 1));
+    level("to_assign", sl.to_assign);
+    level("to_scene", sl.to_scene);
+    level("to_liability", sl.to_liability);
+    level("to_claim_paid", sl.to_claim_paid);
+    w.end_object();
+  }
+  w.end_array().end_object();
+  return s;
+}
+
+std::string render_incident_record(const rec::Incident& inc,
+                                   const std::vector<rec::Assignment>& assignments,
+                                   const std::vector<rec::Timeline>& timeline) {
+  std::string s;
+  JsonWriter w(s);
+  w.begin_object();
+  incident_fields(w, inc);
+  w.key("assignments").begin_array();
+  for (const auto& a : assignments) assignment_fields(w, a);
+  w.end_array();
+  w.key("timeline").begin_array();
+  for (const auto& t : timeline) timeline_fields(w, t);
+  w.end_array();
+  w.end_object();
+  return s;
+}
+
+}  // namespace dispatch::net
