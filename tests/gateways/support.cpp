@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -234,10 +235,12 @@ struct WsRecorder::Impl {
   asio::io_context ioc;
   tcp::acceptor acceptor{ioc};
   std::thread thread;
+  std::atomic<bool> ran_out{false};  // ioc.run() has returned
   mutable std::mutex m;
   std::vector<Frame> frames;
   std::vector<std::string> auths;
-  std::vector<std::shared_ptr<Session>> sessions;  // server thread only
+  std::vector<std::shared_ptr<Session>> sessions;  // server thread only: handshake done
+  std::vector<std::shared_ptr<Session>> live;      // server thread only: every open socket
   std::function<std::optional<std::string>(const std::string&, const std::string&)> on_frame;
   std::size_t connections = 0;
 
@@ -255,6 +258,12 @@ struct WsRecorder::Impl {
 
   asio::awaitable<void> session(tcp::socket socket) {
     auto s = std::make_shared<Session>(std::move(socket));
+    live.push_back(s);  // stop() closes it, even mid-handshake
+    co_await serve(s);
+    std::erase(live, s);
+  }
+
+  asio::awaitable<void> serve(std::shared_ptr<Session> s) {
     constexpr auto tuple = asio::as_tuple(asio::use_awaitable);
     beast::flat_buffer buffer;
     http::request<http::string_body> req;
@@ -263,10 +272,15 @@ struct WsRecorder::Impl {
     {
       std::lock_guard lock(m);
       auths.emplace_back(req[http::field::authorization]);
-      ++connections;
     }
     if (auto [ec] = co_await s->ws.async_accept(req, tuple); ec) co_return;
+    if (!s->open) co_return;  // stopped meanwhile
     sessions.push_back(s);
+    {
+      // Counted only now: once connections() shows it, send_all() reaches it.
+      std::lock_guard lock(m);
+      ++connections;
+    }
     for (;;) {
       beast::flat_buffer msg;
       auto [ec, n] = co_await s->ws.async_read(msg, tuple);
@@ -314,7 +328,10 @@ WsRecorder::WsRecorder(std::uint16_t port) : impl_(std::make_unique<Impl>()) {
   impl_->acceptor.listen();
   port_ = impl_->acceptor.local_endpoint().port();
   asio::co_spawn(impl_->ioc, impl_->accept_loop(), asio::detached);
-  impl_->thread = std::thread([this] { impl_->ioc.run(); });
+  impl_->thread = std::thread([this] {
+    impl_->ioc.run();
+    impl_->ran_out = true;
+  });
 }
 
 WsRecorder::~WsRecorder() { stop(); }
@@ -325,16 +342,18 @@ void WsRecorder::stop() {
   asio::post(impl_->ioc, [this, &closed] {
     beast::error_code ignored;
     impl_->acceptor.close(ignored);
-    for (auto& s : impl_->sessions) {
+    for (auto& s : impl_->live) {
       s->open = false;
       beast::get_lowest_layer(s->ws).socket().close(ignored);
     }
     closed.set_value();
   });
-  if (closed.get_future().wait_for(5s) != std::future_status::ready)
+  if (closed.get_future().wait_for(20s) != std::future_status::ready)
     std::fprintf(stderr, "WsRecorder: the server thread did not close its sockets\n");
-  // Give the sessions a moment to see their sockets closed, then end the loop.
-  std::this_thread::sleep_for(20ms);
+  // With the acceptor and every socket closed, the sessions end and the loop runs out
+  // of work by itself; stopped outright only if it has not after 10 s.
+  if (!wait_until([&] { return impl_->ran_out.load(); }, 10s))
+    std::fprintf(stderr, "WsRecorder: the server loop did not run out of work; stopping it\n");
   impl_->ioc.stop();
   impl_->thread.join();
   impl_->sessions.clear();

@@ -154,7 +154,7 @@ TEST_CASE("dispatch-avl: gpsd (gpsfake) and NMEA over TCP into dispatchd, restar
   // 110 m apart, moving east through Chongqing at 198 km/h: under the moto speed
   // limit, and far enough apart that dispatchd keeps every one in its track table.
   std::atomic<bool> server_down{false};
-  std::atomic<int> sent_while_down{0};
+  std::atomic<int> sent_while_down{0}, radio_sent{0};
   std::int64_t last_ts = 0;
   std::vector<std::int64_t> radio_ts;
   double last_lat = 0, last_lon = 0;
@@ -174,32 +174,47 @@ TEST_CASE("dispatch-avl: gpsd (gpsfake) and NMEA over TCP into dispatchd, restar
       last_lat = nmea_rounded(lat, 2);
       last_lon = nmea_rounded(lon, 3);
       if (server_down) ++sent_while_down;
+      ++radio_sent;
+      // Half way, the radio waits for dispatchd to go down, then goes on while it is away.
+      if (i == 99) wait_until([&] { return server_down.load(); }, 30s);
       std::this_thread::sleep_for(15ms);
     }
   });
 
-  // dispatchd stops in the middle of both streams and comes back on the same port.
-  std::this_thread::sleep_for(1200ms);
+  // dispatchd stops in the middle of both streams (once both have reached it) and comes
+  // back on the same port after the radio has sent fixes into the gap.
+  const auto has_position = [&](const std::string& id) {
+    const auto u = server.unit(id);
+    return u && u->at("ts").is_number();
+  };
+  CHECK(wait_until([&] { return radio_sent >= 100 && has_position("M017") && has_position("M018"); }, 20s));
   server_down = true;
   CHECK(server.stop() == 0);
-  std::this_thread::sleep_for(600ms);
+  CHECK(wait_until([&] { return sent_while_down >= 20 || radio_sent == 200; }, 20s));
   server.start();
   server_down = false;
   radio.join();
   CHECK(fake->wait_exit(30s).has_value());
 
-  // The last fix gpsd reported, as its plain client saw it.
-  std::optional<dispatch::gateways::GpsdTpv> last_tpv;
-  for (const auto& l : reference.lines())
-    if (auto r = dispatch::gateways::parse_gpsd_line(l);
-        std::holds_alternative<dispatch::gateways::GpsdTpv>(r) && std::get<dispatch::gateways::GpsdTpv>(r).usable())
-      if (!last_tpv || *std::get<dispatch::gateways::GpsdTpv>(r).time_ms > *last_tpv->time_ms)
-        last_tpv = std::get<dispatch::gateways::GpsdTpv>(r);
-  REQUIRE(last_tpv);
+  // The last fix gpsd reported, as its plain client saw it (read again at each poll: the
+  // client may still be reading gpsd's last lines when gpsfake has exited).
+  const auto last_reported = [&] {
+    std::optional<dispatch::gateways::GpsdTpv> last_tpv;
+    for (const auto& l : reference.lines())
+      if (auto r = dispatch::gateways::parse_gpsd_line(l);
+          std::holds_alternative<dispatch::gateways::GpsdTpv>(r) && std::get<dispatch::gateways::GpsdTpv>(r).usable())
+        if (!last_tpv || *std::get<dispatch::gateways::GpsdTpv>(r).time_ms > *last_tpv->time_ms)
+          last_tpv = std::get<dispatch::gateways::GpsdTpv>(r);
+    return last_tpv;
+  };
+  REQUIRE(last_reported());
 
-  CHECK_MESSAGE(wait_until([&] { return unit_at(server, "M017", *last_tpv->time_ms, *last_tpv->lat, *last_tpv->lon); }, 10s),
+  CHECK_MESSAGE(wait_until([&] {
+                  const auto t = last_reported();
+                  return unit_at(server, "M017", *t->time_ms, *t->lat, *t->lon);
+                }, 20s),
                 "M017: " << json::serialize(server.unit("M017").value_or(json::object{})));
-  CHECK_MESSAGE(wait_until([&] { return unit_at(server, "M018", last_ts, last_lat, last_lon); }, 10s),
+  CHECK_MESSAGE(wait_until([&] { return unit_at(server, "M018", last_ts, last_lat, last_lon); }, 20s),
                 "M018: " << json::serialize(server.unit("M018").value_or(json::object{})));
   // What the radio sent while the server was away reached the new server.
   MESSAGE("fixes sent while dispatchd was down: " << sent_while_down.load());
@@ -266,41 +281,63 @@ TEST_CASE("dispatch-pager: pages reach the SNPP terminal; delivered only after i
     const auto p = term->pages();
     return std::count_if(p.begin(), p.end(), [&](const std::string& l) { return l.starts_with(capcode + "\t"); });
   };
+  // How often the gateway's log says `what` so far.
+  const auto logged = [&](std::string_view what) {
+    const auto text = pager.stderr_text();
+    std::size_t n = 0;
+    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + what.size())) ++n;
+    return n;
+  };
+  // A report is assigned to the nearest unit with a position: the unit's must be in first.
+  const auto placed = [&](const std::string& id) {
+    return wait_until([&] {
+      const auto u = server.unit(id);
+      return u && u->at("ts").is_number();
+    }, 20s);
+  };
 
   {
     e2e::Ws gw(server.port, "/ws/unit", "g-secret");
     place(gw, "M017", 0.001);
-    std::this_thread::sleep_for(200ms);
+    REQUIRE(placed("M017"));
     const auto i1 = report("cc-1");
-    REQUIRE_MESSAGE(wait_until([&] { return delivered_to_server(i1); }, 15s), pager.stderr_text());
+    REQUIRE_MESSAGE(wait_until([&] { return delivered_to_server(i1); }, 20s), pager.stderr_text());
     CHECK(paged("1200017") == 1);
 
     // The terminal is down: the page waits at the gateway, the server hears nothing.
     term->stop();
     place(gw, "M018", 0.002);
-    std::this_thread::sleep_for(200ms);
+    REQUIRE(placed("M018"));
+    const auto failed_before = logged(" failed, retry in ");
     const auto i2 = report("cc-2");
-    std::this_thread::sleep_for(1500ms);
+    REQUIRE_MESSAGE(wait_until([&] { return logged(" failed, retry in ") > failed_before; }, 20s),
+                    pager.stderr_text());
     CHECK(!delivered_to_server(i2));
     CHECK(paged("1200018") == 0);
     term = std::make_unique<SnppTerminal>(dir, term_port);
-    REQUIRE(wait_until([&] { return delivered_to_server(i2); }, 15s));
+    REQUIRE(wait_until([&] { return delivered_to_server(i2); }, 20s));
     CHECK(paged("1200018") == 1);
 
     // Terminal down again, a page under way, and dispatchd restarts: after it the
     // gateway delivers, and the page dispatchd sends again is not paged twice.
     term->stop();
     place(gw, "M019", 0.003);
-    std::this_thread::sleep_for(200ms);
+    REQUIRE(placed("M019"));
     const auto i3 = report("cc-3");
     REQUIRE(wait_until([&] { return pager.stderr_text().find("queued") != std::string::npos &&
-                                    pager.stderr_text().find("attempt 1 failed") != std::string::npos; }, 10s));
+                                    pager.stderr_text().find("attempt 1 failed") != std::string::npos; }, 20s));
     CHECK(server.stop() == 0);
     term = std::make_unique<SnppTerminal>(dir, term_port);
-    REQUIRE(wait_until([&] { return paged("1200019") == 1; }, 15s));
+    REQUIRE(wait_until([&] { return paged("1200019") == 1; }, 20s));
+    // The gateway has recorded it as delivered (the terminal logs a page before its 250).
+    REQUIRE_MESSAGE(wait_until([&] { return logged(": delivered to terminal ") >= 3; }, 20s), pager.stderr_text());
+    const auto again_before = logged("already delivered; acknowledging again");
     server.start();
-    REQUIRE_MESSAGE(wait_until([&] { return delivered_to_server(i3); }, 15s), pager.stderr_text());
-    std::this_thread::sleep_for(1000ms);
+    REQUIRE_MESSAGE(wait_until([&] { return delivered_to_server(i3); }, 20s), pager.stderr_text());
+    // On connect dispatchd sends the page it has no `delivered` for again; once the
+    // gateway has answered that one, nothing more can be paged.
+    CHECK_MESSAGE(wait_until([&] { return logged("already delivered; acknowledging again") > again_before; }, 20s),
+                  pager.stderr_text());
     CHECK(paged("1200019") == 1);
     CHECK(paged("1200017") == 1);
     CHECK(paged("1200018") == 1);

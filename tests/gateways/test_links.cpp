@@ -101,6 +101,12 @@ struct AvlRun {
   std::uint64_t dropped() {
     return io.call([&] { return gw->backlog().dropped(); });
   }
+  bool connected() {
+    return io.call([&] { return gw->connected(); });
+  }
+  std::size_t waiting() {
+    return io.call([&] { return gw->backlog().size(); });
+  }
 };
 
 // A blocking TCP client for the NMEA port.
@@ -173,14 +179,15 @@ TEST_CASE("AVL uplink: batched frames with the token, nothing lost across a serv
 
   std::int64_t ts = 1764300000000;
   for (int i = 0; i < 95; ++i) avl.push("M017", ts++);
-  REQUIRE(wait_until([&] { return positions(server->frames()).size() >= 95; }, 10s));
+  REQUIRE(wait_until([&] { return positions(server->frames()).size() >= 95; }, 20s));
 
   // The server dies with positions under way; more keep coming while it is away.
   for (int i = 0; i < 30; ++i) avl.push("M017", ts++);
   server->stop();
   auto first = server->frames();
   for (int i = 0; i < 70; ++i) avl.push("H1", ts++);
-  std::this_thread::sleep_for(300ms);
+  // The gateway has seen the server go, and what came meanwhile waits in its backlog.
+  REQUIRE(wait_until([&] { return !avl.connected() && avl.waiting() >= 70; }, 20s));
   server = std::make_unique<WsRecorder>(port);
   for (int i = 0; i < 25; ++i) avl.push("M017", ts++);
 
@@ -193,7 +200,7 @@ TEST_CASE("AVL uplink: batched frames with the token, nothing lost across a serv
     a.insert(a.end(), b.begin(), b.end());
     return a;
   };
-  CHECK(wait_until([&] { return times(all()) == want; }, 15s));
+  CHECK(wait_until([&] { return times(all()) == want; }, 20s));
   const auto got = all();
   CHECK(times(got) == want);
   CHECK(largest <= 10);
@@ -205,7 +212,7 @@ TEST_CASE("AVL uplink: batched frames with the token, nothing lost across a serv
     CHECK(p.ts > last[p.unit]);
     last[p.unit] = p.ts;
   }
-  CHECK(wait_until([&] { return avl.stats().confirmed >= want.size(); }, 5s));
+  CHECK(wait_until([&] { return avl.stats().confirmed >= want.size(); }, 20s));
   CHECK(avl.dropped() == 0);
 }
 
@@ -217,7 +224,7 @@ TEST_CASE("AVL backlog: bounded while the server is away, the oldest dropped and
   for (std::int64_t t = 1; t <= 50; ++t) avl.push("M017", 1764300000000 + t);
   CHECK(avl.dropped() == 30);
   WsRecorder server(port);
-  REQUIRE(wait_until([&] { return positions(server.frames()).size() >= 20; }, 10s));
+  REQUIRE(wait_until([&] { return positions(server.frames()).size() >= 20; }, 20s));
   std::set<std::int64_t> want;
   for (std::int64_t t = 31; t <= 50; ++t) want.insert(1764300000000 + t);
   CHECK(times(positions(server.frames())) == want);
@@ -249,7 +256,7 @@ TEST_CASE("AVL over plain NMEA TCP: UNIT line, sentences of a real receiver, bad
     // A broken sentence does not end the connection.
     c.send("$GPRMC,000232.42,A,4829.0005,N,00022.0016,E,0.16,212.28,220899,,,A*59\r\n");
   }
-  REQUIRE(wait_until([&] { return positions(server.frames()).size() >= want.size(); }, 10s));
+  REQUIRE(wait_until([&] { return positions(server.frames()).size() >= want.size(); }, 20s));
   const auto got = positions(server.frames());
   REQUIRE(got.size() == want.size());
   for (std::size_t i = 0; i < got.size(); ++i) {
@@ -279,34 +286,53 @@ TEST_CASE("AVL from Debian's gpsd fed by gpsfake, the server restarted mid-strea
   GpsdWatcher reference(gpsd_port);
   auto fake = start_gpsfake(gpsd_dir / "sirfstarv-nmea.log", gpsd_port, dir, 0.005);
 
-  REQUIRE_MESSAGE(wait_until([&] { return positions(server->frames()).size() >= 10; }, 10s),
+  REQUIRE_MESSAGE(wait_until([&] { return positions(server->frames()).size() >= 10; }, 20s),
                   "gpsfake: " << fake->stderr_text());
   server->stop();
   const auto first = server->frames();
-  std::this_thread::sleep_for(400ms);
+  // Restarted once the gateway has seen it go (gpsfake keeps playing meanwhile).
+  REQUIRE(wait_until([&] { return !avl.connected(); }, 20s));
   server = std::make_unique<WsRecorder>(port);
   CHECK(fake->wait_exit(30s).has_value());
-  std::this_thread::sleep_for(300ms);
 
-  // Every usable TPV gpsd reported, once per instant.
+  // Every usable TPV gpsd reported, once per instant: read again at each poll, as the
+  // reference client may still be reading gpsd's last lines when gpsfake has exited.
   std::map<std::int64_t, GpsdTpv> reported;
-  for (const auto& l : reference.lines())
-    if (auto r = parse_gpsd_line(l); std::holds_alternative<GpsdTpv>(r) && std::get<GpsdTpv>(r).usable())
-      reported.try_emplace(*std::get<GpsdTpv>(r).time_ms, std::get<GpsdTpv>(r));
-  REQUIRE(reported.size() > 20);
-
+  const auto read_reported = [&] {
+    reported.clear();
+    for (const auto& l : reference.lines())
+      if (auto r = parse_gpsd_line(l); std::holds_alternative<GpsdTpv>(r) && std::get<GpsdTpv>(r).usable())
+        reported.try_emplace(*std::get<GpsdTpv>(r).time_ms, std::get<GpsdTpv>(r));
+  };
   const auto all = [&] {
     auto a = positions(first);
     auto b = positions(server->frames());
     a.insert(a.end(), b.begin(), b.end());
     return a;
   };
-  const auto first_ts = *times(all()).begin();
+  // From the first fix both the gateway and the reference client saw (either may have
+  // connected to gpsd first).
+  std::int64_t from = 0;
   std::set<std::int64_t> want;
-  for (const auto& [t, tpv] : reported)
-    if (t >= first_ts) want.insert(t);
-  CHECK(wait_until([&] { return times(all()) == want; }, 10s));
-  const auto got = all();
+  const auto from_on = [&](std::set<std::int64_t> s) {
+    std::erase_if(s, [&](std::int64_t t) { return t < from; });
+    return s;
+  };
+  const auto settled = [&] {
+    read_reported();
+    const auto got_times = times(all());
+    if (reported.empty() || got_times.empty()) return false;
+    from = std::max(reported.begin()->first, *got_times.begin());
+    want.clear();
+    for (const auto& [t, tpv] : reported)
+      if (t >= from) want.insert(t);
+    return from_on(got_times) == want;
+  };
+  CHECK(wait_until(settled, 20s));
+  REQUIRE(reported.size() > 20);
+  std::vector<Seen> got;
+  for (const auto& p : all())
+    if (p.ts >= from) got.push_back(p);
   CHECK(times(got) == want);
   for (const auto& p : got) {
     REQUIRE(reported.contains(p.ts));
@@ -388,23 +414,25 @@ TEST_CASE("pager: delivered only after 250 to SEND; nothing lost or paged twice 
     return std::count(p.begin(), p.end(), "1200017\t" + text);
   };
   start_gateway();
-  REQUIRE(wait_until([&] { return server->connections() == 1; }, 5s));
+  REQUIRE(wait_until([&] { return server->connections() == 1; }, 20s));
   CHECK(server->authorizations()[0] == "Bearer p-secret");
 
   REQUIRE(server->send_all("/ws/pager", page_json("P1", "1200017", "incident 1")) == 1);
-  REQUIRE(wait_until([&] { return has(delivered(*server), "P1"); }, 5s));
+  REQUIRE(wait_until([&] { return has(delivered(*server), "P1"); }, 20s));
   CHECK(paged("incident 1") == 1);
 
   // The terminal goes down: pages wait, nothing is reported delivered.
   term->stop();
   server->send_all("/ws/pager", page_json("P2", "1200017", "incident 2"));
   server->send_all("/ws/pager", page_json("P3", "1200017", "incident 3"));
-  std::this_thread::sleep_for(500ms);
+  // Both pages reached the gateway and it has tried the terminal and failed.
+  REQUIRE(wait_until([&] {
+    return io->call([&] { return gw->stats().received >= 3 && gw->stats().failures >= 2; });
+  }, 20s));
   CHECK(!has(delivered(*server), "P2"));
   CHECK(!has(delivered(*server), "P3"));
-  CHECK(io->call([&] { return gw->stats().failures; }) >= 2);
   term = std::make_unique<SnppTerminal>(dir, term_port);
-  REQUIRE(wait_until([&] { return has(delivered(*server), "P2") && has(delivered(*server), "P3"); }, 5s));
+  REQUIRE(wait_until([&] { return has(delivered(*server), "P2") && has(delivered(*server), "P3"); }, 20s));
   CHECK(paged("incident 2") == 1);
   CHECK(paged("incident 3") == 1);
 
@@ -412,10 +440,10 @@ TEST_CASE("pager: delivered only after 250 to SEND; nothing lost or paged twice 
   // `delivered` for: here all of them, as if the acknowledgements had been lost.
   server->stop();
   server = std::make_unique<WsRecorder>(port);
-  REQUIRE(wait_until([&] { return server->connections() == 1; }, 5s));
+  REQUIRE(wait_until([&] { return server->connections() == 1; }, 20s));
   for (const char* id : {"P1", "P2", "P3"}) server->send_all("/ws/pager", page_json(id, "1200017", "again"));
   server->send_all("/ws/pager", page_json("P4", "1200017", "incident 4"));
-  REQUIRE(wait_until([&] { return delivered(*server).size() == 4; }, 5s));
+  REQUIRE(wait_until([&] { return delivered(*server).size() == 4; }, 20s));
   CHECK(paged("again") == 0);
   CHECK(paged("incident 4") == 1);
 
@@ -424,10 +452,10 @@ TEST_CASE("pager: delivered only after 250 to SEND; nothing lost or paged twice 
   server->stop();
   server = std::make_unique<WsRecorder>(port);
   start_gateway();
-  REQUIRE(wait_until([&] { return server->connections() == 1; }, 5s));
+  REQUIRE(wait_until([&] { return server->connections() == 1; }, 20s));
   for (const char* id : {"P1", "P2", "P3", "P4"}) server->send_all("/ws/pager", page_json(id, "1200017", "again"));
   server->send_all("/ws/pager", page_json("P5", "1200017", "incident 5"));
-  REQUIRE(wait_until([&] { return delivered(*server).size() == 5; }, 5s));
+  REQUIRE(wait_until([&] { return delivered(*server).size() == 5; }, 20s));
   CHECK(paged("again") == 0);
   CHECK(paged("incident 5") == 1);
   CHECK(term->pages().size() == 5);
