@@ -1,9 +1,13 @@
 // A dynamic spatial index of units: insert, move and remove by a dense integer id,
 // and "nearest accepted id" queries that are exact on the sphere.
 //
-// Positions are stored as 3-D unit vectors in an R-tree (Boost.Geometry, kept out of
-// this header): the Euclidean chord between two points on the unit sphere orders exactly
-// as their great-circle distance does, so the R-tree's nearest is the true nearest.
+// Positions are stored as 3-D unit vectors (the Euclidean chord between two points on the
+// unit sphere orders exactly as their great-circle distance does) in a uniform
+// latitude/longitude grid sized to the units' density over the box where they are, with
+// an overflow list for units outside it. A query searches rings of cells around its own
+// and stops on a lower bound of the great-circle distance to every cell not yet searched,
+// so the nearest is the true nearest anywhere on Earth (poles and antimeridian included).
+// A move within a cell is a write in place. Details in unit_index.cpp.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,10 @@
 // The spatial index: move (update) and nearest at 1k, 10k, 100k and 1M units.
 // Run: build/sim/bench/bench_index
+// Each line also reports bytes_per_unit: the heap the index holds per unit right after the
+// fleet was inserted one by one (malloc's in-use bytes, mallinfo2), which is what it adds
+// to the server's RSS.
 #include <benchmark/benchmark.h>
+#include <malloc.h>
 
 #include <random>
 #include <vector>
@@ -11,17 +15,23 @@ using namespace dispatch::geo;
 
 namespace {
 
+std::size_t heap_in_use() {
+  const struct mallinfo2 m = mallinfo2();
+  return m.uordblks + m.hblkhd;
+}
+
 struct Fleet {
   UnitIndex index;
   std::vector<LatLon> where;
+  double bytes_per_unit = 0;
   explicit Fleet(std::size_t n) {
     std::mt19937_64 rng(1);
     std::uniform_real_distribution<double> lat(28.16, 32.20), lon(105.29, 110.19);
     where.resize(n);
-    for (std::uint32_t i = 0; i < n; ++i) {
-      where[i] = {lat(rng), lon(rng)};
-      index.upsert(i, where[i]);
-    }
+    for (auto& p : where) p = {lat(rng), lon(rng)};
+    const std::size_t before = heap_in_use();
+    for (std::uint32_t i = 0; i < n; ++i) index.upsert(i, where[i]);
+    bytes_per_unit = static_cast<double>(heap_in_use() - before) / static_cast<double>(n);
   }
 };
 
@@ -47,6 +57,7 @@ void BM_IndexMove(benchmark::State& state) {
     f.index.upsert(id, p);
   }
   state.SetItemsProcessed(state.iterations());
+  state.counters["bytes_per_unit"] = f.bytes_per_unit;
 }
 
 void BM_IndexNearest(benchmark::State& state) {
@@ -58,6 +69,7 @@ void BM_IndexNearest(benchmark::State& state) {
     benchmark::DoNotOptimize(hit);
   }
   state.SetItemsProcessed(state.iterations());
+  state.counters["bytes_per_unit"] = f.bytes_per_unit;
 }
 
 void BM_IndexNearestFiltered(benchmark::State& state) {
@@ -70,6 +82,7 @@ void BM_IndexNearestFiltered(benchmark::State& state) {
     benchmark::DoNotOptimize(hit);
   }
   state.SetItemsProcessed(state.iterations());
+  state.counters["bytes_per_unit"] = f.bytes_per_unit;
 }
 
 }  // namespace
