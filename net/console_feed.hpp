@@ -73,13 +73,14 @@ class ConsoleFeed {
         const Text& t = cached(slot, render);
         if (!t) continue;
         if (c.batch) {
-          arr += arr.empty() ? '[' : ',';
-          arr += *t;
-          if (arr.size() > limits_.batch_frame_bytes) {
+          // Close the array before it would grow past the limit (one object alone may).
+          if (!arr.empty() && arr.size() + t->size() + 2 > limits_.batch_frame_bytes) {
             arr += ']';
             frames.push_back(std::make_shared<const std::string>(std::move(arr)));
             arr.clear();
           }
+          arr += arr.empty() ? '[' : ',';
+          arr += *t;
         } else {
           frames.push_back(t);
         }

@@ -26,7 +26,8 @@ class RateLimiter {
   }
   // `rate_limited` is answered at most once a second per connection: true when one may go.
   bool may_tell(std::int64_t now_us) {
-    if (told_us_ != 0 && now_us - told_us_ < 1'000'000) return false;
+    if (told_ && now_us - told_us_ < 1'000'000) return false;
+    told_ = true;
     told_us_ = now_us;
     return true;
   }
@@ -34,7 +35,10 @@ class RateLimiter {
 
  private:
   void refill(std::int64_t now_us) {
-    if (last_us_ == 0) last_us_ = now_us;
+    if (!started_) {  // the first call starts the clock (zero is a time like any other)
+      started_ = true;
+      last_us_ = now_us;
+    }
     if (now_us > last_us_) {
       tokens_ = std::min(burst_, tokens_ + static_cast<double>(now_us - last_us_) / 1e6 * per_s_);
       last_us_ = now_us;
@@ -45,6 +49,8 @@ class RateLimiter {
   double tokens_;
   std::int64_t last_us_ = 0;
   std::int64_t told_us_ = 0;
+  bool started_ = false;
+  bool told_ = false;
 };
 
 }  // namespace dispatch::net

@@ -43,12 +43,15 @@ constexpr std::optional<Role> parse_role(std::string_view s) {
   return std::nullopt;
 }
 
-// May a connection of this role send a message of this type?
+// May a connection of this role send a message of this type? (A whole word of the list:
+// not empty, no spaces, so neither " report" nor "report assign" matches.)
 constexpr bool may_send(Role r, std::string_view type) {
+  if (type.empty() || type.find(' ') != std::string_view::npos) return false;
   const std::string_view m = info(r).messages;
-  const auto pos = m.find(type);
-  return !type.empty() && pos != std::string_view::npos && m[pos - 1] == ' ' &&
-         m[pos + type.size()] == ' ';
+  for (auto pos = m.find(type); pos != std::string_view::npos; pos = m.find(type, pos + 1))
+    if (pos > 0 && pos + type.size() < m.size() && m[pos - 1] == ' ' && m[pos + type.size()] == ' ')
+      return true;
+  return false;
 }
 
 // The role a token of role `token_role` takes on `path`, or nullopt when that token does
