@@ -64,7 +64,10 @@ class ConnectionSlots : public std::enable_shared_from_this<ConnectionSlots> {
         return Verdict::refused_peer;
       }
       if (open_.size() >= limits_.max_total) {
-        if (unauth_.empty()) return Verdict::refused_total;
+        if (unauth_.empty()) {
+          if (per == 0) per_peer_.erase(peer);  // no empty entries left behind by refusals
+          return Verdict::refused_total;
+        }
         const std::uint64_t victim = unauth_.front();
         auto& v = open_.at(victim);
         evict = std::move(v.closer);

@@ -9,17 +9,22 @@
 #include <optional>
 
 #include "net/connection_slots.hpp"
+#include "net/stream_ops.hpp"
 #include "net/http_target.hpp"
 #include "net/routes.hpp"
 #include "net/server_impl.hpp"
 
 namespace dispatch::net {
 
-class HttpSession : public Peer {
+// Over beast::tcp_stream in dispatchd (http_session.cpp) and beast::test::stream in the
+// tests; the members are defined in http_session.ipp and rest.ipp.
+template <class Stream>
+class BasicHttpSession : public Peer {
  public:
   using Request = boost::beast::http::request<boost::beast::http::string_body>;
+  using Ops = StreamOps<Stream>;
 
-  HttpSession(Server::Impl& srv, asio::ip::tcp::socket&& socket, std::shared_ptr<ConnectionSlots::Ticket> ticket);
+  BasicHttpSession(Server::Impl& srv, Stream&& stream, std::shared_ptr<ConnectionSlots::Ticket> ticket);
   void run();
 
   // From the engine thread: the answer to POST /api/incidents (payload Accepted or Error),
@@ -27,7 +32,7 @@ class HttpSession : public Peer {
   void deliver(Text msg, const engine::Payload* payload) override;
 
  private:
-  std::shared_ptr<HttpSession> self() { return std::static_pointer_cast<HttpSession>(shared_from_this()); }
+  std::shared_ptr<BasicHttpSession> self() { return std::static_pointer_cast<BasicHttpSession>(shared_from_this()); }
   void do_read();
   void on_read(boost::system::error_code ec);
   void handle();
@@ -54,7 +59,7 @@ class HttpSession : public Peer {
   void write(std::shared_ptr<Message> res);
 
   Server::Impl& srv_;
-  boost::beast::tcp_stream stream_;
+  Stream stream_;
   std::shared_ptr<ConnectionSlots::Ticket> ticket_;
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
@@ -63,7 +68,10 @@ class HttpSession : public Peer {
   bool head_ = false;
   bool keep_alive_ = true;
   bool first_request_ = true;
-  std::shared_ptr<HttpSession> waiting_;  // alive while the engine thread works on a request
+  std::shared_ptr<BasicHttpSession> waiting_;  // alive while the engine thread works on a request
 };
+
+using HttpSession = BasicHttpSession<boost::beast::tcp_stream>;
+extern template class BasicHttpSession<boost::beast::tcp_stream>;
 
 }  // namespace dispatch::net

@@ -108,7 +108,7 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(o
   ConnectionSlots::Limits limits{connection_cap(m.opt.max_connections), m.opt.max_connections_per_peer};
   m.listener = std::make_unique<Listener>(
       m.ioc, limits, m.metrics, [&m](tcp::socket&& socket, std::shared_ptr<ConnectionSlots::Ticket> ticket) {
-        std::make_shared<HttpSession>(m, std::move(socket), std::move(ticket))->run();
+        std::make_shared<HttpSession>(m, boost::beast::tcp_stream(std::move(socket)), std::move(ticket))->run();
       });
 }
 

@@ -109,6 +109,8 @@ struct Server::Impl {
   std::condition_variable stop_cv;
   bool stopped = false;
   std::atomic<ConnId> next_conn{1};
+  // The sessions' clock for rate limits (microseconds, monotonic); tests fix it.
+  std::int64_t (*clock_us)() = &mono_us;
 
   // Engine thread only.
   std::unordered_map<ConnId, std::weak_ptr<Peer>> peers;

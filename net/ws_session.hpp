@@ -12,17 +12,20 @@
 
 #include "net/connection_slots.hpp"
 #include "net/rate_limiter.hpp"
+#include "net/stream_ops.hpp"
 #include "net/server_impl.hpp"
 
 namespace dispatch::net {
 
-class WsSession : public Peer {
+// Over beast::tcp_stream in dispatchd and beast::test::stream in the tests; the members are
+// defined in ws_session.ipp.
+template <class Stream>
+class BasicWsSession : public Peer {
  public:
-  using Stream = boost::beast::websocket::stream<boost::beast::tcp_stream>;
-  using Request = boost::beast::http::request<boost::beast::http::string_body>;
+  using Ops = StreamOps<Stream>;
 
-  WsSession(Server::Impl& srv, boost::beast::tcp_stream&& stream, std::shared_ptr<ConnectionSlots::Ticket> ticket);
-  ~WsSession() override;
+  BasicWsSession(Server::Impl& srv, Stream&& stream, std::shared_ptr<ConnectionSlots::Ticket> ticket);
+  ~BasicWsSession() override;
 
   // `raw` holds the upgrade request as received and any bytes after it (a first frame
   // sent in the same TCP write as the request).
@@ -34,7 +37,7 @@ class WsSession : public Peer {
   void frame_taken() override;
 
  private:
-  std::shared_ptr<WsSession> self() { return std::static_pointer_cast<WsSession>(shared_from_this()); }
+  std::shared_ptr<BasicWsSession> self() { return std::static_pointer_cast<BasicWsSession>(shared_from_this()); }
   void on_accept(boost::system::error_code ec);
   void do_read();
   void on_read(boost::system::error_code ec);
@@ -46,7 +49,7 @@ class WsSession : public Peer {
   void send_close();
 
   Server::Impl& srv_;
-  Stream ws_;
+  boost::beast::websocket::stream<Stream> ws_;
   std::shared_ptr<ConnectionSlots::Ticket> ticket_;
   std::string raw_;
   boost::beast::flat_buffer buffer_;
@@ -60,5 +63,8 @@ class WsSession : public Peer {
   bool registered_ = false;
   std::string close_reason_;
 };
+
+using WsSession = BasicWsSession<boost::beast::tcp_stream>;
+extern template class BasicWsSession<boost::beast::tcp_stream>;
 
 }  // namespace dispatch::net

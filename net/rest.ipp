@@ -1,15 +1,19 @@
-// REST handlers (the route table is in routes.hpp). Reads of engine state are rendered on
+// REST handlers, BasicHttpSession's members (the route table is in routes.hpp). Reads of engine state are rendered on
 // the engine thread and pass the release gate; reads of the store run on the reads pool
 // and show only what is committed.
 
+#pragma once
+
 #include <fmt/format.h>
+#include <limits>
 
 #include "net/http_session.hpp"
 #include "net/json_writer.hpp"
 
 namespace dispatch::net {
 
-void HttpSession::route(const RouteMatch& m, std::shared_ptr<const engine::Principal> principal) {
+template <class Stream>
+void BasicHttpSession<Stream>::route(const RouteMatch& m, std::shared_ptr<const engine::Principal> principal) {
   switch (m.route->id) {
     case RouteId::healthz: {
       const bool ok = srv_.store->healthy();
@@ -35,7 +39,8 @@ void HttpSession::route(const RouteMatch& m, std::shared_ptr<const engine::Princ
 
 // The I/O side's figures now, the engine's from the engine thread: posted there and back,
 // so an engine stall delays this answer and blocks nobody.
-void HttpSession::get_metrics() {
+template <class Stream>
+void BasicHttpSession<Stream>::get_metrics() {
   waiting_ = self();
   auto s = self();
   asio::post(srv_.engine_ioc, [s] {
@@ -46,7 +51,8 @@ void HttpSession::get_metrics() {
 }
 
 // /api/units and /api/stats: the engine's state of this moment, once it is durable.
-void HttpSession::get_engine_view(bool stats) {
+template <class Stream>
+void BasicHttpSession<Stream>::get_engine_view(bool stats) {
   id = srv_.next_conn.fetch_add(1);
   waiting_ = self();
   auto s = self();
@@ -59,7 +65,8 @@ void HttpSession::get_engine_view(bool stats) {
   });
 }
 
-void HttpSession::get_incidents() {
+template <class Stream>
+void BasicHttpSession<Stream>::get_incidents() {
   data::IncidentQuery q;
   q.open_only = true;
   q.limit = std::numeric_limits<std::size_t>::max();  // the contract: every one, unless paged
@@ -89,7 +96,8 @@ void HttpSession::get_incidents() {
   });
 }
 
-void HttpSession::get_incident(const std::string& iid) {
+template <class Stream>
+void BasicHttpSession<Stream>::get_incident(const std::string& iid) {
   waiting_ = self();
   auto s = self();
   asio::post(srv_.reads, [s, iid] {
@@ -99,7 +107,8 @@ void HttpSession::get_incident(const std::string& iid) {
   });
 }
 
-void HttpSession::get_track(const std::string& unit) {
+template <class Stream>
+void BasicHttpSession<Stream>::get_track(const std::string& unit) {
   std::int64_t since = 0, until = 0;
   constexpr std::int64_t max_ts = 253402300799999;  // 9999-12-31
   if (const std::string* v = target_.param("since")) {
@@ -139,7 +148,8 @@ void HttpSession::get_track(const std::string& unit) {
   });
 }
 
-void HttpSession::post_incident(std::shared_ptr<const engine::Principal> principal) {
+template <class Stream>
+void BasicHttpSession<Stream>::post_incident(std::shared_ptr<const engine::Principal> principal) {
   engine::cmd::Report rep;
   engine::ev::Error err;
   if (!parse_report(req_.body(), rep, err)) {
