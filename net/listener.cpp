@@ -61,6 +61,10 @@ void Listener::on_accept(error_code ec, Socket socket) {
     return do_accept();  // the peer gave up before we took it: nothing to do
   }
   warned_ = false;
+  // Small messages (accepted, assign) go out at once: without this, Nagle's algorithm holds
+  // a second one back until the first is acknowledged, and a delayed ACK makes that 40 ms.
+  error_code nodelay_ec;
+  socket.set_option(tcp::no_delay(true), nodelay_ec);
   error_code addr_ec;
   const auto remote = socket.remote_endpoint(addr_ec);
   const std::string peer = addr_ec ? std::string("?") : remote.address().to_string();

@@ -5,12 +5,12 @@ set -euo pipefail
 
 PKGS=(
   g++ cmake ninja-build ccache pkg-config
-  libboost1.81-dev libboost-json1.81-dev
+  libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libgeos-dev libsqlite3-dev libfmt-dev libcli11-dev doctest-dev libbenchmark-dev
   clang libclang-rt-14-dev
   chromium fonts-noto-cjk
   gpsd gpsd-clients python3-gps libnet-snpp-perl
-  nodejs python3
+  nodejs python3 python3-websocket
 )
 
 missing=()
