@@ -236,7 +236,7 @@ void BasicHttpSession<Stream>::deliver(Text msg, const engine::Payload* payload)
     return;
   }
   asio::post(stream_.get_executor(), [s = self(), status, body = std::move(body)]() mutable {
-    if (s->id) s->srv_.unregister_peer(s->id);
+    if (s->id) s->srv_.unregister_peer(s->id, s->role);
     s->waiting_.reset();
     s->respond(status, std::move(body), "application/json");
   });

@@ -45,8 +45,8 @@ void Server::Impl::register_peer(std::shared_ptr<Peer> p) {
   });
 }
 
-void Server::Impl::unregister_peer(ConnId id) {
-  asio::post(engine_ioc, [this, id] {
+void Server::Impl::unregister_peer(ConnId id, Role role) {
+  asio::post(engine_ioc, [this, id, role] {
     peers.erase(id);
     feed.remove(id);
     if (std::erase(pagers, id)) engine.pager_disconnected();
@@ -54,7 +54,8 @@ void Server::Impl::unregister_peer(ConnId id) {
       std::erase(it->second, id);
       it = it->second.empty() ? insurers.erase(it) : std::next(it);
     }
-    engine.disconnected(id);
+    // Only a unit's or gateway's connection can be a unit's way out (a scan of the fleet).
+    if (role == Role::unit || role == Role::gateway) engine.disconnected(id);
   });
 }
 

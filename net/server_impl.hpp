@@ -128,7 +128,7 @@ struct Server::Impl {
   // ---- engine thread (router.cpp)
   engine::Origin origin_of(const Peer& p) const { return engine::Origin{p.id, p.who.get()}; }
   void register_peer(std::shared_ptr<Peer> p);
-  void unregister_peer(ConnId id);
+  void unregister_peer(ConnId id, Role role);
   // A parsed frame from a session (runs on the engine thread).
   void on_frame(const std::shared_ptr<Peer>& p, ParsedFrame& f, std::int64_t posted_us);
   void handle_command(engine::Command c, const engine::Origin& origin, Millis now);

@@ -99,7 +99,7 @@ template <class Stream>
 void BasicWsSession<Stream>::on_read(error_code ec) {
   if (ec) {
     // 1009 (frame too big), 1007 (invalid UTF-8) and the rest are sent by Beast itself.
-    srv_.unregister_peer(id);
+    srv_.unregister_peer(id, role);
     return;
   }
   inc(srv_.metrics.frames_in);
