@@ -46,7 +46,7 @@ std::string utf8_truncate(const std::string& s, std::size_t n) {
   return s;
 }
 
-int severity_rank(Severity s) { return static_cast<int>(s); }
+std::uint8_t kind_bit(UnitKind k) { return static_cast<std::uint8_t>(1u << static_cast<int>(k)); }
 
 double eta_for(UnitKind kind, double metres) {
   return kind == UnitKind::heli ? geo::air_eta_s(metres) : geo::ground_eta_s(metres);
@@ -211,9 +211,10 @@ void Engine::restore(const Snapshot& s, Millis now) {
   for (const auto& t : s.timeline)
     if (Incident* inc = find_incident(t.incident)) inc->timeline.push_back(t);
   for (auto& [id, inc] : incidents_) {
+    std::uint8_t kinds = 0;
     for (auto& n : inc->needs)
-      if (!n.done && !n.active && is_open(inc->rec.state)) inc->waiting = true;
-    if (inc->waiting) waiting_.push_back(inc.get());
+      if (!n.done && !n.active && is_open(inc->rec.state)) kinds |= kind_bit(n.kind);
+    set_waiting(*inc, kinds);
   }
   // A unit whose assignment did not survive is free again.
   for (auto& u : units_) {
@@ -322,7 +323,7 @@ void Engine::positions(std::span<const cmd::Position> batch, const Origin& origi
       out.writes.push_back(rec::TrackPoint{u->id, p.ts, p.lat, p.lon});
     }
   }
-  if (freed && !waiting_.empty()) dispatch_waiting(now, out);
+  if (freed && waiting_count_) dispatch_waiting(now, out);
 }
 
 void Engine::reindex(Unit& u, Millis now) {
@@ -631,41 +632,93 @@ std::optional<geo::UnitIndex::Hit> Engine::nearest(const Need& need, Millis now)
   });
 }
 
+bool Engine::any_assignable(UnitKind kind, geo::LatLon near, Millis now) const {
+  const auto& idx = index_[static_cast<int>(kind)];
+  if (idx.size() == 0) return false;
+  const Millis fresh_after = now - config_.stale_after_ms;
+  return idx.nearest(near, [&](std::uint32_t slot) {
+           const Unit& u = units_[slot];
+           return u.pos_ts >= fresh_after && u.status == UnitStatus::available;
+         }).has_value();
+}
+
+void Engine::set_waiting(Incident& inc, std::uint8_t kinds) {
+  if (kinds == inc.wait_kinds) return;
+  const Waiting w{Waiting::rank_of(inc), &inc};
+  for (int k = 0; k < 3; ++k) {
+    const std::uint8_t bit = static_cast<std::uint8_t>(1u << k);
+    if ((kinds & bit) && !(inc.wait_kinds & bit))
+      waiting_[k].insert(w);
+    else if (!(kinds & bit) && (inc.wait_kinds & bit))
+      waiting_[k].erase(w);
+  }
+  if (kinds && !inc.waiting) ++waiting_count_;
+  if (!kinds && inc.waiting) --waiting_count_;
+  inc.waiting = kinds != 0;
+  inc.wait_kinds = kinds;
+}
+
 void Engine::dispatch(Incident& inc, Millis now, const Actor& actor, Output& out) {
-  bool left = false;
+  std::uint8_t left = 0;
   for (std::size_t i = 0; i < inc.needs.size(); ++i) {
     Need& n = inc.needs[i];
     if (n.done || n.active) continue;
     if (auto hit = nearest(n, now)) {
       create_assignment(inc, i, units_[hit->id], now, actor, out);
     } else {
-      left = true;
+      left |= kind_bit(n.kind);
     }
   }
-  if (left && !inc.waiting) {
-    inc.waiting = true;
-    waiting_.push_back(&inc);
+  const bool was_waiting = inc.waiting;
+  set_waiting(inc, left);
+  if (left && !was_waiting)
     timeline(inc, now, "dispatching", "no assignable unit: waiting", system_actor, out);
-  } else if (!left && inc.waiting) {
-    inc.waiting = false;
-    std::erase(waiting_, &inc);
-  }
   update_incident_state(inc, now, out);
 }
 
+// The policy is that of trying every waiting incident in order of urgency (severity, then
+// the oldest report) with dispatch(): each open need takes the nearest assignable unit of
+// its kind that has not declined it. Only the incidents that can get a unit are visited:
+// those in the queue of a kind that still has an assignable unit. Trying any other has no
+// effect (no unit for any of its needs; its state is already `dispatching`), so the
+// assignments, their order and every write and message are the same. A kind's queue is
+// left as soon as the kind has no assignable unit (its index is empty, or every unit in
+// it is stale): usually right after the freed unit was taken. The queues are kept in
+// order (sets), so nothing is copied or sorted per event.
 void Engine::dispatch_waiting(Millis now, Output& out) {
-  if (waiting_.empty()) return;
-  // Most urgent first: severity, then the oldest report.
-  std::vector<Incident*> queue = waiting_;
-  std::sort(queue.begin(), queue.end(), [](const Incident* a, const Incident* b) {
-    if (a->rec.severity != b->rec.severity)
-      return severity_rank(a->rec.severity) > severity_rank(b->rec.severity);
-    return a->rec.seq < b->rec.seq;
-  });
-  for (Incident* inc : queue) {
+  if (!waiting_count_) return;
+  out.must_wait = true;  // as when every waiting incident was tried
+  using It = std::set<Waiting>::const_iterator;
+  std::array<It, 3> at;
+  std::array<bool, 3> live{};
+  for (int k = 0; k < 3; ++k) {
+    at[k] = waiting_[k].begin();
+    live[k] = index_[k].size() != 0;
+  }
+  for (;;) {
+    int first = -1;
+    for (int k = 0; k < 3; ++k) {
+      if (live[k] && index_[k].size() == 0) live[k] = false;
+      if (!live[k] || at[k] == waiting_[k].end()) continue;
+      if (first < 0 || at[k]->rank < at[first]->rank) first = k;
+    }
+    if (first < 0) return;
+    Incident* inc = at[first]->inc;
+    // Step past it in every queue it is in before dispatch() may take it out of them.
+    std::array<bool, 3> here{};
+    for (int k = 0; k < 3; ++k)
+      if (live[k] && at[k] != waiting_[k].end() && at[k]->inc == inc) {
+        here[k] = true;
+        ++at[k];
+      }
     if (!is_open(inc->rec.state)) continue;
     dispatch(*inc, now, system_actor, out);
-    out.must_wait = true;
+    // A need of a kind that got no unit: unless the kind still has an assignable unit
+    // (one this need declined), nothing later in that queue can get one either.
+    for (int k = 0; k < 3; ++k)
+      if (here[k] && (inc->wait_kinds & kind_bit(static_cast<UnitKind>(k))) &&
+          !any_assignable(static_cast<UnitKind>(k), geo::LatLon{inc->rec.lat, inc->rec.lon}, now))
+        live[k] = false;
   }
 }
 
@@ -835,10 +888,7 @@ void Engine::close_incident(Incident& inc, IncidentState final_state, Millis now
       send_to_unit(u, ev::Cancel{a->rec.id, u.id, "incident closed"}, out);
       free_unit(u, now, actor, "incident " + inc.rec.id + " closed", out);
     }
-  if (inc.waiting) {
-    inc.waiting = false;
-    std::erase(waiting_, &inc);
-  }
+  set_waiting(inc, 0);
   inc.rec.state = final_state;
   inc.rec.closed_ts = now;
   if (inc.counted) {

@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -326,6 +327,9 @@ struct Incident {
   std::vector<std::unique_ptr<Assignment>> assignments;
   std::vector<rec::Timeline> timeline;
   bool waiting = false;  // in the dispatch queue: a need has no unit
+  // The kinds of its needs without a unit (bit 1 << UnitKind) while it waits: the kinds'
+  // waiting queues it is in.
+  std::uint8_t wait_kinds = 0;
   bool counted = false;  // counts towards its source's open incidents (max_open_per_source)
   // Where this incident's IncidentChanged was last pushed in an Output (see the top).
   std::size_t out_mark = static_cast<std::size_t>(-1);
@@ -386,7 +390,7 @@ class Engine {
   const std::map<std::string, ServiceLevels>& service_levels() const { return service_; }
   const Config& config() const { return config_; }
   const Stats& stats() const { return stats_; }
-  std::size_t waiting_count() const { return waiting_.size(); }
+  std::size_t waiting_count() const { return waiting_count_; }
   // Open incidents (not closed or cancelled) reported by `source` ("role:name").
   std::size_t open_count(std::string_view source) const;
 
@@ -420,8 +424,14 @@ class Engine {
   void plan_needs(Incident& inc, Millis now, Output* out);
   // Assigns every open need of the incident it can; queues the incident when one is left.
   void dispatch(Incident& inc, Millis now, const Actor& actor, Output& out);
-  // Tries the waiting incidents, most urgent first (a unit has become assignable).
+  // Tries the waiting incidents, most urgent first (a unit has become assignable): only
+  // those waiting for a kind that still has an assignable unit, and only while it has one.
   void dispatch_waiting(Millis now, Output& out);
+  // Puts the incident in the waiting queues of these kinds (bits 1 << UnitKind) and takes
+  // it out of the others; no kinds: it no longer waits.
+  void set_waiting(Incident& inc, std::uint8_t kinds);
+  // Whether any unit of this kind is assignable now (declines aside).
+  bool any_assignable(UnitKind kind, geo::LatLon near, Millis now) const;
   std::optional<geo::UnitIndex::Hit> nearest(const Need& need, Millis now) const;
   Assignment& create_assignment(Incident& inc, std::size_t need, Unit& u, Millis now,
                                 const Actor& actor, Output& out);
@@ -467,7 +477,19 @@ class Engine {
   std::unordered_map<std::string, Source, Hash, std::equal_to<>> sources_;
   Source& source(const std::string& name);
   std::array<geo::UnitIndex, 3> index_;  // by UnitKind: the assignable units with a position
-  std::vector<Incident*> waiting_;
+  // The waiting queues, one per unit kind: the incidents with a need of that kind without a
+  // unit, most urgent first (severity, then the oldest report: rank()). An incident
+  // waiting for two kinds is in both.
+  struct Waiting {
+    std::uint64_t rank;  // (2 - severity) << 62 | seq: smaller is more urgent
+    Incident* inc;
+    static std::uint64_t rank_of(const Incident& inc) {
+      return static_cast<std::uint64_t>(2 - static_cast<int>(inc.rec.severity)) << 62 | inc.rec.seq;
+    }
+    bool operator<(const Waiting& o) const { return rank < o.rank; }
+  };
+  std::array<std::set<Waiting>, 3> waiting_;
+  std::size_t waiting_count_ = 0;
   std::vector<Assignment*> pending_ack_;
   struct PendingPage {
     rec::Page rec;

@@ -12,6 +12,8 @@
 //
 #include <doctest/doctest.h>
 
+#include <map>
+#include <string>
 #include <vector>
 
 #include "engine/engine.hpp"
@@ -189,4 +191,107 @@ TEST_CASE("escalate: a remote incident is dispatched after all") {
   // Escalating again is a conflict.
   auto& again = w.run(cmd::Escalate{id, {}}, w.console);
   CHECK(std::get<ev::Error>(again.messages.at(0).payload).code == ErrorCode::conflict);
+}
+
+// The waiting queue across kinds and severities: nothing is assignable at first, then units
+// report their first positions one at a time (all far from the most urgent incidents), and
+// each goes to the most urgent waiting incident with a need of its kind: severity first,
+// then the oldest report; a need a unit declined is skipped, not waited on.
+TEST_CASE("waiting incidents get units most urgent first, across kinds and severities") {
+  DrawnWorld map;
+  Config config;
+  Engine engine(config);
+  engine.set_geography(&map);
+  Principal gateway{"gateway", "gw", true, {}, {}};
+  Principal console{"console", "desk", false, {}, {}};
+  Snapshot s;
+  for (std::string id : {"M1", "M2", "M3", "M4", "M5", "M6", "M7", "H1", "H2"}) {
+    rec::Unit u;
+    u.id = id;
+    u.kind = id[0] == 'H' ? UnitKind::heli : UnitKind::moto;
+    u.callsign = id;
+    s.units.push_back(u);
+  }
+  Millis now = t0;
+  engine.restore(s, now);
+  Output out;
+  std::map<std::string, std::string> incident_of;  // report id -> incident id
+  auto report = [&](const std::string& id, geo::LatLon p, Severity sev) {
+    cmd::Report r;
+    r.id = id;
+    r.lat = p.lat;
+    r.lon = p.lon;
+    r.severity = sev;
+    out.clear();
+    engine.handle(r, Origin{10, &console}, now, out);
+    for (const auto& m : out.messages)
+      if (auto* a = std::get_if<ev::Accepted>(&m.payload)) incident_of[id] = a->incident;
+    now += 1000;
+  };
+  const geo::LatLon near_minor{29.40, 106.40};
+  report("minor-old", {29.41, 106.40}, Severity::minor);
+  report("injury-old", {29.50, 106.50}, Severity::injury);
+  report("rural-crit-1", R, Severity::critical);  // a moto to the scene and a heli to LZ-R
+  report("minor-new", {29.42, 106.40}, Severity::minor);
+  report("urban-crit", U, Severity::critical);    // next to the trauma centre: a moto only
+  report("injury-new", {29.51, 106.50}, Severity::injury);
+  report("rural-crit-2", {R.lat + 0.01, R.lon}, Severity::critical);
+  REQUIRE(engine.waiting_count() == 7);
+  CHECK(engine.incident(incident_of["rural-crit-1"])->needs.size() == 2);
+  CHECK(engine.incident(incident_of["urban-crit"])->needs.size() == 1);
+
+  // Returns the report id the unit was sent to, and checks it was the only assign.
+  auto first_position = [&](const std::string& unit, geo::LatLon p) {
+    cmd::Position c{unit, p.lat, p.lon, now, {}, {}};
+    out.clear();
+    engine.positions(std::span(&c, 1), Origin{10, &gateway}, now, out);
+    now += 1000;
+    std::vector<ev::Assign> as;
+    for (const auto& m : out.messages)
+      if (auto* a = std::get_if<ev::Assign>(&m.payload)) as.push_back(*a);
+    REQUIRE(as.size() == 1);
+    CHECK(as[0].unit == unit);
+    for (const auto& [rid, iid] : incident_of)
+      if (iid == as[0].incident) return rid;
+    return std::string("?");
+  };
+  CHECK(first_position("H1", H1base) == "rural-crit-1");  // a heli: the heli queue's first
+  CHECK(engine.waiting_count() == 7);                      // it still waits for a moto
+  CHECK(first_position("M1", near_minor) == "rural-crit-1");
+  CHECK(engine.waiting_count() == 6);
+  CHECK(first_position("M2", near_minor) == "urban-crit");
+  CHECK(first_position("M3", near_minor) == "rural-crit-2");  // critical before any injury
+  CHECK(engine.waiting_count() == 5);                          // rural-crit-2 waits for a heli
+  CHECK(first_position("H2", H1base) == "rural-crit-2");
+  CHECK(engine.waiting_count() == 4);
+  CHECK(first_position("M4", near_minor) == "injury-old");
+  CHECK(first_position("M5", near_minor) == "injury-new");
+  CHECK(first_position("M6", {29.60, 106.60}) == "minor-old");
+  CHECK(engine.waiting_count() == 1);
+
+  // M6 declines minor-old: it waits again, with M6 excluded from it. (The decline does not
+  // offer M6 to the queue; that is unchanged.) A new minor report gets M6 at once.
+  const std::string a6 = engine.unit("M6")->active->rec.id;
+  out.clear();
+  engine.handle(cmd::Decline{a6, "flat tyre"}, Origin{10, &gateway}, now, out);
+  CHECK(engine.waiting_count() == 2);  // minor-old and minor-new
+  CHECK(engine.unit("M6")->status == UnitStatus::available);
+  report("minor-newest", {29.43, 106.40}, Severity::minor);
+  REQUIRE(engine.unit("M6")->active);
+  CHECK(engine.unit("M6")->active->rec.incident == incident_of["minor-newest"]);
+  CHECK(engine.waiting_count() == 2);
+  // M6 clears it: minor-old comes first in the queue but M6 declined it, so the next one,
+  // minor-new, gets M6 (the refused need is passed over, not waited on).
+  out.clear();
+  engine.handle(cmd::Cleared{engine.unit("M6")->active->rec.id}, Origin{10, &gateway}, now, out);
+  std::vector<ev::Assign> as;
+  for (const auto& m : out.messages)
+    if (auto* a = std::get_if<ev::Assign>(&m.payload)) as.push_back(*a);
+  REQUIRE(as.size() == 1);
+  CHECK(as[0].unit == "M6");
+  CHECK(as[0].incident == incident_of["minor-new"]);
+  CHECK(engine.waiting_count() == 1);
+  // M7 appears: minor-old gets it.
+  CHECK(first_position("M7", near_minor) == "minor-old");
+  CHECK(engine.waiting_count() == 0);
 }
