@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 
 namespace dispatch::engine {
@@ -65,13 +66,114 @@ Engine::~Engine() = default;
 // ---------------------------------------------------------------------------------------
 // Lookups
 
+// ---------------------------------------------------------------------------------------
+// Units: roster data in the arena, ids in an open-addressing table
+
+namespace {
+
+std::size_t put_length(char* p, std::size_t n) {
+  std::size_t i = 0;
+  do {
+    const auto byte = static_cast<unsigned char>((n & 0x7f) | (n > 0x7f ? 0x80 : 0));
+    p[i++] = static_cast<char>(byte);
+    n >>= 7;
+  } while (n);
+  return i;
+}
+
+std::size_t get_length(const char*& p) {
+  std::size_t n = 0;
+  for (int shift = 0;; shift += 7) {
+    const auto byte = static_cast<unsigned char>(*p++);
+    n |= static_cast<std::size_t>(byte & 0x7f) << shift;
+    if (!(byte & 0x80)) return n;
+  }
+}
+
+}  // namespace
+
+std::string_view Unit::name(int i) const {
+  if (!roster_) return {};
+  const char* p = roster_;
+  for (;;) {
+    const std::size_t n = get_length(p);
+    if (i-- == 0) return {p, n};
+    p += n;
+  }
+}
+
+std::optional<geo::LatLon> Unit::base() const {
+  if (!roster_) return std::nullopt;
+  const char* p = roster_;
+  for (int i = 0; i < 3; ++i) {
+    const std::size_t n = get_length(p);
+    p += n;
+  }
+  if (!*p++) return std::nullopt;
+  geo::LatLon b;
+  std::memcpy(&b.lat, p, sizeof b.lat);
+  std::memcpy(&b.lon, p + sizeof b.lat, sizeof b.lon);
+  return b;
+}
+
+const char* Engine::pack_roster(const rec::Unit& ru) {
+  const std::size_t need = 3 * 10 + ru.id.size() + ru.callsign.size() + ru.capcode.size() + 1 +
+                           2 * sizeof(double);
+  if (arena_used_ + need > arena_size_) {
+    constexpr std::size_t block = 64 * 1024;
+    arena_size_ = std::max(block, need);
+    arena_.push_back(std::make_unique<char[]>(arena_size_));
+    arena_used_ = 0;
+  }
+  char* const start = arena_.back().get() + arena_used_;
+  char* p = start;
+  for (const std::string* str : {&ru.id, &ru.callsign, &ru.capcode}) {
+    p += put_length(p, str->size());
+    std::memcpy(p, str->data(), str->size());
+    p += str->size();
+  }
+  *p++ = ru.base ? 1 : 0;
+  if (ru.base) {
+    std::memcpy(p, &ru.base->lat, sizeof(double));
+    std::memcpy(p + sizeof(double), &ru.base->lon, sizeof(double));
+    p += 2 * sizeof(double);
+  }
+  arena_used_ += static_cast<std::size_t>(p - start);
+  return start;
+}
+
+std::uint32_t Engine::find_slot(std::string_view id) const {
+  if (by_id_.empty()) return npos_slot;
+  const std::size_t mask = by_id_.size() - 1;
+  for (std::size_t i = Hash{}(id) & mask;; i = (i + 1) & mask) {
+    const std::uint32_t e = by_id_[i];
+    if (!e) return npos_slot;
+    if (units_[e - 1].id() == id) return e - 1;
+  }
+}
+
+void Engine::index_id(std::uint32_t slot) {
+  if (2 * (static_cast<std::size_t>(slot) + 1) > by_id_.size()) {
+    // Grow to twice the units (at most half full), and put every id back.
+    std::size_t size = 16;
+    while (size < 2 * units_.size()) size *= 2;
+    by_id_.assign(size, 0);
+    for (std::uint32_t s = 0; s < units_.size(); ++s)
+      if (s != slot) index_id(s);
+  }
+  const std::size_t mask = by_id_.size() - 1;
+  std::size_t i = Hash{}(units_[slot].id()) & mask;
+  while (by_id_[i]) i = (i + 1) & mask;
+  by_id_[i] = slot + 1;
+}
+
 Unit* Engine::find_unit(std::string_view id) {
-  auto it = unit_by_id_.find(id);
-  return it == unit_by_id_.end() ? nullptr : &units_[it->second];
+  const std::uint32_t slot = find_slot(id);
+  return slot == npos_slot ? nullptr : &units_[slot];
 }
 const Unit* Engine::unit(std::string_view id) const {
-  auto it = unit_by_id_.find(id);
-  return it == unit_by_id_.end() ? nullptr : &units_[it->second];
+  const std::uint32_t slot = find_slot(id);
+  return slot == npos_slot ? nullptr : &units_[slot];
 }
 Assignment* Engine::find_assignment(std::string_view id) {
   auto it = assignments_.find(id);
@@ -127,18 +229,17 @@ void Engine::take_moved(std::vector<std::uint32_t>& out) {
 // Restore
 
 void Engine::restore(const Snapshot& s, Millis now) {
+  // Exactly as many slots as units (a first restore; later ones grow as usual).
+  if (const std::size_t want = units_.size() + s.units.size(); want > units_.capacity())
+    units_.reserve(units_.empty() ? want : std::max(want, 2 * units_.capacity()));
   for (const auto& ru : s.units) {
-    if (unit_by_id_.count(ru.id)) continue;
+    if (find_slot(ru.id) != npos_slot) continue;
     Unit u;
-    u.slot = static_cast<std::uint32_t>(units_.size());
-    u.id = ru.id;
+    u.roster_ = pack_roster(ru);
     u.kind = ru.kind;
-    u.callsign = ru.callsign;
-    u.capcode = ru.capcode;
-    u.base = ru.base;
     u.status = ru.status;
-    unit_by_id_.emplace(u.id, u.slot);
-    units_.push_back(std::move(u));
+    units_.push_back(u);
+    index_id(static_cast<std::uint32_t>(units_.size() - 1));
   }
   for (const auto& k : s.report_ids) source(k.source).reports.emplace(k.report_id, k.incident);
   incident_seq_ = std::max(incident_seq_, s.max_incident_seq);
@@ -169,7 +270,7 @@ void Engine::restore(const Snapshot& s, Millis now) {
     auto a = std::make_unique<Assignment>();
     a->rec = *ra;
     a->incident = inc;
-    a->unit = u->slot;
+    a->unit = slot_of(*u);
     // Match the assignment to a need of its kind and task; manual extras add one.
     std::size_t need = inc->needs.size();
     for (std::size_t i = 0; i < inc->needs.size(); ++i) {
@@ -203,7 +304,7 @@ void Engine::restore(const Snapshot& s, Millis now) {
     } else if (ra->state == AssignmentState::cleared) {
       n.done = true;
     } else {
-      n.excluded.push_back(u->slot);
+      n.excluded.push_back(slot_of(*u));
     }
     assignments_.emplace(a->rec.id, a.get());
     inc->assignments.push_back(std::move(a));
@@ -301,7 +402,7 @@ void Engine::positions(std::span<const cmd::Position> batch, const Origin& origi
       }
     }
     const bool was_assignable = u->has_pos && !u->stale && u->status == UnitStatus::available &&
-                                index_[static_cast<int>(u->kind)].contains(u->slot);
+                                index_[static_cast<int>(u->kind)].contains(slot_of(*u));
     u->has_pos = true;
     u->pos = where;
     u->pos_ts = p.ts;
@@ -314,13 +415,13 @@ void Engine::positions(std::span<const cmd::Position> batch, const Origin& origi
     if (was_stale != u->stale) unit_changed(*u, out);
     if (!u->moved) {
       u->moved = true;
-      moved_.push_back(u->slot);
+      moved_.push_back(slot_of(*u));
     }
     if (u->track_ts == 0 || p.ts - u->track_ts >= config_.track_min_interval_ms ||
         geo::distance_m(u->track_pos, where) >= config_.track_min_distance_m) {
       u->track_pos = where;
       u->track_ts = p.ts;
-      out.writes.push_back(rec::TrackPoint{u->id, p.ts, p.lat, p.lon});
+      out.writes.push_back(rec::TrackPoint{std::string(u->id()), p.ts, p.lat, p.lon});
     }
   }
   if (freed && waiting_count_) dispatch_waiting(now, out);
@@ -329,9 +430,9 @@ void Engine::positions(std::span<const cmd::Position> batch, const Origin& origi
 void Engine::reindex(Unit& u, Millis now) {
   auto& idx = index_[static_cast<int>(u.kind)];
   if (u.status == UnitStatus::available && u.has_pos && now - u.pos_ts <= config_.stale_after_ms)
-    idx.upsert(u.slot, u.pos);
+    idx.upsert(slot_of(u), u.pos);
   else
-    idx.remove(u.slot);
+    idx.remove(slot_of(u));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -409,7 +510,7 @@ Assignment* Engine::assignment_for(std::string_view id, const Origin& o, Output&
   }
   const Unit& u = units_[a->unit];
   const bool pager = o.who && o.who->role == "pager";
-  if (o.who && !pager && o.who->role != "console" && !o.who->may_speak_for(u.id)) {
+  if (o.who && !pager && o.who->role != "console" && !o.who->may_speak_for(u.id())) {
     error(o, ErrorCode::forbidden, "this token does not speak for the assigned unit",
           std::string(id), out);
     return nullptr;
@@ -431,7 +532,7 @@ void Engine::on_ack(const cmd::Ack& c, const Origin& o, Millis now, Output& out)
   std::erase(pending_ack_, a);
   set_unit_status(u, UnitStatus::en_route, now, actor_of(o), "acked " + a->rec.id, out);
   out.writes.push_back(a->rec);
-  timeline(*a->incident, now, "acked", u.id + " acknowledged " + a->rec.id, actor_of(o), out);
+  timeline(*a->incident, now, "acked", std::string(u.id()) + " acknowledged " + a->rec.id, actor_of(o), out);
   update_incident_state(*a->incident, now, out);
   out.must_wait = true;
 }
@@ -469,7 +570,7 @@ void Engine::on_arrived(const cmd::Arrived& c, const Origin& o, Millis now, Outp
   }
   set_unit_status(u, UnitStatus::on_scene, now, actor_of(o), "arrived " + a->rec.id, out);
   out.writes.push_back(a->rec);
-  timeline(*a->incident, now, "arrived", u.id + " on scene", actor_of(o), out);
+  timeline(*a->incident, now, "arrived", std::string(u.id()) + " on scene", actor_of(o), out);
   update_incident_state(*a->incident, now, out);
   out.must_wait = true;
 }
@@ -493,7 +594,7 @@ void Engine::on_cleared(const cmd::Cleared& c, const Origin& o, Millis now, Outp
   u.active = nullptr;
   ++stats_.assignments_cleared;
   out.writes.push_back(a->rec);
-  timeline(inc, now, "cleared", u.id + " cleared", actor_of(o), out);
+  timeline(inc, now, "cleared", std::string(u.id()) + " cleared", actor_of(o), out);
   free_unit(u, now, actor_of(o), "cleared " + a->rec.id, out);
   const bool all_done = std::all_of(inc.needs.begin(), inc.needs.end(),
                                     [](const Need& x) { return x.done; });
@@ -730,7 +831,7 @@ Assignment& Engine::create_assignment(Incident& inc, std::size_t need, Unit& u, 
   r.seq = ++assignment_seq_;
   r.id = make_id('A', r.seq);
   r.incident = inc.rec.id;
-  r.unit = u.id;
+  r.unit = u.id();
   r.task = n.task;
   r.state = AssignmentState::assigned;
   r.lat = n.target.lat;
@@ -740,7 +841,7 @@ Assignment& Engine::create_assignment(Incident& inc, std::size_t need, Unit& u, 
   r.assigned_ts = now;
   if (inc.assignments.empty()) service_of(inc).to_assign.add(static_cast<double>(now - inc.rec.received_ts) / 1000.0);
   a->incident = &inc;
-  a->unit = u.slot;
+  a->unit = slot_of(u);
   a->need = need;
   a->ack_deadline = now + config_.ack_within_ms;
   Assignment& ref = *a;
@@ -754,14 +855,14 @@ Assignment& Engine::create_assignment(Incident& inc, std::size_t need, Unit& u, 
   set_unit_status(u, UnitStatus::assigned, now, actor, "assigned " + r.id, out);
   out.writes.push_back(r);
   char detail[160];
-  std::snprintf(detail, sizeof detail, "%s assigned (%s, %.0f m, eta %d s)", u.id.c_str(),
+  std::snprintf(detail, sizeof detail, "%s assigned (%s, %.0f m, eta %d s)", std::string(u.id()).c_str(),
                 std::string(to_string(n.task)).c_str(), d, r.eta_s);
   timeline(inc, now, "assigned", detail, actor, out);
   send_to_unit(u,
-               ev::Assign{r.id, u.id, inc.rec.id, r.task, r.lat, r.lon, inc.rec.severity, r.eta_s,
+               ev::Assign{r.id, std::string(u.id()), inc.rec.id, r.task, r.lat, r.lon, inc.rec.severity, r.eta_s,
                           static_cast<int>(config_.ack_within_ms / 1000)},
                out);
-  if (!u.capcode.empty()) page(ref, u, now, out);
+  if (!u.capcode().empty()) page(ref, u, now, out);
   out.must_wait = true;
   return ref;
 }
@@ -775,14 +876,14 @@ void Engine::send_to_unit(const Unit& u, Payload payload, Output& out) {
 void Engine::page(const Assignment& a, const Unit& u, Millis now, Output& out) {
   const Incident& inc = *a.incident;
   char buf[200];
-  std::snprintf(buf, sizeof buf, "%s %s %s %.5f,%.5f ETA%dmin %s", u.callsign.c_str(),
+  std::snprintf(buf, sizeof buf, "%s %s %s %.5f,%.5f ETA%dmin %s", std::string(u.callsign()).c_str(),
                 std::string(to_string(inc.rec.severity)).c_str(), inc.rec.id.c_str(),
                 a.rec.lat, a.rec.lon, (a.rec.eta_s + 59) / 60, a.rec.id.c_str());
   rec::Page p;
   p.seq = ++page_seq_;
   p.id = make_id('P', p.seq);
-  p.unit = u.id;
-  p.capcode = u.capcode;
+  p.unit = u.id();
+  p.capcode = u.capcode();
   p.assignment = a.rec.id;
   p.text = utf8_truncate(buf, 80);
   p.created_ts = now;
@@ -803,14 +904,14 @@ void Engine::end_assignment(Assignment& a, AssignmentState state, const std::str
   a.rec.end_reason = reason;
   Need& n = inc.needs[a.need];
   if (n.active == &a) n.active = nullptr;
-  n.excluded.push_back(u.slot);
+  n.excluded.push_back(slot_of(u));
   if (u.active == &a) u.active = nullptr;
   out.writes.push_back(a.rec);
   if (state == AssignmentState::declined) ++stats_.assignments_declined;
   if (state == AssignmentState::lapsed) ++stats_.assignments_lapsed;
   if (state == AssignmentState::cancelled) ++stats_.assignments_cancelled;
-  timeline(inc, now, std::string(to_string(state)), u.id + ": " + reason, actor, out);
-  if (tell_unit) send_to_unit(u, ev::Cancel{a.rec.id, u.id, reason}, out);
+  timeline(inc, now, std::string(to_string(state)), std::string(u.id()) + ": " + reason, actor, out);
+  if (tell_unit) send_to_unit(u, ev::Cancel{a.rec.id, std::string(u.id()), reason}, out);
   free_unit(u, now, actor, std::string(to_string(state)) + " " + a.rec.id, out);
   out.must_wait = true;
   if (is_open(inc.rec.state)) dispatch(inc, now, system_actor, out);
@@ -829,15 +930,15 @@ void Engine::set_unit_status(Unit& u, UnitStatus s, Millis now, const Actor& act
   reindex(u, now);
   if (!changed) return;
   rec::Unit r;
-  r.id = u.id;
+  r.id = u.id();
   r.kind = u.kind;
-  r.callsign = u.callsign;
-  r.capcode = u.capcode;
-  r.base = u.base;
+  r.callsign = u.callsign();
+  r.capcode = u.capcode();
+  r.base = u.base();
   r.status = s;
   r.updated_ts = now;
   out.writes.push_back(std::move(r));
-  out.writes.push_back(rec::UnitEvent{u.id, now, std::string(to_string(s)), why, actor.role, actor.name});
+  out.writes.push_back(rec::UnitEvent{std::string(u.id()), now, std::string(to_string(s)), why, actor.role, actor.name});
   unit_changed(u, out);
 }
 
@@ -885,7 +986,7 @@ void Engine::close_incident(Incident& inc, IncidentState final_state, Millis now
       inc.needs[a->need].active = nullptr;
       u.active = nullptr;
       out.writes.push_back(a->rec);
-      send_to_unit(u, ev::Cancel{a->rec.id, u.id, "incident closed"}, out);
+      send_to_unit(u, ev::Cancel{a->rec.id, std::string(u.id()), "incident closed"}, out);
       free_unit(u, now, actor, "incident " + inc.rec.id + " closed", out);
     }
   set_waiting(inc, 0);
@@ -930,11 +1031,11 @@ void Engine::unit_changed(Unit& u, Output& out) {
   if (u.out_mark < out.messages.size()) {
     const Message& m = out.messages[u.out_mark];
     if (auto* uc = std::get_if<ev::UnitChanged>(&m.payload);
-        uc && m.to.kind == Target::Kind::consoles && uc->unit == u.slot)
+        uc && m.to.kind == Target::Kind::consoles && uc->unit == slot_of(u))
       return;
   }
-  u.out_mark = out.messages.size();
-  out.messages.push_back({Target::consoles(), ev::UnitChanged{u.slot}});
+  u.out_mark = static_cast<std::uint32_t>(out.messages.size());
+  out.messages.push_back({Target::consoles(), ev::UnitChanged{slot_of(u)}});
 }
 
 // ---------------------------------------------------------------------------------------
@@ -980,18 +1081,20 @@ void Engine::on_assign(const cmd::Assign& c, const Origin& o, Millis now, Output
     if (cur->rec.state == AssignmentState::assigned) std::erase(pending_ack_, cur);
     cur->rec.state = AssignmentState::cancelled;
     cur->rec.ended_ts = now;
-    cur->rec.end_reason = "replaced by " + u->id;
+    cur->rec.end_reason = "replaced by " + std::string(u->id());
     inc->needs[need].active = nullptr;
-    inc->needs[need].excluded.push_back(old.slot);  // taken off by hand: not put back by the engine
+    inc->needs[need].excluded.push_back(slot_of(old));  // taken off by hand: not put back by the engine
     old.active = nullptr;
     ++stats_.assignments_cancelled;
     out.writes.push_back(cur->rec);
-    timeline(*inc, now, "cancelled", old.id + ": replaced by " + u->id, actor, out);
-    send_to_unit(old, ev::Cancel{cur->rec.id, old.id, "replaced by " + u->id}, out);
+    timeline(*inc, now, "cancelled", std::string(old.id()) + ": replaced by " + std::string(u->id()), actor,
+             out);
+    send_to_unit(old, ev::Cancel{cur->rec.id, std::string(old.id()), "replaced by " + std::string(u->id())},
+                 out);
     free_unit(old, now, actor, "replaced on " + inc->rec.id, out);
   }
   // A manual choice overrides an earlier decline of this unit.
-  std::erase(inc->needs[need].excluded, u->slot);
+  std::erase(inc->needs[need].excluded, slot_of(*u));
   create_assignment(*inc, need, *u, now, actor, out);
   dispatch(*inc, now, actor, out);
   dispatch_waiting(now, out);
@@ -1164,7 +1267,7 @@ void Engine::on_rescue(const cmd::Rescue& c, const Origin& o, Millis now, Output
                  c.assignment, out);
   Incident& inc = *a->incident;
   const Unit& u = units_[a->unit];
-  std::string detail = u.id + " " + c.step;
+  std::string detail = std::string(u.id()) + " " + c.step;
   if (c.step == "transferred" && !inc.rec.hospital.empty()) detail += " to " + inc.rec.hospital;
   timeline(inc, now, c.step, detail, actor_of(o), out);
   out.must_wait = true;

@@ -276,31 +276,41 @@ struct ServiceLevels {
 struct Incident;
 struct Assignment;
 
+// A unit: 112 bytes, no allocation of its own. Its roster data (id, callsign, capcode,
+// base), fixed once restored, is packed in the engine's append-only arena and read
+// through the accessors; its slot is its index in Engine::units().
 struct Unit {
-  std::uint32_t slot = 0;
-  std::string id;
-  UnitKind kind = UnitKind::moto;
-  std::string callsign;
-  std::string capcode;
-  std::optional<geo::LatLon> base;
-  UnitStatus status = UnitStatus::available;
-  bool has_pos = false;
-  bool stale = false;  // last known staleness (the sweep keeps it current to within a tick)
-  bool moved = false;  // position changed since the consoles last heard
-  geo::LatLon pos;
+  geo::LatLon pos;  // exact as received: the nearest is decided on these doubles
   Millis pos_ts = 0;
+  Assignment* active = nullptr;
   float speed_kmh = -1;
   float heading = -1;
   ConnId own_conn = 0;      // the unit's own /ws/unit connection
   ConnId gateway_conn = 0;  // the gateway that last sent its position
-  Assignment* active = nullptr;
   geo::LatLon track_pos;
   Millis track_ts = 0;
   // Duty status changes asked for by `status` messages in the current 60 s window.
   Millis status_window_start = 0;
   std::uint32_t status_changes = 0;
   // Where this unit's UnitChanged was last pushed in an Output (see the top of this file).
-  std::size_t out_mark = static_cast<std::size_t>(-1);
+  std::uint32_t out_mark = static_cast<std::uint32_t>(-1);
+  UnitKind kind = UnitKind::moto;
+  UnitStatus status = UnitStatus::available;
+  bool has_pos = false;
+  bool stale = false;  // last known staleness (the sweep keeps it current to within a tick)
+  bool moved = false;  // position changed since the consoles last heard
+
+  std::string_view id() const { return name(0); }
+  std::string_view callsign() const { return name(1); }
+  std::string_view capcode() const { return name(2); }  // empty: no pager
+  std::optional<geo::LatLon> base() const;              // home base (helicopters)
+
+ private:
+  friend class Engine;
+  // [length][id][length][callsign][length][capcode] (lengths LEB128), then 0, or 1 and
+  // the base's two doubles. Owned by the engine's arena; stable for the engine's life.
+  const char* roster_ = nullptr;
+  std::string_view name(int i) const;
 };
 
 struct Assignment {
@@ -460,11 +470,21 @@ class Engine {
   std::map<std::string, ServiceLevels> service_;
   const Geography* geography_ = nullptr;
   std::vector<Unit> units_;
+  std::uint32_t slot_of(const Unit& u) const { return static_cast<std::uint32_t>(&u - units_.data()); }
+  // The units' roster data (Unit::roster_): append-only blocks, so addresses stay put.
+  std::vector<std::unique_ptr<char[]>> arena_;
+  std::size_t arena_used_ = 0, arena_size_ = 0;
+  const char* pack_roster(const rec::Unit& ru);
+  // Unit ids -> slots: open addressing with linear probing over slot + 1 (0: empty), at
+  // most half full, keyed by the ids in the arena (4 bytes per entry, 8-16 per unit).
+  std::vector<std::uint32_t> by_id_;
+  std::uint32_t find_slot(std::string_view id) const;  // npos_slot when unknown
+  void index_id(std::uint32_t slot);
+  static constexpr std::uint32_t npos_slot = static_cast<std::uint32_t>(-1);
   struct Hash {
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
-  std::unordered_map<std::string, std::uint32_t, Hash, std::equal_to<>> unit_by_id_;
   std::unordered_map<std::string, std::unique_ptr<Incident>, Hash, std::equal_to<>> incidents_;
   std::unordered_map<std::string, Assignment*, Hash, std::equal_to<>> assignments_;
   // Per reporting token (rec::Incident::source, "role:name"): its report ids -> incident

@@ -100,7 +100,7 @@ std::string render_page(const ev::Page& p) {
 namespace {
 
 void unit_fields(JsonWriter& w, const Engine& e, const Unit& u, Millis now) {
-  w.field("id", u.id).field("kind", to_string(u.kind)).field("status", e.wire_status(u, now));
+  w.field("id", u.id()).field("kind", to_string(u.kind)).field("status", e.wire_status(u, now));
   if (u.has_pos) {
     w.key("lat").coord(u.pos.lat);
     w.key("lon").coord(u.pos.lon);
@@ -110,7 +110,7 @@ void unit_fields(JsonWriter& w, const Engine& e, const Unit& u, Millis now) {
     w.key("lon").null();
     w.key("ts").null();
   }
-  w.field("callsign", u.callsign);
+  w.field("callsign", u.callsign());
   if (u.speed_kmh >= 0) w.field("speed_kmh", static_cast<double>(u.speed_kmh));
   if (u.heading >= 0) w.field("heading", static_cast<double>(u.heading));
   w.key("assignment").string_or_null(u.active ? std::string_view(u.active->rec.id) : std::string_view());

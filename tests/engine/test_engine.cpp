@@ -545,11 +545,12 @@ TEST_CASE("over hundreds of random units and reports, every assignment goes to t
     double best_d = 1e18;
     for (const auto& u : w.engine.units()) {
       if (u.kind != UnitKind::moto || u.status != UnitStatus::available) continue;
-      if (w.now - when[u.id] > 60'000) continue;
-      const double d = geo::distance_m(where[u.id], at);
+      const std::string id(u.id());
+      if (w.now - when[id] > 60'000) continue;
+      const double d = geo::distance_m(where[id], at);
       if (d < best_d) {
         best_d = d;
-        best = u.id;
+        best = id;
       }
     }
     auto& out = w.report("rand-" + std::to_string(k), at);
@@ -995,4 +996,60 @@ TEST_CASE("one Output holds at most one change message per unit and per incident
   auto& swept = big.tick(61'000);
   CHECK(count_of<ev::UnitChanged>(swept) == 50);
   check_no_duplicate_changes(swept);
+}
+
+TEST_CASE("the roster kept compactly: ids, callsigns, capcodes and bases come back exactly") {
+  World w;
+  std::vector<rec::Unit> units;
+  for (int i = 0; i < 5000; ++i) units.push_back(moto("M" + std::to_string(i), std::to_string(1200000 + i)));
+  rec::Unit heli;
+  heli.id = "H-" + std::string(300, 'x');  // a long id: lengths over 127 take two bytes
+  heli.kind = UnitKind::heli;
+  heli.callsign = "渝救援1";
+  heli.base = geo::LatLon{29.7197123456789, 106.6412987654321};
+  units.push_back(heli);
+  rec::Unit bare;
+  bare.id = "B1";  // empty callsign and capcode, no base
+  units.push_back(bare);
+  w.roster(units);
+  // Restoring the same roster again adds nothing.
+  w.roster(units);
+  REQUIRE(w.engine.units().size() == 5002);
+  for (int i = 0; i < 5000; i += 7) {
+    const Unit* u = w.engine.unit("M" + std::to_string(i));
+    REQUIRE(u);
+    CHECK(u->id() == "M" + std::to_string(i));
+    CHECK(u->callsign() == "渝警保M" + std::to_string(i));
+    CHECK(u->capcode() == std::to_string(1200000 + i));
+    CHECK_FALSE(u->base());
+    CHECK(&w.engine.units()[static_cast<std::size_t>(i)] == u);
+  }
+  CHECK_FALSE(w.engine.unit("M5000"));
+  CHECK_FALSE(w.engine.unit("M"));
+  CHECK_FALSE(w.engine.unit(""));
+  const Unit* h = w.engine.unit(heli.id);
+  REQUIRE(h);
+  CHECK(h->id() == heli.id);
+  CHECK(h->callsign() == "渝救援1");
+  CHECK(h->capcode().empty());
+  REQUIRE(h->base());
+  CHECK(*h->base() == *heli.base);  // bit for bit
+  const Unit* b = w.engine.unit("B1");
+  REQUIRE(b);
+  CHECK(b->callsign().empty());
+  CHECK(b->capcode().empty());
+  CHECK_FALSE(b->base());
+  // A status change writes the roster row back as it came.
+  auto& out = w.run(cmd::Status{heli.id, UnitStatus::off_duty}, w.gateway, World::gw_conn);
+  const rec::Unit* row = nullptr;
+  for (const auto& wr : out.writes)
+    if (auto* r = std::get_if<rec::Unit>(&wr)) row = r;
+  REQUIRE(row);
+  CHECK(row->id == heli.id);
+  CHECK(row->kind == UnitKind::heli);
+  CHECK(row->callsign == heli.callsign);
+  CHECK(row->capcode.empty());
+  REQUIRE(row->base);
+  CHECK(*row->base == *heli.base);
+  CHECK(row->status == UnitStatus::off_duty);
 }
