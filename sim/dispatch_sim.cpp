@@ -11,15 +11,24 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/json.hpp>
+#include <atomic>
 #include <chrono>
+#include <cmath>
 #include <csignal>
+#include <cstring>
 #include <deque>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <limits>
 #include <map>
+#include <mutex>
+#include <numbers>
 #include <random>
 #include <set>
 #include <sstream>
+#include <string_view>
+#include <thread>
 #include <unordered_map>
 
 #include "geo/geo.hpp"
@@ -57,13 +66,18 @@ std::string read_file(const std::string& path) {
 }
 
 // ------------------------------------------------------------------------------------
-// A WebSocket client connection: async read loop, one write in flight, a send queue.
+// A WebSocket client connection, owned by the io_context it was made on: async read loop,
+// one write in flight, a send queue. send() and close() may be called from any thread
+// (they are dispatched onto the connection's own thread). The read handler gets the time
+// the frame was read, taken first thing in the completion, before any parsing.
 
 class Conn : public std::enable_shared_from_this<Conn> {
  public:
-  using Handler = std::function<void(const json::object&)>;
+  using Handler = std::function<void(const json::object&, std::int64_t arrival_us)>;
+  using Filter = std::function<bool(std::string_view)>;  // false: not worth parsing
   Conn(asio::io_context& ioc, std::string name) : ws_(ioc), name_(std::move(name)) {}
 
+  // Synchronous; before the connection's thread runs.
   void connect(const std::string& host, const std::string& port, const std::string& path,
                const std::string& token) {
     tcp::resolver resolver(ws_.get_executor());
@@ -77,56 +91,78 @@ class Conn : public std::enable_shared_from_this<Conn> {
     ws_.handshake(host + ":" + port, path);
     open_ = true;
   }
-  void start(Handler h) {
+  void start(Handler h, Filter f = {}) {
     handler_ = std::move(h);
+    filter_ = std::move(f);
     read();
   }
   void send(std::string text) {
-    if (!open_) return;
-    queued_bytes_ += text.size();
-    q_.push_back(std::move(text));
-    if (!writing_) write();
+    if (!open_.load(std::memory_order_relaxed)) return;
+    queued_bytes_.fetch_add(text.size(), std::memory_order_relaxed);
+    asio::dispatch(ws_.get_executor(), [self = shared_from_this(), t = std::move(text)]() mutable {
+      self->enqueue(std::move(t));
+    });
   }
-  bool open() const { return open_; }
-  std::size_t queued_bytes() const { return queued_bytes_; }
+  bool open() const { return open_.load(std::memory_order_relaxed); }
+  std::size_t queued_bytes() const { return queued_bytes_.load(std::memory_order_relaxed); }
+  std::uint64_t frames_read() const { return frames_read_.load(std::memory_order_relaxed); }
+  std::uint64_t bytes_read() const { return bytes_read_.load(std::memory_order_relaxed); }
   void close() {
-    if (!open_) return;
-    open_ = false;
-    beast::error_code ec;
-    beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ec);
+    asio::dispatch(ws_.get_executor(), [self = shared_from_this()] {
+      if (!self->open_.exchange(false)) return;
+      beast::error_code ec;
+      beast::get_lowest_layer(self->ws_).socket().shutdown(tcp::socket::shutdown_both, ec);
+    });
   }
 
  private:
   void read() {
-    ws_.async_read(buf_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    ws_.async_read(buf_, [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+      const std::int64_t arrival_us = mono_us();  // before anything else
       if (ec) {
-        if (self->open_) std::cerr << "dispatch-sim: " << self->name_ << " closed: " << ec.message() << "\n";
-        self->open_ = false;
+        if (self->open_.exchange(false))
+          std::cerr << "dispatch-sim: " << self->name_ << " closed: " << ec.message() << "\n";
         return;
       }
-      boost::system::error_code jec;
-      auto v = json::parse(beast::buffers_to_string(self->buf_.data()), jec);
-      self->buf_.consume(self->buf_.size());
-      if (!jec) {
-        if (v.is_array()) {
-          for (auto& e : v.get_array())
-            if (e.is_object()) self->handler_(e.get_object());
-        } else if (v.is_object()) {
-          self->handler_(v.get_object());
+      self->frames_read_.fetch_add(1, std::memory_order_relaxed);
+      self->bytes_read_.fetch_add(n, std::memory_order_relaxed);
+      const auto data = self->buf_.cdata();
+      const std::string_view text(static_cast<const char*>(data.data()), data.size());
+      if (!self->filter_ || self->filter_(text)) {
+        boost::system::error_code jec;
+        auto v = json::parse(text, jec);
+        if (!jec) {
+          if (v.is_array()) {
+            for (auto& e : v.get_array())
+              if (e.is_object()) self->handler_(e.get_object(), arrival_us);
+          } else if (v.is_object()) {
+            self->handler_(v.get_object(), arrival_us);
+          }
         }
       }
+      self->buf_.consume(self->buf_.size());
       self->read();
     });
+  }
+  void enqueue(std::string text) {
+    if (!open_.load(std::memory_order_relaxed)) {
+      queued_bytes_.fetch_sub(text.size(), std::memory_order_relaxed);
+      return;
+    }
+    q_.push_back(std::move(text));
+    if (!writing_) write();
   }
   void write() {
     writing_ = true;
     ws_.text(true);
     ws_.async_write(asio::buffer(q_.front()), [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      self->queued_bytes_ -= self->q_.front().size();
+      self->queued_bytes_.fetch_sub(self->q_.front().size(), std::memory_order_relaxed);
       self->q_.pop_front();
       self->writing_ = false;
       if (ec) {
         self->open_ = false;
+        for (auto& t : self->q_) self->queued_bytes_.fetch_sub(t.size(), std::memory_order_relaxed);
+        self->q_.clear();
         return;
       }
       if (!self->q_.empty()) self->write();
@@ -136,11 +172,13 @@ class Conn : public std::enable_shared_from_this<Conn> {
   websocket::stream<beast::tcp_stream> ws_;
   beast::flat_buffer buf_;
   std::deque<std::string> q_;
-  std::size_t queued_bytes_ = 0;
+  std::atomic<std::size_t> queued_bytes_{0};
+  std::atomic<std::uint64_t> frames_read_{0}, bytes_read_{0};
   bool writing_ = false;
-  bool open_ = false;
+  std::atomic<bool> open_{false};
   std::string name_;
   Handler handler_;
+  Filter filter_;
 };
 
 std::string http_get(const std::string& host, const std::string& port, const std::string& target) {
@@ -163,6 +201,70 @@ double metric(const std::string& text, const std::string& name) {
   return std::stod(text.substr(p + name.size() + 2));
 }
 
+// The server's histograms from /metrics (Prometheus text): cumulative buckets by upper
+// bound, for the stages' quantiles over a run (end minus start).
+struct PromHistogram {
+  std::vector<std::pair<double, double>> buckets;  // (le, cumulative count), +Inf last
+  double sum = 0, count = 0;
+};
+
+std::map<std::string, PromHistogram> parse_histograms(const std::string& text) {
+  std::map<std::string, PromHistogram> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    const auto sp = line.rfind(' ');
+    if (sp == std::string::npos) continue;
+    double value = 0;
+    try {
+      value = std::stod(line.substr(sp + 1));
+    } catch (const std::exception&) {
+      continue;
+    }
+    const std::string key = line.substr(0, sp);
+    if (auto b = key.find("_bucket{le=\""); b != std::string::npos && key.back() == '}') {
+      const std::string le = key.substr(b + 12, key.size() - b - 14);
+      const double bound = le == "+Inf" ? std::numeric_limits<double>::infinity() : std::stod(le);
+      out[key.substr(0, b)].buckets.emplace_back(bound, value);
+    } else if (key.size() > 4 && key.ends_with("_sum") && key.find('{') == std::string::npos) {
+      out[key.substr(0, key.size() - 4)].sum = value;
+    } else if (key.size() > 6 && key.ends_with("_count") && key.find('{') == std::string::npos) {
+      out[key.substr(0, key.size() - 6)].count = value;
+    }
+  }
+  return out;
+}
+
+PromHistogram histogram_delta(const PromHistogram& end, const PromHistogram* start) {
+  PromHistogram d = end;
+  if (!start || start->buckets.size() != end.buckets.size()) return d;
+  for (std::size_t i = 0; i < d.buckets.size(); ++i) d.buckets[i].second -= start->buckets[i].second;
+  d.sum -= start->sum;
+  d.count -= start->count;
+  return d;
+}
+
+// As Prometheus' histogram_quantile: linear within the bucket holding the rank; in the
+// +Inf bucket, the largest finite bound (a floor). Seconds.
+double histogram_quantile(const PromHistogram& h, double q) {
+  if (h.buckets.empty()) return 0;
+  const double total = h.buckets.back().second;
+  if (total <= 0) return 0;
+  const double rank = q * total;
+  double lower = 0, below = 0;
+  for (const auto& [le, cum] : h.buckets) {
+    if (cum >= rank) {
+      if (std::isinf(le)) return lower;
+      if (cum <= below) return le;
+      return lower + (le - lower) * (rank - below) / (cum - below);
+    }
+    lower = le;
+    below = cum;
+  }
+  return lower;
+}
+
 // ------------------------------------------------------------------------------------
 
 struct Options {
@@ -170,16 +272,17 @@ struct Options {
   std::size_t units = 0;
   double rate = 1.0, reports_per_s = 1.0, duration = 10;
   std::uint64_t seed = 1;
-  std::size_t gateways = 2, batch = 500;
-  bool demo = false;
+  std::size_t gateways = 2, batch = 500, reporters = 1, consoles = 1;
+  std::size_t max_queue_mib = 16;
+  bool demo = false, flood = false;
 };
 
 enum class Status { available, assigned, en_route, on_scene };
 
 struct Unit {
   sim::SimUnit def;
+  std::size_t idx = 0;
   geo::LatLon pos;
-  geo::LatLon sent;        // the last position sent to the server
   double heading = 0;      // degrees
   double speed_mps = 0;
   Millis stop_until = 0;
@@ -195,27 +298,51 @@ struct Unit {
 };
 
 struct ReportInfo {
-  std::int64_t sent_us = 0;
+  std::int64_t sent_us = 0;  // steady clock, on the report thread, just before the send
   Millis sent_ms = 0;
-  std::string id, severity;
-  bool remote = false;
+  std::string id, severity, incident;
+  bool remote = false, resolved = false;
+  std::string assigned;  // the first moto assigned, once resolved
   geo::LatLon at;
   std::vector<std::pair<std::string, std::string>> vehicles;  // plate, insurer
-  // The oracle, at send time: the nearest available moto by the positions sent.
-  bool checked = false;
+  // The oracle, as of send time: the nearest available moto by the positions sent.
+  bool oracle_pending = false, checked = false;
   std::string best;
   double best_d = 0;
-  std::map<std::string, double> dist;  // a few candidates' distances
 };
+
+// A position as sent, in one atomic word: latitude and longitude in millionths of a
+// degree (what the frames carry: 6 decimals), so the report thread reads a whole fix.
+std::uint64_t pack(geo::LatLon p) {
+  const auto la = static_cast<std::int32_t>(std::llround(p.lat * 1e6));
+  const auto lo = static_cast<std::int32_t>(std::llround(p.lon * 1e6));
+  return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(la)) << 32) | static_cast<std::uint32_t>(lo);
+}
+geo::LatLon unpack(std::uint64_t v) {
+  return {static_cast<double>(static_cast<std::int32_t>(static_cast<std::uint32_t>(v >> 32))) / 1e6,
+          static_cast<double>(static_cast<std::int32_t>(static_cast<std::uint32_t>(v))) / 1e6};
+}
 
 constexpr const char* insurers[] = {"PICC", "平安", "太平洋", "国寿财险", "大地", "阳光", "太平", "华安",
                                     "天安", "永安", "安盛天平", "中华联合"};
 constexpr const char* plate_letters = "ABCDFGH";
 
+// Four threads, so that the generator does not time its own queueing (issue 13):
+//  - the fleet thread (main): movement, position frames, crews, the console(s), insurers;
+//  - the gateway I/O thread: only the gateway connections. It writes the frames the fleet
+//    thread hands it, and stamps every frame it reads (assign, cancel) on arrival, before
+//    parsing; a unit's first assign for an incident is recorded there, then the message
+//    goes on to the fleet thread;
+//  - the report thread: the reporter connection(s), reports at their Poisson times,
+//    `accepted`, and report -> first assign from the stamps above (same steady clock);
+//  - the oracle thread: the brute-force nearest for up to 50 reports a second, as of their
+//    send time, answered to the report thread (which judges once the assign is in too).
+// Shared between them: the positions as sent and the units' availability (atomics), the
+// first assigns (a map under a mutex), counters.
 class Sim {
  public:
   Sim(Options o, std::vector<sim::SimUnit> fleet, json::value tokens)
-      : opt_(std::move(o)), rng_(opt_.seed) {
+      : opt_(std::move(o)), rng_(opt_.seed), report_rng_(opt_.seed * 7919 + 1) {
     // ws://host:port
     std::string rest = opt_.url.substr(opt_.url.find("//") + 2);
     if (auto slash = rest.find('/'); slash != std::string::npos) rest = rest.substr(0, slash);
@@ -239,14 +366,25 @@ class Sim {
     }
     if (gateway_token_.empty()) throw std::runtime_error("the tokens file has no gateway token for \"*\"");
     if (reporter_token_.empty()) throw std::runtime_error("the tokens file has no reporter token");
+    if (opt_.consoles && console_token_.empty())
+      throw std::runtime_error("the tokens file has no console token (or run with --consoles 0)");
     if (opt_.units && opt_.units < fleet.size()) fleet.resize(opt_.units);
+    opt_.gateways = std::max<std::size_t>(1, opt_.gateways);
+    opt_.reporters = std::max<std::size_t>(1, opt_.reporters);
+    opt_.batch = std::max<std::size_t>(1, opt_.batch);
     std::uniform_real_distribution<double> deg(0, 360);
+    sent_ = std::make_unique<std::atomic<std::uint64_t>[]>(fleet.size());
+    free_ = std::make_unique<std::atomic<std::uint64_t>[]>(fleet.size());
     for (std::size_t i = 0; i < fleet.size(); ++i) {
       Unit u;
       u.def = std::move(fleet[i]);
-      u.pos = u.sent = u.def.start;
+      u.idx = i;
+      u.pos = u.def.start;
       u.heading = deg(rng_);
-      u.gateway = i % std::max<std::size_t>(1, opt_.gateways);
+      u.gateway = i % opt_.gateways;
+      sent_[i].store(pack(u.pos), std::memory_order_relaxed);
+      free_[i].store(1, std::memory_order_relaxed);  // available since ever
+      is_moto_.push_back(u.def.kind == "moto");
       index_.emplace(u.def.id, units_.size());
       units_.push_back(std::move(u));
     }
@@ -255,98 +393,159 @@ class Sim {
   int run() {
     const auto t0 = std::chrono::steady_clock::now();
     start_metrics_ = fetch_metrics();
-    for (std::size_t g = 0; g < std::max<std::size_t>(1, opt_.gateways); ++g) {
-      auto c = std::make_shared<Conn>(ioc_, fmt::format("gateway {}", g));
+    for (std::size_t g = 0; g < opt_.gateways; ++g) {
+      auto c = std::make_shared<Conn>(gw_ioc_, fmt::format("gateway {}", g));
       c->connect(host_, port_, "/ws/unit", gateway_token_);
-      c->start([this](const json::object& m) { on_unit_message(m); });
+      c->start([this](const json::object& m, std::int64_t at) { on_gateway_message(m, at); });
       gateways_.push_back(c);
     }
-    reporter_ = std::make_shared<Conn>(ioc_, "reporter");
-    reporter_->connect(host_, port_, "/ws/report", reporter_token_);
-    reporter_->start([this](const json::object& m) { on_report_message(m); });
-    if (!console_token_.empty()) {
-      console_ = std::make_shared<Conn>(ioc_, "console");
-      console_->connect(host_, port_, "/ws/console", console_token_);
-      console_->start([this](const json::object& m) { on_console_message(m); });
+    for (std::size_t r = 0; r < opt_.reporters; ++r) {
+      auto c = std::make_shared<Conn>(rep_ioc_, fmt::format("reporter {}", r));
+      c->connect(host_, port_, "/ws/report", reporter_token_);
+      c->start([this](const json::object& m, std::int64_t at) { on_report_message(m, at); });
+      reporters_.push_back(c);
+    }
+    for (std::size_t i = 0; i < opt_.consoles; ++i) {
+      // A console as the dispatch room has it open: it takes the whole feed (snapshot,
+      // positions, incidents) off the socket; only frames that may hold an error are parsed.
+      auto c = std::make_shared<Conn>(ioc_, fmt::format("console {}", i));
+      c->connect(host_, port_, "/ws/console", console_token_);
+      c->start([this](const json::object& m, std::int64_t) { on_console_message(m); },
+               [](std::string_view text) { return text.find("\"error\"") != std::string_view::npos; });
+      consoles_.push_back(c);
     }
     for (auto& [name, token] : insurer_tokens_) {
       auto c = std::make_shared<Conn>(ioc_, "insurer " + name);
       c->connect(host_, port_, "/ws/insurer", token);
-      c->start([this, c](const json::object& m) { on_insurer_message(c, m); });
+      c->start([this, c](const json::object& m, std::int64_t) { on_insurer_message(c, m); });
       insurers_.push_back(c);
     }
+    if (opt_.flood) prepare_flood();
     started_ms_ = now_ms();
-    last_tick_ms_ = started_ms_;
+    started_tp_ = std::chrono::steady_clock::now();
+    end_tp_ = opt_.duration > 0 ? started_tp_ + std::chrono::microseconds(static_cast<std::int64_t>(opt_.duration * 1e6))
+                                : std::chrono::steady_clock::time_point::max();
+    period_ = std::chrono::microseconds(static_cast<std::int64_t>(1e6 / std::max(opt_.rate, 1e-3)));
+    next_pos_tp_ = started_tp_;
+    last_pos_ms_ = started_ms_;
     // Reports start once the server has had every unit's first position (a warm-up).
-    schedule_next_report(started_ms_ + (opt_.demo ? 5000 : 2000));
+    next_report_tp_ = started_tp_ + std::chrono::milliseconds(opt_.demo ? 5000 : 2000);
+    schedule_next_report();
+    asio::post(rep_ioc_, [this] { report_tick(); });
     tick();
     signals_.async_wait([this](beast::error_code ec, int) {
       if (!ec) stopping_ = true;
     });
     progress();
+    std::thread gw([this] { gw_ioc_.run(); });
+    std::thread rep([this] { rep_ioc_.run(); });
+    std::thread orc([this] { orc_ioc_.run(); });
     ioc_.run();
+    gw.join();
+    orc.join();
+    rep.join();
+    // What the oracle and the gateway thread handed the report thread after it stopped.
+    rep_ioc_.restart();
+    rep_ioc_.poll();
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return summary(secs);
   }
 
  private:
-  // ---- time steps --------------------------------------------------------------------
+  // ---- the fleet thread ----------------------------------------------------------------
 
   void tick() {
+    const auto tp = std::chrono::steady_clock::now();
     const Millis now = now_ms();
-    const bool ending = stopping_ || (opt_.duration > 0 && now - started_ms_ >= static_cast<Millis>(opt_.duration * 1000));
+    const bool ending = stopping_ || tp >= end_tp_;
     if (ending) {
       if (!drain_until_) drain_until_ = now + 2000;  // wait for answers in flight
-      if (now >= drain_until_ || pending_reports() == 0) {
-        for (auto& c : gateways_) c->close();
-        reporter_->close();
-        if (console_) console_->close();
-        for (auto& c : insurers_) c->close();
-        timer_.cancel();
-        progress_timer_.cancel();
-        beast::error_code ignored;
-        signals_.cancel(ignored);
-        return;
-      }
+      if (now >= drain_until_ || pending_reports() == 0) return shutdown();
     } else {
-      const double dt = static_cast<double>(now - last_tick_ms_) / 1000.0;
-      if (now - last_position_ms_ >= static_cast<Millis>(1000.0 / opt_.rate)) {
-        move_and_send(now, static_cast<double>(now - last_position_ms_) / 1000.0);
-        last_position_ms_ = now;
+      if (tp >= next_pos_tp_) {
+        Millis ts = std::max(now, last_pos_ms_ + 1);  // strictly increasing per unit
+        const double dt = static_cast<double>(ts - last_pos_ms_) / 1000.0;
+        if (opt_.flood)
+          ts = flood_send(ts);
+        else
+          move_and_send(ts, dt);
+        last_pos_ms_ = ts;
+        next_pos_tp_ += period_;
+        if (next_pos_tp_ < tp) next_pos_tp_ = tp;  // behind: send as fast as possible, no debt
       }
-      (void)dt;
-      crews(now);
-      reports(now);
-      console_duties(now);
+      if (now - last_crews_ms_ >= 5) {
+        crews(now);
+        console_duties(now);
+        last_crews_ms_ = now;
+      }
     }
-    last_tick_ms_ = now;
-    timer_.expires_after(std::chrono::milliseconds(5));
+    auto wake = std::min(next_pos_tp_, tp + std::chrono::milliseconds(5));
+    if (ending) wake = tp + std::chrono::milliseconds(5);
+    timer_.expires_at(wake);
     timer_.async_wait([this](beast::error_code ec) {
       if (!ec) tick();
     });
   }
 
-  std::size_t pending_reports() const {
-    std::size_t n = 0;
-    for (const auto& [id, r] : reports_)
-      if (!accepted_.count(id)) ++n;
-    return n;
+  void shutdown() {
+    for (auto& c : gateways_) c->close();
+    for (auto& c : consoles_) c->close();
+    for (auto& c : insurers_) c->close();
+    asio::post(rep_ioc_, [this] {
+      rep_timer_.cancel();
+      for (auto& c : reporters_) c->close();
+    });
+    gw_work_.reset();
+    rep_work_.reset();
+    orc_work_.reset();
+    timer_.cancel();
+    progress_timer_.cancel();
+    beast::error_code ignored;
+    signals_.cancel(ignored);
+  }
+
+  std::uint64_t pending_reports() const {
+    return reports_sent_.load() - std::min(reports_sent_.load(), accepted_count_.load());
+  }
+
+  void set_status(Unit& u, Status s) {
+    u.status = s;
+    // Availability with the time it last changed, so that the oracle (a little later, on
+    // its own thread) can tell what it was at a report's send time.
+    const std::uint64_t avail = s == Status::available ? 1 : 0;
+    if ((free_[u.idx].load(std::memory_order_relaxed) & 1) != avail)
+      free_[u.idx].store((static_cast<std::uint64_t>(mono_us()) << 1) | avail, std::memory_order_relaxed);
+  }
+
+  // Gateways whose queue is over the bound skip this round (their units' positions are
+  // held back, and "sent" stays what was really sent): the generator never builds an
+  // unbounded backlog when the server cannot keep up.
+  std::vector<char> blocked_gateways() {
+    std::vector<char> blocked(gateways_.size());
+    for (std::size_t g = 0; g < gateways_.size(); ++g)
+      blocked[g] = gateways_[g]->queued_bytes() > (opt_.max_queue_mib << 20) || !gateways_[g]->open();
+    return blocked;
   }
 
   void move_and_send(Millis now, double dt) {
     if (dt > 5) dt = 5;
     std::vector<std::string> frames(gateways_.size());
     std::vector<std::size_t> counts(gateways_.size());
+    const auto blocked = blocked_gateways();
     std::uniform_real_distribution<double> turn(-20, 20), u01(0, 1);
     for (auto& u : units_) {
       move(u, now, dt, turn, u01);
+      if (blocked[u.gateway]) {
+        ++positions_held_;
+        continue;
+      }
       auto& f = frames[u.gateway];
       f += f.empty() ? '[' : ',';
       fmt::format_to(std::back_inserter(f),
                      R"({{"type":"position","unit":"{}","lat":{:.6f},"lon":{:.6f},"ts":{},"speed_kmh":{:.1f},"heading":{:.0f}}})",
                      u.def.id, u.pos.lat, u.pos.lon, now, u.speed_mps * 3.6, u.heading);
-      u.sent = u.pos;
-      ++positions_sent_;
+      sent_[u.idx].store(pack(u.pos), std::memory_order_relaxed);
+      positions_sent_.fetch_add(1, std::memory_order_relaxed);
       if (++counts[u.gateway] >= opt_.batch || f.size() > 56 * 1024) {  // frames stay under 64 KiB
         f += ']';
         gateways_[u.gateway]->send(std::move(f));
@@ -359,6 +558,76 @@ class Sim {
         frames[g] += ']';
         gateways_[g]->send(std::move(frames[g]));
       }
+  }
+
+  // --flood: every unit's frames rendered once; each round only patches the `ts` digits and
+  // the last decimal of lat and lon (a jitter within 0.3 m of the start, see flood_send),
+  // then copies the frame out. So the generator costs a memcpy per position, not a JSON rendering, and the
+  // intake benchmark measures the server. Units do not patrol; crews still work.
+  struct FloodFrame {
+    std::string text;
+    std::vector<std::uint32_t> ts_at, lat_at, lon_at;  // offsets of the patched digits
+  };
+
+  void prepare_flood() {
+    flood_.assign(gateways_.size(), {});
+    std::vector<FloodFrame*> open(gateways_.size(), nullptr);
+    std::vector<std::size_t> counts(gateways_.size());
+    for (auto& u : units_) {
+      auto& frames = flood_[u.gateway];
+      if (!open[u.gateway] || counts[u.gateway] >= opt_.batch || open[u.gateway]->text.size() > 56 * 1024) {
+        if (open[u.gateway]) open[u.gateway]->text += ']';
+        frames.emplace_back();
+        open[u.gateway] = &frames.back();
+        counts[u.gateway] = 0;
+      }
+      auto& f = *open[u.gateway];
+      f.text += f.text.size() ? ',' : '[';
+      // Five decimals then the patched sixth, so that patching never carries.
+      const double lat5 = std::floor(u.def.start.lat * 1e5) / 1e5, lon5 = std::floor(u.def.start.lon * 1e5) / 1e5;
+      fmt::format_to(std::back_inserter(f.text), R"({{"type":"position","unit":"{}","lat":{:.5f})", u.def.id, lat5);
+      f.lat_at.push_back(static_cast<std::uint32_t>(f.text.size()));
+      fmt::format_to(std::back_inserter(f.text), R"(0,"lon":{:.5f})", lon5);
+      f.lon_at.push_back(static_cast<std::uint32_t>(f.text.size()));
+      f.text += R"(0,"ts":)";
+      f.ts_at.push_back(static_cast<std::uint32_t>(f.text.size()));
+      fmt::format_to(std::back_inserter(f.text), R"({},"speed_kmh":12.0,"heading":90}})", std::string(13, '0'));
+      u.pos = {lat5, lon5};
+      sent_[u.idx].store(pack(u.pos), std::memory_order_relaxed);
+      ++counts[u.gateway];
+    }
+    for (auto* f : open)
+      if (f) f->text += ']';
+  }
+
+  // Returns the ts it sent (moved on by a millisecond or two when the jitter steps).
+  Millis flood_send(Millis ts) {
+    // One jitter step (one coordinate, one unit of the sixth decimal: at most 0.11 m) about
+    // every 10 ms, and never less than 2 ms after the previous fix: under 200 km/h at any
+    // rate. A cycle of 8 steps.
+    static constexpr char lat_wave[] = "01122110", lon_wave[] = "00112211";
+    if (ts - flood_step_ts_ >= 10) {
+      ts = std::max(ts, last_pos_ms_ + 2);
+      flood_step_ts_ = ts;
+      ++flood_step_;
+    }
+    const char dlat = lat_wave[flood_step_ % 8], dlon = lon_wave[flood_step_ % 8];
+    const std::string tss = fmt::format("{:013d}", ts);
+    const auto blocked = blocked_gateways();
+    for (std::size_t g = 0; g < flood_.size(); ++g) {
+      for (auto& f : flood_[g]) {
+        if (blocked[g]) {
+          positions_held_ += f.ts_at.size();
+          continue;
+        }
+        for (auto at : f.ts_at) std::memcpy(f.text.data() + at, tss.data(), 13);
+        for (auto at : f.lat_at) f.text[at] = dlat;
+        for (auto at : f.lon_at) f.text[at] = dlon;
+        gateways_[g]->send(f.text);
+        positions_sent_.fetch_add(f.ts_at.size(), std::memory_order_relaxed);
+      }
+    }
+    return ts;
   }
 
   template <class Turn, class U01>
@@ -410,101 +679,29 @@ class Sim {
         if (u.will_decline) {
           gw.send(fmt::format(R"({{"type":"decline","assignment":"{}","reason":"sim: busy"}})", u.assignment));
           ++declines_;
-          u.status = Status::available;
+          set_status(u, Status::available);
           u.assignment.clear();
           continue;
         }
         gw.send(fmt::format(R"({{"type":"ack","assignment":"{}"}})", u.assignment));
-        u.status = Status::en_route;
+        set_status(u, Status::en_route);
         u.next_action = now + 500;
       } else if (u.status == Status::en_route) {
         if (geo::distance_m(u.pos, u.target) < 30 || (!opt_.demo && now - u.last_assign > 3000)) {
           gw.send(fmt::format(R"({{"type":"arrived","assignment":"{}"}})", u.assignment));
-          u.status = Status::on_scene;
+          set_status(u, Status::on_scene);
           u.next_action = now + static_cast<Millis>(opt_.demo ? 20000 + u01(rng_) * 60000 : 500 + u01(rng_) * 1500);
         } else {
           u.next_action = now + 500;
         }
       } else if (u.status == Status::on_scene) {
         gw.send(fmt::format(R"({{"type":"cleared","assignment":"{}"}})", u.assignment));
-        u.status = Status::available;
+        set_status(u, Status::available);
         u.assignment.clear();
         u.incident.clear();
         ++cleared_;
       }
     }
-  }
-
-  void schedule_next_report(Millis from) {
-    std::exponential_distribution<double> gap(opt_.reports_per_s > 0 ? opt_.reports_per_s : 1e-9);
-    next_report_ms_ = from + static_cast<Millis>(gap(rng_) * 1000.0);
-  }
-
-  void reports(Millis now) {
-    if (opt_.reports_per_s <= 0 || units_.empty()) return;
-    std::string frame;
-    int n = 0;
-    while (next_report_ms_ <= now) {
-      frame += frame.empty() ? '[' : ',';
-      frame += make_report(now);
-      ++n;
-      schedule_next_report(next_report_ms_);
-    }
-    if (n) reporter_->send(frame + "]");
-  }
-
-  std::string make_report(Millis now) {
-    std::uniform_real_distribution<double> u01(0, 1);
-    ReportInfo r;
-    r.id = fmt::format("sim-{}-{}", opt_.seed, ++report_no_);
-    const double s = u01(rng_);
-    r.severity = s < 0.80 ? "minor" : s < 0.97 ? "injury" : "critical";
-    r.remote = r.severity == "minor" && u01(rng_) < 0.6;
-    // Near a random unit (accidents happen where the patrols are), up to 3 km away.
-    const auto& near = units_[static_cast<std::size_t>(u01(rng_) * static_cast<double>(units_.size())) % units_.size()];
-    const double ang = u01(rng_) * 2 * std::numbers::pi, dist = u01(rng_) * 3000;
-    r.at = {near.pos.lat + dist * std::cos(ang) / 111195.0,
-            near.pos.lon + dist * std::sin(ang) / (111195.0 * std::cos(geo::deg2rad(near.pos.lat)))};
-    const int nveh = r.severity == "critical" ? 1 : 1 + static_cast<int>(u01(rng_) * 2);
-    for (int i = 0; i < nveh; ++i) {
-      std::string plate = fmt::format("渝{}{}", plate_letters[static_cast<int>(u01(rng_) * 7)], 10000 + static_cast<int>(u01(rng_) * 89999));
-      r.vehicles.emplace_back(plate, insurers[static_cast<int>(u01(rng_) * std::size(insurers)) % std::size(insurers)]);
-    }
-    r.sent_us = mono_us();
-    r.sent_ms = now;
-    if (!r.remote && checks_this_second(now)) oracle(r, now);
-    json::array veh;
-    for (auto& [p, i] : r.vehicles) veh.push_back(json::object{{"plate", p}, {"insurer", i}});
-    json::object o{{"type", "report"}, {"id", r.id}, {"lat", r.at.lat}, {"lon", r.at.lon}, {"ts", now},
-                   {"severity", r.severity}, {"injured", r.severity == "minor" ? 0 : 1},
-                   {"drivable", r.remote}, {"parties_agree", r.remote}, {"vehicles", std::move(veh)}};
-    ++reports_sent_;
-    std::string text = json::serialize(o);
-    reports_.emplace(r.id, std::move(r));
-    return text;
-  }
-
-  bool checks_this_second(Millis now) {
-    if (now / 1000 != check_second_) {
-      check_second_ = now / 1000;
-      checks_in_second_ = 0;
-    }
-    return ++checks_in_second_ <= 50;  // the oracle's brute force is bounded in cost
-  }
-
-  void oracle(ReportInfo& r, Millis now) {
-    std::vector<std::pair<double, std::string>> near;
-    for (const auto& u : units_) {
-      if (u.def.kind != "moto" || u.status != Status::available) continue;
-      near.emplace_back(geo::distance_m(u.sent, r.at), u.def.id);
-    }
-    if (near.empty()) return;
-    std::partial_sort(near.begin(), near.begin() + std::min<std::size_t>(5, near.size()), near.end());
-    r.checked = true;
-    r.best = near[0].second;
-    r.best_d = near[0].first;
-    for (std::size_t i = 0; i < std::min<std::size_t>(5, near.size()); ++i) r.dist[near[i].second] = near[i].first;
-    (void)now;
   }
 
   void console_duties(Millis now) {
@@ -513,18 +710,41 @@ class Sim {
       const auto [when, incident] = remote_queue_.front();
       remote_queue_.pop_front();
       auto it = remote_plate_.find(incident);
-      if (console_ && it != remote_plate_.end())
-        console_->send(fmt::format(R"({{"type":"liability","incident":"{}","at_fault":"{}","note":"sim"}})", incident, it->second));
+      if (!consoles_.empty() && it != remote_plate_.end())
+        consoles_.front()->send(
+            fmt::format(R"({{"type":"liability","incident":"{}","at_fault":"{}","note":"sim"}})", incident, it->second));
     }
     while (!pay_queue_.empty() && pay_queue_.front().first <= now) {
       auto [when, what] = pay_queue_.front();
       pay_queue_.pop_front();
       if (what.first->open())
-        what.first->send(fmt::format(R"({{"type":"claim_paid","claim":"{}","amount":{}}})", what.second, 1000 + report_no_ % 5000));
+        what.first->send(fmt::format(R"({{"type":"claim_paid","claim":"{}","amount":{}}})", what.second, 1000 + claims_ % 5000));
     }
   }
 
-  // ---- messages ----------------------------------------------------------------------
+  // ---- the gateway I/O thread ----------------------------------------------------------
+
+  void on_gateway_message(const json::object& m, std::int64_t arrival_us) {
+    if (const auto* t = m.if_contains("type"); t && t->is_string() && t->as_string() == "assign") {
+      // index_ and the units' kinds never change after construction: safe to read here.
+      if (auto* un = m.if_contains("unit"); un && un->is_string()) {
+        auto it = index_.find(std::string(un->as_string()));
+        const auto* inc = m.if_contains("incident");
+        if (it != index_.end() && is_moto_[it->second] && inc && inc->is_string()) {
+          std::string incident(inc->as_string());
+          bool first;
+          {
+            std::lock_guard lock(shared_mu_);
+            first = first_assign_.emplace(incident, std::make_pair(arrival_us, std::string(un->as_string()))).second;
+          }
+          if (first) asio::post(rep_ioc_, [this, incident = std::move(incident)] { on_first_assign(incident); });
+        }
+      }
+    }
+    asio::post(ioc_, [this, m = json::object(m)] { on_unit_message(m); });
+  }
+
+  // ---- the fleet thread, continued: unit messages ---------------------------------------
 
   void on_unit_message(const json::object& m) {
     const std::string type(m.at("type").as_string());
@@ -535,94 +755,31 @@ class Sim {
     const Millis now = now_ms();
     std::uniform_real_distribution<double> u01(0, 1);
     if (type == "assign") {
-      ++assigns_;
+      assigns_.fetch_add(1, std::memory_order_relaxed);
       const std::string incident(m.at("incident").as_string());
       u.last_assign = now;
       u.assign_times.push_back(now);
       if (u.status != Status::available) {
         // The server sent a unit the simulator still thinks busy: report it.
         ++errors_;
+        std::lock_guard lock(shared_mu_);
         if (error_samples_.size() < 10)
           error_samples_.push_back(fmt::format("assign {} to {} while it is busy with {}", incident, u.def.id, u.assignment));
       }
-      u.status = Status::assigned;
+      set_status(u, Status::assigned);
       u.assignment = std::string(m.at("assignment").as_string());
       u.incident = incident;
       u.target = {m.at("lat").to_number<double>(), m.at("lon").to_number<double>()};
       u.will_decline = u.def.kind == "moto" && u01(rng_) < 0.05;
       u.next_action = now + static_cast<Millis>(opt_.demo ? 2000 + u01(rng_) * 6000 : 50 + u01(rng_) * 300);
-      if (u.def.kind == "moto") first_moto_assign(incident, u);
     } else if (type == "cancel") {
       u.last_assign = now;
       if (u.assignment == std::string(m.at("assignment").as_string())) {
-        u.status = Status::available;
+        set_status(u, Status::available);
         u.assignment.clear();
         u.incident.clear();
       }
       ++cancels_;
-    }
-  }
-
-  void first_moto_assign(const std::string& incident, const Unit& u) {
-    if (!first_assign_.emplace(incident, std::make_pair(mono_us(), u.def.id)).second) return;
-    if (auto it = incident_report_.find(incident); it != incident_report_.end()) resolve(it->second, incident);
-  }
-
-  void on_report_message(const json::object& m) {
-    const std::string type(m.at("type").as_string());
-    if (type == "error") return on_error(m);
-    if (type != "accepted") return;
-    const std::string id(m.at("id").as_string()), incident(m.at("incident").as_string());
-    auto it = reports_.find(id);
-    if (it == reports_.end() || !accepted_.insert(id).second) return;
-    accepted_lat_.add(mono_us() - it->second.sent_us);
-    incident_report_[incident] = id;
-    if (it->second.remote) {
-      remote_plate_[incident] = it->second.vehicles.front().first;
-      std::uniform_real_distribution<double> u01(0, 1);
-      remote_queue_.emplace_back(now_ms() + static_cast<Millis>(opt_.demo ? 10000 + u01(rng_) * 60000 : 200 + u01(rng_) * 800),
-                                 incident);
-    }
-    if (first_assign_.count(incident)) resolve(id, incident);
-  }
-
-  void resolve(const std::string& report_id, const std::string& incident) {
-    auto rit = reports_.find(report_id);
-    if (rit == reports_.end()) return;
-    ReportInfo& r = rit->second;
-    const auto& [at_us, unit] = first_assign_.at(incident);
-    assign_lat_.add(at_us - r.sent_us);
-    if (!r.checked) return;
-    ++checked_;
-    if (unit == r.best) return;
-    const Unit& got = units_[index_.at(unit)];
-    const double got_d = geo::distance_m(got.sent, r.at);
-    // Positions moved while the report was in flight: a little slack.
-    if (got_d <= r.best_d + 60) return;
-    // Perhaps the oracle's favourite was busy on the server's side: assigned elsewhere
-    // just before, or by an assign still on its way. Judged at the end of the run.
-    suspects_.push_back(Suspect{report_id, incident, unit, got_d, r.best, r.best_d, r.sent_ms});
-  }
-
-  struct Suspect {
-    std::string report, incident, got;
-    double got_d;
-    std::string best;
-    double best_d;
-    Millis sent_ms;
-  };
-
-  void judge_suspects() {
-    for (const auto& s : suspects_) {
-      const Unit& best = units_[index_.at(s.best)];
-      const bool busy = std::any_of(best.assign_times.begin(), best.assign_times.end(), [&](Millis t) {
-        return t >= s.sent_ms - 5000 && t <= s.sent_ms + 10000;
-      });
-      if (busy) continue;
-      ++mismatches_;
-      if (mismatch_list_.size() < 20)
-        mismatch_list_.push_back(fmt::format("{} ({}): got {} at {:.0f} m, nearest {} at {:.0f} m", s.report, s.incident,
-                                             s.got, s.got_d, s.best, s.best_d));
     }
   }
 
@@ -642,9 +799,216 @@ class Sim {
     std::sort(pay_queue_.begin(), pay_queue_.end(), [](auto& a, auto& b) { return a.first < b.first; });
   }
 
+  // Any thread.
   void on_error(const json::object& m) {
     ++errors_;
+    std::lock_guard lock(shared_mu_);
     if (error_samples_.size() < 10) error_samples_.push_back(json::serialize(m));
+  }
+
+  // ---- the report thread ----------------------------------------------------------------
+
+  void schedule_next_report() {
+    std::exponential_distribution<double> gap(opt_.reports_per_s > 0 ? opt_.reports_per_s : 1e-9);
+    next_report_tp_ += std::chrono::microseconds(static_cast<std::int64_t>(std::min(gap(report_rng_), 1e6) * 1e6));
+  }
+
+  void report_tick() {
+    if (opt_.reports_per_s <= 0 || units_.empty()) return;
+    const auto tp = std::chrono::steady_clock::now();
+    if (stopping_ || tp >= end_tp_) return;
+    if (tp >= next_report_tp_) {
+      // Every report due now goes in one frame (normally one: the timer wakes at its time).
+      std::vector<ReportInfo> batch;
+      std::string frame;
+      const Millis now = now_ms();
+      while (next_report_tp_ <= tp) {
+        report_lag_.add(std::chrono::duration_cast<std::chrono::microseconds>(tp - next_report_tp_).count());
+        frame += frame.empty() ? '[' : ',';
+        frame += make_report(now, batch.emplace_back());
+        schedule_next_report();
+      }
+      frame += ']';
+      const std::int64_t sent_us = mono_us();
+      reporters_[next_reporter_++ % reporters_.size()]->send(std::move(frame));
+      reports_sent_.fetch_add(batch.size(), std::memory_order_relaxed);
+      // The oracle runs on its own thread (its brute force over 100k units takes
+      // milliseconds, which would delay the next reports), as of the send time.
+      for (auto& r : batch) {
+        r.sent_us = sent_us;
+        if (!r.remote && checks_this_second(now)) {
+          r.oracle_pending = true;
+          asio::post(orc_ioc_, [this, id = r.id, at = r.at, sent_us] {
+            auto [best, best_d] = oracle(at, sent_us);
+            asio::post(rep_ioc_, [this, id, best, best_d] { on_oracle(id, best, best_d); });
+          });
+        }
+        std::string id = r.id;
+        reports_.emplace(std::move(id), std::move(r));
+      }
+    }
+    rep_timer_.expires_at(next_report_tp_);
+    rep_timer_.async_wait([this](beast::error_code ec) {
+      if (!ec) report_tick();
+    });
+  }
+
+  std::string make_report(Millis now, ReportInfo& r) {
+    std::uniform_real_distribution<double> u01(0, 1);
+    r.id = fmt::format("sim-{}-{}", opt_.seed, ++report_no_);
+    const double s = u01(report_rng_);
+    r.severity = s < 0.80 ? "minor" : s < 0.97 ? "injury" : "critical";
+    r.remote = r.severity == "minor" && u01(report_rng_) < 0.6;
+    // Near a random unit (accidents happen where the patrols are), up to 3 km away.
+    const auto near_i = static_cast<std::size_t>(u01(report_rng_) * static_cast<double>(units_.size())) % units_.size();
+    const geo::LatLon near = unpack(sent_[near_i].load(std::memory_order_relaxed));
+    const double ang = u01(report_rng_) * 2 * std::numbers::pi, dist = u01(report_rng_) * 3000;
+    r.at = {near.lat + dist * std::cos(ang) / 111195.0,
+            near.lon + dist * std::sin(ang) / (111195.0 * std::cos(geo::deg2rad(near.lat)))};
+    const int nveh = r.severity == "critical" ? 1 : 1 + static_cast<int>(u01(report_rng_) * 2);
+    for (int i = 0; i < nveh; ++i) {
+      std::string plate = fmt::format("渝{}{}", plate_letters[static_cast<int>(u01(report_rng_) * 7)],
+                                      10000 + static_cast<int>(u01(report_rng_) * 89999));
+      r.vehicles.emplace_back(plate, insurers[static_cast<int>(u01(report_rng_) * std::size(insurers)) % std::size(insurers)]);
+    }
+    r.sent_ms = now;
+    json::array veh;
+    for (auto& [p, i] : r.vehicles) veh.push_back(json::object{{"plate", p}, {"insurer", i}});
+    json::object o{{"type", "report"}, {"id", r.id}, {"lat", r.at.lat}, {"lon", r.at.lon}, {"ts", now},
+                   {"severity", r.severity}, {"injured", r.severity == "minor" ? 0 : 1},
+                   {"drivable", r.remote}, {"parties_agree", r.remote}, {"vehicles", std::move(veh)}};
+    return json::serialize(o);
+  }
+
+  bool checks_this_second(Millis now) {
+    if (now / 1000 != check_second_) {
+      check_second_ = now / 1000;
+      checks_in_second_ = 0;
+    }
+    return ++checks_in_second_ <= 50;  // the oracle's brute force is bounded in cost
+  }
+
+  // The oracle thread: brute force over the positions the client sent and the
+  // availability it believed at `as_of` (a unit that changed since counts as it was
+  // before; none changes twice within the few milliseconds this waits). The positions are
+  // the latest sent: at most one 1 Hz step newer than at the send, within the slack below.
+  std::pair<std::size_t, double> oracle(geo::LatLon at, std::int64_t as_of) const {
+    double best_d = std::numeric_limits<double>::infinity();
+    std::size_t best = units_.size();
+    for (std::size_t i = 0; i < units_.size(); ++i) {
+      if (!is_moto_[i]) continue;
+      const std::uint64_t f = free_[i].load(std::memory_order_relaxed);
+      const bool changed_since = static_cast<std::int64_t>(f >> 1) > as_of;
+      if (((f & 1) != 0) == changed_since) continue;  // not available at as_of
+      const double d = geo::distance_m(unpack(sent_[i].load(std::memory_order_relaxed)), at);
+      if (d < best_d) {
+        best_d = d;
+        best = i;
+      }
+    }
+    return {best, best_d};
+  }
+
+  // The report thread again.
+  void on_oracle(const std::string& id, std::size_t best, double best_d) {
+    auto it = reports_.find(id);
+    if (it == reports_.end()) return;
+    ReportInfo& r = it->second;
+    r.oracle_pending = false;
+    if (best < units_.size()) {
+      r.checked = true;
+      r.best = units_[best].def.id;  // ids never change: safe to read
+      r.best_d = best_d;
+    }
+    verdict(r);
+  }
+
+  void on_report_message(const json::object& m, std::int64_t arrival_us) {
+    const std::string type(m.at("type").as_string());
+    if (type == "error") return on_error(m);
+    if (type != "accepted") return;
+    const std::string id(m.at("id").as_string()), incident(m.at("incident").as_string());
+    auto it = reports_.find(id);
+    if (it == reports_.end() || !accepted_.insert(id).second) return;
+    accepted_count_.fetch_add(1, std::memory_order_relaxed);
+    {
+      std::lock_guard lock(shared_mu_);
+      accepted_lat_.add(arrival_us - it->second.sent_us);
+    }
+    incident_report_[incident] = id;
+    it->second.incident = incident;
+    if (it->second.remote) {
+      std::uniform_real_distribution<double> u01(0, 1);
+      const Millis when = now_ms() + static_cast<Millis>(opt_.demo ? 10000 + u01(report_rng_) * 60000 : 200 + u01(report_rng_) * 800);
+      asio::post(ioc_, [this, incident, plate = it->second.vehicles.front().first, when] {
+        remote_plate_[incident] = plate;
+        remote_queue_.emplace_back(when, incident);
+      });
+    }
+    bool assigned;
+    {
+      std::lock_guard lock(shared_mu_);
+      assigned = first_assign_.count(incident) != 0;
+    }
+    if (assigned) resolve(id, incident);
+  }
+
+  void on_first_assign(const std::string& incident) {
+    if (auto it = incident_report_.find(incident); it != incident_report_.end()) resolve(it->second, incident);
+  }
+
+  void resolve(const std::string& report_id, const std::string& incident) {
+    auto rit = reports_.find(report_id);
+    if (rit == reports_.end() || rit->second.resolved) return;
+    ReportInfo& r = rit->second;
+    r.resolved = true;
+    std::int64_t at_us;
+    std::string unit;
+    {
+      std::lock_guard lock(shared_mu_);
+      const auto& fa = first_assign_.at(incident);
+      at_us = fa.first;
+      unit = fa.second;
+      assign_lat_.add(at_us - r.sent_us);
+    }
+    r.assigned = unit;
+    verdict(r);
+  }
+
+  // Once both the first assign and the oracle's answer are in.
+  void verdict(const ReportInfo& r) {
+    if (!r.resolved || r.oracle_pending || !r.checked) return;
+    ++checked_;
+    if (r.assigned == r.best) return;
+    const double got_d = geo::distance_m(unpack(sent_[index_.at(r.assigned)].load(std::memory_order_relaxed)), r.at);
+    // Positions moved while the report was in flight: a little slack.
+    if (got_d <= r.best_d + 60) return;
+    // Perhaps the oracle's favourite was busy on the server's side: assigned elsewhere
+    // just before, or by an assign still on its way. Judged at the end of the run.
+    suspects_.push_back(Suspect{r.id, r.incident, r.assigned, got_d, r.best, r.best_d, r.sent_ms});
+  }
+
+  struct Suspect {
+    std::string report, incident, got;
+    double got_d;
+    std::string best;
+    double best_d;
+    Millis sent_ms;
+  };
+
+  // After every thread has stopped.
+  void judge_suspects() {
+    for (const auto& s : suspects_) {
+      const Unit& best = units_[index_.at(s.best)];
+      const bool busy = std::any_of(best.assign_times.begin(), best.assign_times.end(), [&](Millis t) {
+        return t >= s.sent_ms - 5000 && t <= s.sent_ms + 10000;
+      });
+      if (busy) continue;
+      ++mismatches_;
+      if (mismatch_list_.size() < 20)
+        mismatch_list_.push_back(fmt::format("{} ({}): got {} at {:.0f} m, nearest {} at {:.0f} m", s.report, s.incident,
+                                             s.got, s.got_d, s.best, s.best_d));
+    }
   }
 
   // ---- reporting ----------------------------------------------------------------------
@@ -654,10 +1018,16 @@ class Sim {
     progress_timer_.async_wait([this](beast::error_code ec) {
       if (ec) return;
       const auto secs = static_cast<double>(now_ms() - started_ms_) / 1000.0;
+      double p99;
+      {
+        std::lock_guard lock(shared_mu_);
+        p99 = static_cast<double>(assign_lat_.percentile(0.99)) / 1000.0;
+      }
+      const auto sent = positions_sent_.load();
       std::cerr << fmt::format(
           "\r[{:6.1f}s] positions {} ({:.0f}/s)  reports {}  accepted {}  assigns {}  assign p99 {:.1f} ms  mismatches {}  errors {}   ",
-          secs, positions_sent_, static_cast<double>(positions_sent_) / std::max(secs, 0.001), reports_sent_,
-          accepted_.size(), assigns_, static_cast<double>(assign_lat_.percentile(0.99)) / 1000.0, mismatches_, errors_);
+          secs, sent, static_cast<double>(sent) / std::max(secs, 0.001), reports_sent_.load(), accepted_count_.load(),
+          assigns_.load(), p99, mismatches_, errors_.load());
       if (opt_.demo) std::cerr << '\n';
       progress();
     });
@@ -675,24 +1045,37 @@ class Sim {
     std::cerr << "\n";
     judge_suspects();
     const std::string end_metrics = fetch_metrics();
-    const double taken = metric(end_metrics, "dispatch_positions_accepted_total") -
-                         metric(start_metrics_, "dispatch_positions_accepted_total");
+    auto delta = [&](const char* name) { return metric(end_metrics, name) - metric(start_metrics_, name); };
+    const double taken = delta("dispatch_positions_accepted_total");
+    const double ooo = delta("dispatch_positions_out_of_order_total"), jumps = delta("dispatch_positions_gps_jump_total");
     const double active = std::max(0.001, std::min(secs, opt_.duration > 0 ? opt_.duration : secs));
     auto ms = [](std::int64_t us) { return static_cast<double>(us) / 1000.0; };
+    std::uint64_t console_bytes = 0;
+    for (auto& c : consoles_) console_bytes += c->bytes_read();
     json::object s{{"duration_s", active},
                    {"units", units_.size()},
                    {"gateways", gateways_.size()},
-                   {"positions_sent", positions_sent_},
+                   {"reporters", reporters_.size()},
+                   {"consoles", consoles_.size()},
+                   {"console_bytes", console_bytes},
+                   {"flood", opt_.flood},
+                   {"positions_sent", positions_sent_.load()},
+                   {"positions_held", positions_held_},
                    {"positions_taken", taken},
                    {"positions_per_s", taken / active},
-                   {"reports", reports_sent_},
-                   {"reports_per_s", static_cast<double>(reports_sent_) / active},
+                   {"positions_out_of_order", ooo},
+                   {"positions_gps_jump", jumps},
+                   {"positions_applied_per_s", (taken - ooo - jumps) / active},
+                   {"reports", reports_sent_.load()},
+                   {"reports_per_s", static_cast<double>(reports_sent_.load()) / active},
                    {"accepted", accepted_.size()},
-                   {"assigns", assigns_},
+                   {"assigns", assigns_.load()},
                    {"declines", declines_},
                    {"cancels", cancels_},
                    {"cleared", cleared_},
                    {"claims", claims_},
+                   {"report_lag_p99_ms", ms(report_lag_.percentile(0.99))},
+                   {"report_lag_max_ms", ms(report_lag_.max())},
                    {"accepted_p50_ms", ms(accepted_lat_.percentile(0.5))},
                    {"accepted_p90_ms", ms(accepted_lat_.percentile(0.9))},
                    {"accepted_p99_ms", ms(accepted_lat_.percentile(0.99))},
@@ -704,7 +1087,27 @@ class Sim {
                    {"assign_max_ms", ms(assign_lat_.max())},
                    {"checked", checked_},
                    {"mismatches", mismatches_},
-                   {"errors", errors_}};
+                   {"errors", errors_.load()}};
+    // The server's own histograms over the run, so that a tail can be attributed to a stage.
+    const auto h_end = parse_histograms(end_metrics), h_start = parse_histograms(start_metrics_);
+    const std::pair<const char*, const char*> families[] = {
+        {"stage_parse", "dispatch_stage_parse_seconds"},
+        {"stage_engine_wait", "dispatch_stage_engine_wait_seconds"},
+        {"stage_engine", "dispatch_stage_engine_seconds"},
+        {"stage_commit_wait", "dispatch_stage_commit_wait_seconds"},
+        {"stage_send", "dispatch_stage_send_seconds"},
+        {"server_assign", "dispatch_report_to_assign_seconds"},
+        {"store_commit", "dispatch_store_commit_seconds"}};
+    for (const auto& [field, name] : families) {
+      auto it = h_end.find(name);
+      if (it == h_end.end()) continue;
+      auto st = h_start.find(name);
+      const auto h = histogram_delta(it->second, st == h_start.end() ? nullptr : &st->second);
+      s[fmt::format("{}_count", field)] = h.count;
+      s[fmt::format("{}_mean_ms", field)] = h.count > 0 ? h.sum / h.count * 1000.0 : 0.0;
+      s[fmt::format("{}_p50_ms", field)] = histogram_quantile(h, 0.5) * 1000.0;
+      s[fmt::format("{}_p99_ms", field)] = histogram_quantile(h, 0.99) * 1000.0;
+    }
     json::array ml, el;
     for (auto& m : mismatch_list_) ml.push_back(json::string(m));
     for (auto& e : error_samples_) el.push_back(json::string(e));
@@ -717,34 +1120,63 @@ class Sim {
   }
 
   Options opt_;
-  std::mt19937_64 rng_;
-  asio::io_context ioc_;
+  std::mt19937_64 rng_;          // the fleet thread's
+  std::mt19937_64 report_rng_;   // the report thread's
+  asio::io_context ioc_, gw_ioc_, rep_ioc_, orc_ioc_;
+  asio::executor_work_guard<asio::io_context::executor_type> gw_work_{gw_ioc_.get_executor()},
+      rep_work_{rep_ioc_.get_executor()}, orc_work_{orc_ioc_.get_executor()};
   asio::steady_timer timer_{ioc_};
   asio::steady_timer progress_timer_{ioc_};
+  asio::steady_timer rep_timer_{rep_ioc_};
   asio::signal_set signals_{ioc_, SIGINT, SIGTERM};
   std::string host_, port_, gateway_token_, reporter_token_, console_token_;
   std::vector<std::pair<std::string, std::string>> insurer_tokens_;
-  std::vector<std::shared_ptr<Conn>> gateways_, insurers_;
-  std::shared_ptr<Conn> reporter_, console_;
-  std::vector<Unit> units_;
+  std::vector<std::shared_ptr<Conn>> gateways_, insurers_, consoles_, reporters_;
+
+  // Immutable after construction (every thread reads them).
   std::unordered_map<std::string, std::size_t> index_;
-  std::unordered_map<std::string, ReportInfo> reports_;
-  std::set<std::string> accepted_;
-  std::unordered_map<std::string, std::string> incident_report_;
+  std::vector<char> is_moto_;
+  // Shared: written by the fleet thread, read by the oracle thread and the report thread:
+  // the last position sent per unit (packed), availability | (steady µs it changed) << 1.
+  std::unique_ptr<std::atomic<std::uint64_t>[]> sent_;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> free_;
+  // Shared under shared_mu_: the first moto assign per incident (stamped on the gateway
+  // I/O thread), the latency histograms (the progress line reads them), error samples.
+  std::mutex shared_mu_;
   std::unordered_map<std::string, std::pair<std::int64_t, std::string>> first_assign_;
+  sim::Histogram accepted_lat_, assign_lat_;
+  std::vector<std::string> error_samples_;
+  std::atomic<std::uint64_t> positions_sent_{0}, reports_sent_{0}, accepted_count_{0}, assigns_{0}, errors_{0};
+  std::atomic<bool> stopping_{false};
+
+  // The fleet thread's.
+  std::vector<Unit> units_;
+  std::vector<std::vector<FloodFrame>> flood_;
   std::unordered_map<std::string, std::string> remote_plate_;
   std::deque<std::pair<Millis, std::string>> remote_queue_;
   std::deque<std::pair<Millis, std::pair<std::shared_ptr<Conn>, std::string>>> pay_queue_;
-  sim::Histogram accepted_lat_, assign_lat_;
-  std::string start_metrics_;
-  Millis started_ms_ = 0, last_tick_ms_ = 0, last_position_ms_ = 0, next_report_ms_ = 0, drain_until_ = 0;
+  std::chrono::steady_clock::time_point started_tp_, end_tp_, next_pos_tp_;
+  std::chrono::microseconds period_{1000000};
+  Millis started_ms_ = 0, last_pos_ms_ = 0, last_crews_ms_ = 0, drain_until_ = 0, flood_step_ts_ = 0;
+  std::uint64_t flood_step_ = 0;
+  std::uint64_t positions_held_ = 0, declines_ = 0, cancels_ = 0, cleared_ = 0, claims_ = 0;
+
+  // The report thread's.
+  std::unordered_map<std::string, ReportInfo> reports_;
+  std::set<std::string> accepted_;
+  std::unordered_map<std::string, std::string> incident_report_;
+  std::chrono::steady_clock::time_point next_report_tp_;
+  sim::Histogram report_lag_;  // how late each report left against its Poisson time
+  std::size_t next_reporter_ = 0;
   Millis check_second_ = 0;
   int checks_in_second_ = 0;
-  bool stopping_ = false;
-  std::uint64_t positions_sent_ = 0, reports_sent_ = 0, report_no_ = 0, assigns_ = 0, declines_ = 0, cancels_ = 0,
-                cleared_ = 0, claims_ = 0, checked_ = 0, mismatches_ = 0, errors_ = 0;
-  std::vector<std::string> mismatch_list_, error_samples_;
+  std::uint64_t report_no_ = 0, checked_ = 0;
   std::vector<Suspect> suspects_;
+
+  // After the run.
+  std::uint64_t mismatches_ = 0;
+  std::vector<std::string> mismatch_list_;
+  std::string start_metrics_;
 };
 
 }  // namespace
@@ -768,7 +1200,7 @@ int main(int argc, char** argv) {
   auto* run = app.add_subcommand("run", "drive a running dispatchd");
   Options o;
   run->add_option("--url", o.url, "ws://HOST:PORT of dispatchd")->required();
-  run->add_option("--tokens", o.tokens, "tokens file (gateway \"*\", reporter; console, insurers optional)")->required();
+  run->add_option("--tokens", o.tokens, "tokens file (gateway \"*\", reporter, console; insurers optional)")->required();
   run->add_option("--fleet", o.fleet, "fleet file the server was started with")->required();
   run->add_option("--units", o.units, "use only the first N units (0: all)");
   run->add_option("--rate", o.rate, "positions per unit per second")->capture_default_str();
@@ -777,6 +1209,15 @@ int main(int argc, char** argv) {
   run->add_option("--seed", o.seed, "random seed")->capture_default_str();
   run->add_option("--gateways", o.gateways, "gateway connections the units are spread over")->capture_default_str();
   run->add_option("--batch", o.batch, "positions per frame")->capture_default_str();
+  run->add_option("--reporters", o.reporters, "reporter connections (on the report thread), used in turn")
+      ->capture_default_str();
+  run->add_option("--consoles", o.consoles, "console connections open through the run, taking the whole feed (0: none)")
+      ->capture_default_str();
+  run->add_option("--max-queue-mib", o.max_queue_mib,
+                  "a gateway with more than this queued skips a round of positions (held, counted)")
+      ->capture_default_str();
+  run->add_flag("--flood", o.flood,
+                "position intake benchmark: frames rendered once, only ts and a jitter patched (units do not patrol)");
   run->add_option("--json", o.json_out, "write the final summary here");
   run->add_flag("--demo", o.demo, "gentle: 1 Hz, a report every ~20 s, crews at human pace, runs until stopped");
   CLI11_PARSE(app, argc, argv);
