@@ -20,7 +20,7 @@ targets="dispatchd dispatch-sim"
 ninja -C "$B" -j2 $targets >/dev/null
 secs=${SECONDS_PER_RUN:-15}
 work=$(mktemp -d /tmp/dispatch-bench-XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), build $B"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
