@@ -48,56 +48,94 @@ class ConsoleFeed {
     for (auto& [id, c] : consoles_) mark(c, slots);
   }
 
-  // One flush: for each console, by its queued bytes, sends its pending units, lets them
-  // wait, or drops the console (removed here; `drop(id)` closes it).
+  // One flush, planned on the engine thread without rendering anything: for each console,
+  // by its queued bytes, its pending units go (listed in `sends`), wait, or the console is
+  // dropped (removed here and listed in `dropped`). `slots` holds every unit to render,
+  // once, however many consoles take it.
+  struct Plan {
+    std::vector<std::uint32_t> slots;
+    struct Send {
+      ConnId console;
+      bool batch;
+      std::vector<std::uint32_t> slots;
+    };
+    std::vector<Send> sends;
+    std::vector<ConnId> dropped;
+  };
+  template <class Queued>
+  void plan(Queued&& queued, Plan& p) {
+    p.slots.clear();
+    p.sends.clear();
+    p.dropped.clear();
+    for (auto& [id, c] : consoles_) {
+      if (c.pending.empty()) continue;
+      const std::size_t q = queued(id);
+      if (q > limits_.hard_bytes) {
+        p.dropped.push_back(id);
+        continue;
+      }
+      if (q > limits_.soft_bytes) continue;  // newest positions wait, coalesced
+      for (auto slot : c.pending) {
+        c.is_pending[slot] = false;
+        if (!in_plan(slot)) p.slots.push_back(slot);
+      }
+      p.sends.push_back({id, c.batch, std::move(c.pending)});
+      c.pending.clear();
+    }
+    for (auto slot : p.slots) planned_[slot] = false;
+    for (ConnId id : p.dropped) consoles_.erase(id);
+  }
+
+  // The frames for one console: each unit's text as its own frame, or (batch consoles)
+  // JSON arrays of at most batch_frame_bytes (a single larger unit goes alone).
+  static std::vector<Text> frames(const std::vector<const Text*>& texts, bool batch, std::size_t batch_frame_bytes) {
+    std::vector<Text> out;
+    if (!batch) {
+      out.reserve(texts.size());
+      for (const Text* t : texts)
+        if (*t) out.push_back(*t);
+      return out;
+    }
+    std::string arr;
+    for (const Text* t : texts) {
+      if (!*t) continue;
+      if (!arr.empty() && arr.size() + 1 + (*t)->size() + 1 > batch_frame_bytes) {
+        arr += ']';
+        out.push_back(std::make_shared<const std::string>(std::move(arr)));
+        arr.clear();
+      }
+      arr += arr.empty() ? '[' : ',';
+      arr += **t;
+    }
+    if (!arr.empty()) {
+      arr += ']';
+      out.push_back(std::make_shared<const std::string>(std::move(arr)));
+    }
+    return out;
+  }
+
+  // One flush, planned and rendered in one go (tests, and small fleets):
   //   queued(id) -> std::size_t       bytes queued to that console now
   //   render(slot) -> Text            the unit object (called once per slot per flush)
   //   deliver(id, std::vector<Text>)  frames for that console
   //   drop(id)                        the console is too slow
   template <class Queued, class Render, class Deliver, class Drop>
   void flush(Queued&& queued, Render&& render, Deliver&& deliver, Drop&& drop) {
-    cache_.clear();
-    std::vector<ConnId> to_drop;
-    for (auto& [id, c] : consoles_) {
-      if (c.pending.empty()) continue;
-      const std::size_t q = queued(id);
-      if (q > limits_.hard_bytes) {
-        to_drop.push_back(id);
-        continue;
-      }
-      if (q > limits_.soft_bytes) continue;  // newest positions wait, coalesced
-      std::vector<Text> frames;
-      std::string arr;
-      for (auto slot : c.pending) {
-        c.is_pending[slot] = false;
-        const Text& t = cached(slot, render);
-        if (!t) continue;
-        if (c.batch) {
-          // Close the array before it would grow past the limit (one object alone may).
-          if (!arr.empty() && arr.size() + t->size() + 2 > limits_.batch_frame_bytes) {
-            arr += ']';
-            frames.push_back(std::make_shared<const std::string>(std::move(arr)));
-            arr.clear();
-          }
-          arr += arr.empty() ? '[' : ',';
-          arr += *t;
-        } else {
-          frames.push_back(t);
-        }
-      }
-      if (!arr.empty()) {
-        arr += ']';
-        frames.push_back(std::make_shared<const std::string>(std::move(arr)));
-      }
-      c.pending.clear();
-      if (!frames.empty()) deliver(id, std::move(frames));
+    Plan p;
+    plan(queued, p);
+    std::unordered_map<std::uint32_t, Text> cache;
+    for (auto slot : p.slots) cache.emplace(slot, render(slot));
+    for (auto& send : p.sends) {
+      std::vector<const Text*> texts;
+      texts.reserve(send.slots.size());
+      for (auto slot : send.slots) texts.push_back(&cache.at(slot));
+      auto f = frames(texts, send.batch, limits_.batch_frame_bytes);
+      if (!f.empty()) deliver(send.console, std::move(f));
     }
-    for (ConnId id : to_drop) {
-      consoles_.erase(id);
-      drop(id);
-    }
-    cache_.clear();
+    for (ConnId id : p.dropped) drop(id);
   }
+
+  std::size_t batch_frame_bytes() const { return limits_.batch_frame_bytes; }
 
  private:
   struct Console {
@@ -114,16 +152,16 @@ class ConsoleFeed {
       }
     }
   }
-  template <class Render>
-  const Text& cached(std::uint32_t slot, Render& render) {
-    auto [it, fresh] = cache_.try_emplace(slot);
-    if (fresh) it->second = render(slot);
-    return it->second;
+  bool in_plan(std::uint32_t slot) {
+    if (planned_.size() <= slot) planned_.resize(slot + 1, false);
+    if (planned_[slot]) return true;
+    planned_[slot] = true;
+    return false;
   }
 
   Limits limits_;
   std::unordered_map<ConnId, Console> consoles_;
-  std::unordered_map<std::uint32_t, Text> cache_;
+  std::vector<bool> planned_;  // slots already in the plan being made
 };
 
 }  // namespace dispatch::net

@@ -47,6 +47,21 @@ std::string render_cancel(const engine::ev::Cancel& c);
 std::string render_page(const engine::ev::Page& p);
 // {"type":"claim",...} for an insurer; `inc` adds the accident's facts when known.
 std::string render_claim(const engine::rec::Claim& c, const engine::rec::Incident* inc);
+// A unit's state at one moment, copied on the engine thread so that it can be rendered on
+// another (the console feed). id and callsign point into the engine's roster arena, which
+// never moves or changes once restored; status is a static wire name.
+struct UnitView {
+  std::uint32_t slot = 0;
+  std::string_view id, callsign, status;
+  engine::UnitKind kind = engine::UnitKind::moto;
+  bool has_pos = false;
+  double lat = 0, lon = 0;
+  engine::Millis ts = 0;
+  float speed_kmh = -1, heading = -1;
+  std::string assignment, incident;  // the active ones; empty: none
+};
+UnitView unit_view(const engine::Engine& e, const engine::Unit& u, engine::Millis now);
+std::string render_unit_view(const UnitView& u);
 // {"type":"unit",...} and {"type":"incident",...}, from the engine's current state.
 std::string render_unit(const engine::Engine& e, const engine::Unit& u, engine::Millis now);
 std::string render_incident(const engine::Engine& e, const engine::Incident& inc,

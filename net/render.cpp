@@ -99,22 +99,26 @@ std::string render_page(const ev::Page& p) {
 
 namespace {
 
-void unit_fields(JsonWriter& w, const Engine& e, const Unit& u, Millis now) {
-  w.field("id", u.id()).field("kind", to_string(u.kind)).field("status", e.wire_status(u, now));
+void unit_view_fields(JsonWriter& w, const UnitView& u) {
+  w.field("id", u.id).field("kind", to_string(u.kind)).field("status", u.status);
   if (u.has_pos) {
-    w.key("lat").coord(u.pos.lat);
-    w.key("lon").coord(u.pos.lon);
-    w.field("ts", u.pos_ts);
+    w.key("lat").coord(u.lat);
+    w.key("lon").coord(u.lon);
+    w.field("ts", u.ts);
   } else {
     w.key("lat").null();
     w.key("lon").null();
     w.key("ts").null();
   }
-  w.field("callsign", u.callsign());
+  w.field("callsign", u.callsign);
   if (u.speed_kmh >= 0) w.field("speed_kmh", static_cast<double>(u.speed_kmh));
   if (u.heading >= 0) w.field("heading", static_cast<double>(u.heading));
-  w.key("assignment").string_or_null(u.active ? std::string_view(u.active->rec.id) : std::string_view());
-  w.key("incident").string_or_null(u.active ? std::string_view(u.active->rec.incident) : std::string_view());
+  w.key("assignment").string_or_null(u.assignment);
+  w.key("incident").string_or_null(u.incident);
+}
+
+void unit_fields(JsonWriter& w, const Engine& e, const Unit& u, Millis now) {
+  unit_view_fields(w, unit_view(e, u, now));
 }
 
 void assignment_fields(JsonWriter& w, const rec::Assignment& a) {
@@ -188,15 +192,37 @@ void incident_object(JsonWriter& w, const Engine& e, const Incident& inc, bool w
 
 }  // namespace
 
-std::string render_unit(const Engine& e, const Unit& u, Millis now) {
+UnitView unit_view(const Engine& e, const Unit& u, Millis now) {
+  UnitView v;
+  v.slot = static_cast<std::uint32_t>(&u - e.units().data());
+  v.id = u.id();
+  v.callsign = u.callsign();
+  v.kind = u.kind;
+  v.status = e.wire_status(u, now);
+  v.has_pos = u.has_pos;
+  v.lat = u.pos.lat;
+  v.lon = u.pos.lon;
+  v.ts = u.pos_ts;
+  v.speed_kmh = u.speed_kmh;
+  v.heading = u.heading;
+  if (u.active) {
+    v.assignment = u.active->rec.id;
+    v.incident = u.active->rec.incident;
+  }
+  return v;
+}
+
+std::string render_unit_view(const UnitView& u) {
   std::string s;
   s.reserve(256);
   JsonWriter w(s);
   w.begin_object().field("type", "unit");
-  unit_fields(w, e, u, now);
+  unit_view_fields(w, u);
   w.end_object();
   return s;
 }
+
+std::string render_unit(const Engine& e, const Unit& u, Millis now) { return render_unit_view(unit_view(e, u, now)); }
 
 std::string render_incident(const Engine& e, const Incident& inc, Millis) {
   std::string s;

@@ -230,19 +230,27 @@ void Server::Impl::send(Outgoing& o) {
       break;
     }
     case engine::Target::Kind::consoles: {
-      std::vector<ConnId> too_slow;
-      for (ConnId id : feed.ids()) {
-        auto it = peers.find(id);
-        if (it == peers.end()) continue;
-        auto p = it->second.lock();
-        if (!p) continue;
-        if (p->queued_bytes.load(std::memory_order_relaxed) > opt.console_hard_bytes) {
-          too_slow.push_back(id);
-          continue;
-        }
-        p->deliver(o.text, nullptr);
+      if (o.flush) {
+        asio::post(console_strand, [this, job = std::move(o.flush)] { run_console_flush(*job); });
+        break;
       }
-      for (ConnId id : too_slow) drop_console(id);
+      // Fanned out on the console strand, in order with the position flushes.
+      std::vector<std::shared_ptr<Peer>> to;
+      to.reserve(feed.size());
+      for (ConnId id : feed.ids())
+        if (auto it = peers.find(id); it != peers.end())
+          if (auto p = it->second.lock()) to.push_back(std::move(p));
+      if (to.empty()) break;
+      asio::post(console_strand, [this, to = std::move(to), text = std::move(o.text)] {
+        for (const auto& p : to) {
+          if (p->queued_bytes.load(std::memory_order_relaxed) > opt.console_hard_bytes) {
+            log_line(fmt::format("console {} dropped: it does not keep up", p->id));
+            p->drop("too slow: outgoing queue over its limit");
+            continue;
+          }
+          p->deliver(text, nullptr);
+        }
+      });
       break;
     }
     case engine::Target::Kind::insurer: {
@@ -272,43 +280,81 @@ void Server::Impl::drop_console(ConnId id) {
   p->drop("too slow: outgoing queue over its limit");
 }
 
+// Plans the flush here (which units, which consoles: no rendering), copies each unit's
+// state of this moment, and leaves the rendering and fan-out to the console strand. The
+// flush passes the gate like every other word about the state.
 void Server::Impl::flush_consoles() {
   moved.clear();
   engine.take_moved(moved);
   feed.moved(moved);
-  // Unit objects carry their status, so they pass the gate like everything else. While the
-  // store is far behind (a failing disk), positions wait coalesced in the feed instead of
-  // piling up behind the gate.
+  // While the store is far behind (a failing disk), positions wait coalesced in the feed
+  // instead of piling up behind the gate.
   if (feed.size() == 0 || gate.held() > max_held) return;
-  const Millis now = wall_now();
   const auto t0 = mono_us();
-  std::vector<ConnId> to_drop;
-  feed.flush(
+  ConsoleFeed::Plan plan;
+  feed.plan(
       [this](ConnId id) -> std::size_t {
         auto it = peers.find(id);
         if (it == peers.end()) return 0;
         auto p = it->second.lock();
         return p ? p->queued_bytes.load(std::memory_order_relaxed) : 0;
       },
-      [this, now](std::uint32_t slot) -> Text {
-        return std::make_shared<const std::string>(render_unit(engine, engine.units()[slot], now));
-      },
-      [this](ConnId id, std::vector<Text> frames) {
-        auto it = peers.find(id);
-        if (it == peers.end()) return;
-        auto p = it->second.lock();
-        if (!p) return;
-        if (!gate.behind()) return p->deliver_many(std::move(frames));
-        for (auto& f : frames) release_to(p, std::move(f));
-      },
-      [&to_drop](ConnId id) { to_drop.push_back(id); });
-  for (ConnId id : to_drop) {
+      plan);
+  for (ConnId id : plan.dropped) {
     auto it = peers.find(id);
     if (it == peers.end()) continue;
     if (auto p = it->second.lock()) {
       log_line(fmt::format("console {} dropped: it does not keep up", id));
       p->drop("too slow: outgoing queue over its limit");
     }
+  }
+  if (plan.sends.empty()) return;
+  const Millis now = wall_now();
+  auto job = std::make_shared<ConsoleFlush>();
+  job->batch_frame_bytes = feed.batch_frame_bytes();
+  job->views.reserve(plan.slots.size());
+  std::unordered_map<std::uint32_t, std::uint32_t> index;
+  index.reserve(plan.slots.size());
+  for (auto slot : plan.slots) {
+    index.emplace(slot, static_cast<std::uint32_t>(job->views.size()));
+    job->views.push_back(unit_view(engine, engine.units()[slot], now));
+  }
+  for (auto& send : plan.sends) {
+    auto it = peers.find(send.console);
+    if (it == peers.end()) continue;
+    ConsoleFlush::Send s;
+    s.console = it->second;
+    s.batch = send.batch;
+    s.index.reserve(send.slots.size());
+    for (auto slot : send.slots) s.index.push_back(index.at(slot));
+    job->sends.push_back(std::move(s));
+  }
+  metrics.stage_engine.observe_us(mono_us() - t0);
+  Outgoing o;
+  o.to = engine::Target::consoles();
+  o.flush = std::move(job);
+  o.made_us = t0;
+  gate.release(std::move(o), [this](Outgoing& x) { send(x); });
+}
+
+void Server::Impl::run_console_flush(ConsoleFlush& job) {
+  const auto t0 = mono_us();
+  std::vector<Text> texts(job.views.size());
+  std::vector<bool> rendered(job.views.size(), false);
+  for (auto& s : job.sends) {
+    auto p = s.console.lock();
+    if (!p) continue;
+    std::vector<const Text*> list;
+    list.reserve(s.index.size());
+    for (auto i : s.index) {
+      if (!rendered[i]) {
+        texts[i] = std::make_shared<const std::string>(render_unit_view(job.views[i]));
+        rendered[i] = true;
+      }
+      list.push_back(&texts[i]);
+    }
+    auto frames = ConsoleFeed::frames(list, s.batch, job.batch_frame_bytes);
+    if (!frames.empty()) p->deliver_many(std::move(frames));
   }
   metrics.stage_send.observe_us(mono_us() - t0);
 }

@@ -76,8 +76,22 @@ struct Metrics {
 
 class Listener;
 
-// What the gate holds: a rendered message and where it goes.
+// A console flush, planned on the engine thread and rendered on the console strand: the
+// units' state of that moment (UnitView), and which console takes which of them.
+struct ConsoleFlush {
+  std::vector<UnitView> views;  // one per unit to send, in plan order
+  struct Send {
+    std::weak_ptr<Peer> console;
+    bool batch;
+    std::vector<std::uint32_t> index;  // into views
+  };
+  std::vector<Send> sends;
+  std::size_t batch_frame_bytes = 48 * 1024;
+};
+
+// What the gate holds: a rendered message and where it goes, or a console flush.
 struct Outgoing {
+  std::shared_ptr<ConsoleFlush> flush;
   engine::Target to;
   Text text;
   std::optional<engine::Payload> payload;  // for conn targets (HTTP answers, metrics)
@@ -99,6 +113,9 @@ struct Server::Impl {
   asio::io_context engine_ioc;  // the engine thread
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> ioc_work, engine_work;
   std::unique_ptr<Listener> listener;
+  // Everything for the consoles (changes, position flushes) is fanned out and rendered
+  // here, in the order the engine thread posted it, off the engine thread.
+  asio::strand<asio::io_context::executor_type> console_strand{asio::make_strand(ioc)};
   asio::thread_pool reads{1};  // REST reads from the store
   asio::steady_timer tick_timer{engine_ioc};
   asio::steady_timer flush_timer{engine_ioc};
@@ -138,6 +155,7 @@ struct Server::Impl {
   void release_to(const std::shared_ptr<Peer>& p, Text text);
   void send(Outgoing& o);
   void flush_consoles();
+  void run_console_flush(ConsoleFlush& job);  // on the console strand
   void drop_console(ConnId id);
   void arm_tick();
   void arm_flush();
