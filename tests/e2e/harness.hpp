@@ -122,6 +122,32 @@ class Server {
   }
   unsigned short port() const { return port_; }
   bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+  // Is the process still there (not exited)? Reaps it when it has exited.
+  bool alive() {
+    if (pid_ <= 0) return false;
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == 0) return true;
+    pid_ = -1;
+    return false;
+  }
+  // SIGTERM, then wait up to `timeout`: the exit status (as stop()), or nullopt when it
+  // did not exit in time (it is then killed with SIGKILL).
+  std::optional<int> stop_within(std::chrono::milliseconds timeout) {
+    if (pid_ <= 0) return std::nullopt;
+    ::kill(pid_, SIGTERM);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    int status = 0;
+    while (::waitpid(pid_, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        kill9();
+        return std::nullopt;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
 
  private:
   std::vector<std::string> args_;
