@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <string>
 #include <sys/wait.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 #include <vector>
 
@@ -83,6 +84,8 @@ class Server {
     if (pipe(out) != 0) throw std::runtime_error("pipe");
     pid_ = fork();
     if (pid_ == 0) {
+      // A test that crashes takes its server with it (no orphan holding the output open).
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
       dup2(out[1], 1);
       close(out[0]);
       close(out[1]);
