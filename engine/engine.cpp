@@ -546,6 +546,9 @@ void Engine::on_decline(const cmd::Decline& c, const Origin& o, Millis now, Outp
   end_assignment(*a, AssignmentState::declined, c.reason.empty() ? "declined" : c.reason, false,
                  now, actor_of(o), out);
   out.must_wait = true;
+  // The unit is free again: the incidents that wait for one (contract section 7: assigned
+  // as soon as a unit becomes assignable) may take it; the one it declined will not.
+  if (waiting_count_) dispatch_waiting(now, out);
 }
 
 void Engine::on_arrived(const cmd::Arrived& c, const Origin& o, Millis now, Output& out) {
@@ -1299,6 +1302,8 @@ void Engine::tick(Millis now, Output& out) {
       end_assignment(*a, AssignmentState::lapsed, "no ack within " +
                          std::to_string(config_.ack_within_ms / 1000) + " s",
                      true, now, system_actor, out);
+  // Lapsed units are free again (and may answer now): waiting incidents may take them.
+  if (!due.empty() && waiting_count_) dispatch_waiting(now, out);
 
   // Stale sweep: a slice of the fleet per tick, the whole fleet about every second.
   if (!units_.empty()) {

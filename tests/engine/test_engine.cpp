@@ -182,6 +182,29 @@ TEST_CASE("decline moves the incident to the next nearest") {
   CHECK(w.sent<ev::Error>(again)[0].code == ErrorCode::conflict);
 }
 
+TEST_CASE("a unit freed by a decline or a lapse goes to another waiting incident at once") {
+  World w;
+  w.roster({moto("M1")});
+  w.pos("M1", offset_km(X, 0, 1));
+  auto a1 = w.sent<ev::Assign>(w.report("r1", X)).at(0);
+  CHECK(w.sent<ev::Assign>(w.report("r2", offset_km(X, 1, 0))).empty());
+  CHECK(w.engine.waiting_count() == 1);
+  // M1 declines r1: r1 may not have it again, but r2, waiting, gets it now.
+  auto& out = w.unit_says(cmd::Decline{a1.assignment, "wrong bank"});
+  auto next = w.sent<ev::Assign>(out);
+  REQUIRE(next.size() == 1);
+  CHECK(next[0].unit == "M1");
+  CHECK(w.incident_of("r2").rec.state == IncidentState::assigned);
+  CHECK(w.incident_of("r1").rec.state == IncidentState::dispatching);
+  // A third incident waits; M1 lets r2's assignment lapse: r3 gets M1 in the same tick.
+  CHECK(w.sent<ev::Assign>(w.report("r3", offset_km(X, 2, 0))).empty());
+  auto& lapsed = w.tick(31'000);
+  auto after = w.sent<ev::Assign>(lapsed);
+  REQUIRE(after.size() == 1);
+  CHECK(after[0].unit == "M1");
+  CHECK(w.incident_of("r3").rec.state == IncidentState::assigned);
+}
+
 TEST_CASE("stale units are skipped") {
   World w;
   w.roster({moto("M1"), moto("M2")});
