@@ -5,6 +5,9 @@
 
 #include <fmt/format.h>
 #include <sys/resource.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <future>
 #include <iostream>
@@ -102,6 +105,13 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(o
   m.store->on_commit([&m](std::int64_t us, std::size_t) { m.metrics.commit_latency.observe_us(us); });
   if (!fleet.empty()) m.store->add_units(fleet);
   m.engine.restore(m.store->load(), wall_now());
+  fleet.clear();
+  fleet.shrink_to_fit();
+#ifdef __GLIBC__
+  // Loading (the fleet's JSON, the store's snapshot) leaves freed memory scattered through
+  // the heap; give it back, so that what stays resident is the state itself.
+  malloc_trim(0);
+#endif
   for (std::string_view t : {"position", "status", "ack", "decline", "arrived", "cleared", "report", "assign", "cancel",
                              "liability", "close", "delivered", "escalate", "rescue", "claim_paid"})
     m.metrics.messages_in[t];
