@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "net/listener.hpp"
 #include "net/server_impl.hpp"
 
 namespace dispatch::net {
@@ -39,7 +40,8 @@ std::string Server::Impl::render_io_metrics() const {
   render_counter(s, "dispatch_connections_refused_total", "Connections refused over the cap",
                  metrics.connections_refused.load());
   render_counter(s, "dispatch_connections_evicted_total",
-                 "Connections without a finished request closed to make room", metrics.connections_evicted.load());
+                 "Connections without a valid token yet closed to make room",
+                 listener ? listener->slots().evicted() : 0);
   render_counter(s, "dispatch_accept_backoffs_total", "Times accept backed off (out of file descriptors)",
                  metrics.accept_backoffs.load());
   render_counter(s, "dispatch_commands_refused_total", "Commands answered unavailable (store over its bound)",

@@ -66,7 +66,7 @@ struct Metrics {
   std::unordered_map<std::string_view, Counter> messages_in;
   std::array<Counter, error_count> errors{};
   Counter frames_in{0}, positions_in{0}, consoles_dropped{0}, rate_limited{0};
-  Counter http_requests{0}, http_bad_requests{0}, connections_refused{0}, connections_evicted{0};
+  Counter http_requests{0}, http_bad_requests{0}, connections_refused{0};
   Counter slow_closed{0}, accept_backoffs{0}, commands_refused{0}, frames_dropped{0};
   Histogram assign_latency, commit_latency;
   // Stages of a message's way, so that a p99 can be attributed (docs/performance.md).

@@ -692,6 +692,10 @@ TEST_CASE("edge: idle sockets without a token do not keep a gateway out") {
       15s);
   REQUIRE(fr);
   CHECK(fr->payload.find("unknown_unit") != std::string::npos);
+  // The room was made by evicting a connection without a token, and /metrics says so.
+  const auto m = http_request(f.port(), http::verb::get, "/metrics").body;
+  CHECK(m.find("dispatch_connections_evicted_total 0") == std::string::npos);
+  CHECK(m.find("dispatch_connections_evicted_total") != std::string::npos);
 }
 
 TEST_CASE("edge: the open-incident cap per token") {
