@@ -132,6 +132,7 @@ std::string Server::start() {
                        m.listener->slots().limits().max_per_peer));
   m.ioc_work.emplace(m.ioc.get_executor());
   m.engine_work.emplace(m.engine_ioc.get_executor());
+  m.console_work.emplace(m.console_ioc.get_executor());
   m.listener->start();
   m.start_signals();
   asio::post(m.engine_ioc, [&m] {
@@ -139,6 +140,7 @@ std::string Server::start() {
     m.arm_flush();
   });
   m.threads.emplace_back([&m] { m.engine_ioc.run(); });
+  m.threads.emplace_back([&m] { m.console_ioc.run(); });
   for (int i = 0; i < std::max(1, m.opt.io_threads); ++i) m.threads.emplace_back([&m] { m.ioc.run(); });
   const std::string host =
       bound.address().is_v6() ? "[" + bound.address().to_string() + "]" : bound.address().to_string();
@@ -186,6 +188,8 @@ void Server::stop() {
   }
   m.ioc_work.reset();
   m.engine_work.reset();
+  m.console_work.reset();
+  m.console_ioc.stop();
   m.engine_ioc.stop();
   m.ioc.stop();
   for (auto& t : m.threads)
