@@ -56,7 +56,7 @@ std::string Server::Impl::render_io_metrics() const {
   metrics.stage_commit_wait.render(s, "dispatch_stage_commit_wait_seconds",
                                    "Stage: a rendered message waiting for the commit before it");
   metrics.stage_send.render(s, "dispatch_stage_send_seconds",
-                            "Stage: from a message queued to a session to its write completing");
+                            "Stage: rendering and fanning out one console position flush (consoles' thread)");
   const auto st = store->stats();
   render_counter(s, "dispatch_store_commits_total", "Store commits", st.commits);
   render_counter(s, "dispatch_store_writes_total", "Store writes committed", st.writes);

@@ -188,7 +188,7 @@ void Server::Impl::apply() {
       const std::uint64_t seq = gate.submitted();
       store->submit(std::move(out.writes), [this, seq] {
         asio::post(engine_ioc, [this, seq] {
-          gate.committed(seq, [this](Outgoing& o) { send(o); });
+          gate.committed(seq, [this](Outgoing& o) { send_held(o); });
         });
       });
     }
@@ -198,9 +198,18 @@ void Server::Impl::apply() {
     // make error replies pile up behind the gate).
     const bool stateless = o.payload && std::holds_alternative<engine::ev::Error>(*o.payload);
     if (stateless) send(o);
-    else gate.release(std::move(o), [this](Outgoing& x) { send(x); });
+    else hold(std::move(o));
   }
   out.clear();
+}
+
+void Server::Impl::hold(Outgoing o) {
+  gate.release(std::move(o), [this](Outgoing& x) { send_held(x); });
+}
+
+void Server::Impl::send_held(Outgoing& o) {
+  metrics.stage_commit_wait.observe_us(mono_us() - o.made_us);
+  send(o);
 }
 
 void Server::Impl::release_to(const std::shared_ptr<Peer>& p, Text text) {
@@ -208,12 +217,11 @@ void Server::Impl::release_to(const std::shared_ptr<Peer>& p, Text text) {
   o.to = engine::Target::to(p->id);
   o.text = std::move(text);
   o.made_us = mono_us();
-  gate.release(std::move(o), [this](Outgoing& x) { send(x); });
+  hold(std::move(o));
 }
 
 void Server::Impl::send(Outgoing& o) {
   const auto now_us = mono_us();
-  metrics.stage_commit_wait.observe_us(now_us - o.made_us);
   if (!o.assign_incident.empty()) {
     auto it = report_started_us.find(o.assign_incident);
     if (it != report_started_us.end()) {
@@ -234,22 +242,16 @@ void Server::Impl::send(Outgoing& o) {
         asio::post(console_strand, [this, job = std::move(o.flush)] { run_console_flush(*job); });
         break;
       }
-      // Fanned out on the console strand, in order with the position flushes.
+      // Fanned out on the console strand, in order with the position flushes. (A console
+      // over its queue bound is closed by its own session, like every connection.)
       std::vector<std::shared_ptr<Peer>> to;
       to.reserve(feed.size());
       for (ConnId id : feed.ids())
         if (auto it = peers.find(id); it != peers.end())
           if (auto p = it->second.lock()) to.push_back(std::move(p));
       if (to.empty()) break;
-      asio::post(console_strand, [this, to = std::move(to), text = std::move(o.text)] {
-        for (const auto& p : to) {
-          if (p->queued_bytes.load(std::memory_order_relaxed) > opt.console_hard_bytes) {
-            log_line(fmt::format("console {} dropped: it does not keep up", p->id));
-            p->drop("too slow: outgoing queue over its limit");
-            continue;
-          }
-          p->deliver(text, nullptr);
-        }
+      asio::post(console_strand, [to = std::move(to), text = std::move(o.text)] {
+        for (const auto& p : to) p->deliver(text, nullptr);
       });
       break;
     }
@@ -300,14 +302,7 @@ void Server::Impl::flush_consoles() {
         return p ? p->queued_bytes.load(std::memory_order_relaxed) : 0;
       },
       plan);
-  for (ConnId id : plan.dropped) {
-    auto it = peers.find(id);
-    if (it == peers.end()) continue;
-    if (auto p = it->second.lock()) {
-      log_line(fmt::format("console {} dropped: it does not keep up", id));
-      p->drop("too slow: outgoing queue over its limit");
-    }
-  }
+  for (ConnId id : plan.dropped) drop_console(id);
   if (plan.sends.empty()) return;
   const Millis now = wall_now();
   auto job = std::make_shared<ConsoleFlush>();
@@ -329,12 +324,11 @@ void Server::Impl::flush_consoles() {
     for (auto slot : send.slots) s.index.push_back(index.at(slot));
     job->sends.push_back(std::move(s));
   }
-  metrics.stage_engine.observe_us(mono_us() - t0);
   Outgoing o;
   o.to = engine::Target::consoles();
   o.flush = std::move(job);
   o.made_us = t0;
-  gate.release(std::move(o), [this](Outgoing& x) { send(x); });
+  hold(std::move(o));
 }
 
 void Server::Impl::run_console_flush(ConsoleFlush& job) {

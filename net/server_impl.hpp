@@ -157,6 +157,9 @@ struct Server::Impl {
   void apply();
   // Sends a rendered text to `p` once everything submitted so far is durable.
   void release_to(const std::shared_ptr<Peer>& p, Text text);
+  // Holds `o` at the gate until everything submitted before it has committed, then sends it.
+  void hold(Outgoing o);
+  void send_held(Outgoing& o);
   void send(Outgoing& o);
   void flush_consoles();
   void run_console_flush(ConsoleFlush& job);  // on the console strand
