@@ -955,56 +955,12 @@ def check_incident_paging(ctx):
     return not problems, fig
 
 
-class UnitFeed:
-    """A console's view of units, and a unit connection's errors, each read on a thread."""
+class Reader:
+    """A WebSocket read on its own thread; each message of each frame goes to _take()."""
 
-    def __init__(self, ctx):
-        self.con = ws_connect(ctx.port, "/ws/console", TOKENS["console"])
-        snap, _ = ws_recv_until(self.con, lambda m: m.get("type") == "snapshot", 10)
-        if not snap:
-            raise RuntimeError("no console snapshot")
+    def _start(self, ws):
+        self.ws = ws
         self.lock = threading.Lock()
-        self.status = {u["id"]: u.get("status") for u in snap["units"]}
-        self.seen = {}  # unit -> unit messages since start
-        self.stop = threading.Event()
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
-
-    def _run(self):
-        dl = Deadline(120)
-        while not self.stop.is_set() and not dl.passed():
-            self.con.settimeout(0.2)
-            try:
-                t = self.con.recv()
-            except websocket.WebSocketTimeoutException:
-                continue
-            except Exception:
-                break
-            try:
-                v = json.loads(t)
-            except ValueError:
-                continue
-            with self.lock:
-                for m in (v if isinstance(v, list) else [v]):
-                    if m.get("type") == "unit" and m.get("id"):
-                        self.status[m["id"]] = m.get("status")
-                        self.seen[m["id"]] = self.seen.get(m["id"], 0) + 1
-
-    def get(self, unit):
-        with self.lock:
-            return self.status.get(unit), self.seen.get(unit, 0)
-
-    def close(self):
-        self.stop.set()
-        self.t.join(2)
-        self.con.close()
-
-
-class UnitConn:
-    def __init__(self, ctx, token):
-        self.ws = ws_connect(ctx.port, "/ws/unit", token)
-        self.lock = threading.Lock()
-        self.errors = []
         self.stop = threading.Event()
         self.t = threading.Thread(target=self._run, daemon=True)
         self.t.start()
@@ -1025,8 +981,47 @@ class UnitConn:
                 continue
             with self.lock:
                 for m in (v if isinstance(v, list) else [v]):
-                    if m.get("type") == "error":
-                        self.errors.append(m.get("code"))
+                    if isinstance(m, dict):
+                        self._take(m)
+
+    def close(self):
+        self.stop.set()
+        self.t.join(2)
+        self.ws.close()
+
+
+class UnitFeed(Reader):
+    """A console's view of units, read on a thread."""
+
+    def __init__(self, ctx):
+        con = ws_connect(ctx.port, "/ws/console", TOKENS["console"])
+        snap, _ = ws_recv_until(con, lambda m: m.get("type") == "snapshot", 10)
+        if not snap:
+            raise RuntimeError("no console snapshot")
+        self.status = {u["id"]: u.get("status") for u in snap["units"]}
+        self.seen = {}  # unit -> unit messages since start
+        self._start(con)
+
+    def _take(self, m):
+        if m.get("type") == "unit" and m.get("id"):
+            self.status[m["id"]] = m.get("status")
+            self.seen[m["id"]] = self.seen.get(m["id"], 0) + 1
+
+    def get(self, unit):
+        with self.lock:
+            return self.status.get(unit), self.seen.get(unit, 0)
+
+
+class UnitConn(Reader):
+    """A unit connection's errors, read on a thread."""
+
+    def __init__(self, ctx, token):
+        self.errors = []
+        self._start(ws_connect(ctx.port, "/ws/unit", token))
+
+    def _take(self, m):
+        if m.get("type") == "error":
+            self.errors.append(m.get("code"))
 
     def error_count(self):
         with self.lock:
@@ -1041,11 +1036,6 @@ class UnitConn:
 
     def send(self, obj):
         self.ws.send(json.dumps(obj))
-
-    def close(self):
-        self.stop.set()
-        self.t.join(2)
-        self.ws.close()
 
 
 def toggle_until_refused(feed, conn, unit, max_changes, seconds):
