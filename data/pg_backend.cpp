@@ -86,17 +86,12 @@ class PgBackend final : public Backend {
   void close_writer() override { w_.reset(); }
 
   bool read(rows::R what, const Params& p, const EachRow& each) override {
-    std::string error;
-    if (!r_.connect(error)) return false;
-    const auto r = r_.exec_prepared(read_name(what), pg::dollar_params(rows::read_sql(what)), p);
-    return rows_of(r, each);
+    return read_with([&] { return r_.exec_prepared(read_name(what), pg::dollar_params(rows::read_sql(what)), p); },
+                     each);
   }
 
   bool read_text(const std::string& sql, const Params& p, const EachRow& each) override {
-    std::string error;
-    if (!r_.connect(error)) return false;
-    const auto r = r_.exec(pg::dollar_params(sql), p);
-    return rows_of(r, each);
+    return read_with([&] { return r_.exec(pg::dollar_params(sql), p); }, each);
   }
 
   void close_reader() override { r_.reset(); }
@@ -116,13 +111,22 @@ class PgBackend final : public Backend {
     }
   };
 
-  bool rows_of(const pg::Result& r, const EachRow& each) {
-    if (!r.ok()) {
-      if (!r_.connected()) r_.reset();
-      return false;
+  // Runs a read; a connection found lost (the server restarted, a failover of the
+  // database) is opened again and the read tried once more.
+  template <class Exec>
+  bool read_with(Exec exec, const EachRow& each) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      std::string error;
+      if (!r_.connect(error)) return false;
+      const pg::Result r = exec();
+      if (r.ok()) {
+        for (int i = 0; i < r.rows(); ++i) each(pg::ResultRow(r, i));
+        return true;
+      }
+      if (r_.connected()) return false;
+      r_.reset();
     }
-    for (int i = 0; i < r.rows(); ++i) each(pg::ResultRow(r, i));
-    return true;
+    return false;
   }
 
   // Reads the answers of `sent` statements and then the sync's.
