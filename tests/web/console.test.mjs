@@ -191,7 +191,10 @@ test('dispatch console in a real browser', async (t) => {
     await waitFor('the district boundaries', () => hook(() => window.__console.districtCount()).then((n) => n > 0));
     // Chinese callsigns show in the stats and on the canvas; the queue starts empty.
     assert.equal(await page.locator('#queue .qrow').count(), 0);
-    assert.match(await page.locator('#conn').innerText(), /live/);
+    // Chinese by default, in a dispatcher's words.
+    assert.equal(await page.evaluate(() => document.documentElement.lang), 'zh-CN');
+    assert.match(await page.locator('#conn').innerText(), /在线/);
+    assert.match(await page.locator('#side .tabs').innerText(), /在办/);
   });
 
   await t.test('a unit that moves moves on the map', async () => {
@@ -238,7 +241,8 @@ test('dispatch console in a real browser', async (t) => {
 
     await waitFor('the incident in the queue', () => hook(() => window.__console.queueIds()).then((ids) => ids.includes(incidentId)));
     const row = page.locator(`#queue .qrow[data-id="${incidentId}"]`);
-    await waitFor('the queue row to show the assignment', async () => /assigned/.test(await row.innerText()));
+    await waitFor('the queue row to show the assignment', async () => /已派/.test(await row.innerText()));
+    assert.match(await row.innerText(), /伤人/, 'severity in Chinese');
     assert.match(await row.innerText(), /渝警保01/);
     const marker = await hook((id) => window.__console.incidentOnMap(id), incidentId);
     assert.ok(marker, 'incident marker on the map');
