@@ -463,11 +463,18 @@ def build(radius_km, step, target, district_target):
                 illustrative=True, district=d.name)
         station_count += m
 
-    # What it holds: coverage of the samples (grid and outlines) by the landing zones.
-    lz_points = [(f["geometry"]["coordinates"][1], f["geometry"]["coordinates"][0])
-                 for f in features if f["properties"]["kind"] == "landing_zone"]
-    stats = {"samples": len(samples), "added_by_cover": added, "stations": station_count, "curve": curve}
-    return districts, features, lz_points, stats
+    # What it holds: the share of the grid samples (area) within radius_km of a landing zone.
+    share = {}
+    for s, k in enumerate(sample_district):
+        if k is not None:
+            n, c = share.get(k, (0, 0))
+            share[k] = (n + 1, c + covered[s])
+    grid_total = sum(n for n, _ in share.values())
+    lowest = min(share, key=lambda k: share[k][1] / share[k][0])
+    stats = {"samples": len(samples), "added_by_cover": added, "stations": station_count, "curve": curve,
+             "coverage": sum(c for _, c in share.values()) / grid_total,
+             "lowest": (districts[lowest].name, share[lowest][1] / share[lowest][0])}
+    return features, stats
 
 
 def district_area_km2(d):
@@ -513,7 +520,7 @@ def main():
     ap.add_argument("--out", default=OUT)
     ap.add_argument("--check", action="store_true", help="compare with the file instead of writing it")
     args = ap.parse_args()
-    districts, features, lz_points, stats = build(args.radius_km, args.step, args.target, args.district_target)
+    features, stats = build(args.radius_km, args.step, args.target, args.district_target)
     text = render(features)
     kinds = {}
     for f in features:
@@ -521,7 +528,10 @@ def main():
     print("places: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())), file=sys.stderr)
     print(f"landing zones added by the greedy cover: {stats['added_by_cover']} "
           f"(samples: {stats['samples']}, radius {args.radius_km} km)", file=sys.stderr)
-    print("landing zones needed to cover: " + ", ".join(f"{f:.1%} {n}" for f, n in stats["curve"]), file=sys.stderr)
+    print("landing zones in all when the greedy cover reached: " +
+          ", ".join(f"{f:.1%} {n}" for f, n in stats["curve"]), file=sys.stderr)
+    print(f"a landing zone within {args.radius_km:g} km of {stats['coverage']:.1%} of Chongqing's area "
+          f"(lowest district: {stats['lowest'][0]} {stats['lowest'][1]:.1%})", file=sys.stderr)
     if args.check:
         with open(args.out, encoding="utf-8") as f:
             same = f.read() == text
