@@ -1050,6 +1050,8 @@ async function showPlate(plate) {
 let histFilter = null;
 let histRows = [];
 let histLastId = null;
+let histEnd = false;
+let histSeq = 0;
 
 function readHistForm() {
   const ms = (v) => (v ? new Date(v).getTime() : NaN);
@@ -1061,39 +1063,48 @@ function readHistForm() {
     severity: $('hist-severity').value,
     state: state || 'all',
     plate: $('hist-plate').value.trim(),
-    limit: 50,
+    limit: Number($('hist-limit').value) || 50,
   };
 }
 
 async function fetchHistoryPage(f) {
   let r = await fetch(apiUrl(`/api/incidents?${historyQuery(f)}`), { cache: 'no-store' });
-  let local = f;
   if (r.status === 400 && f.state !== 'all' && f.state !== 'open') {
     // A server that knows only open|all: ask for all, keep the state filter here.
     r = await fetch(apiUrl(`/api/incidents?${historyQuery({ ...f, state: 'all' })}`), { cache: 'no-store' });
-    local = f;
   }
   if (!r.ok) throw new Error(`HTTP ${r.status}`);
   const rows = await r.json();
   if (!Array.isArray(rows)) throw new Error('not a list');
-  return { raw: rows, rows: rows.filter((inc) => matchesHistory(inc, local.state === 'open' ? { ...local, state: '' } : local)) };
+  return { raw: rows, rows: rows.filter((inc) => matchesHistory(inc, f.state === 'open' ? { ...f, state: '' } : f)) };
 }
 
+// One page of matches. Filters the server does not apply yet are applied here, so a
+// page may need several requests; at most 20, then the rest waits for "older".
 async function searchHistory(more = false) {
   if (!more) {
     histFilter = readHistForm();
     histRows = [];
     histLastId = null;
+    histEnd = false;
   }
   $('hist-csv').href = apiUrl(`/api/incidents?${historyQuery(histFilter, { csv: true })}`);
   $('hist-status').textContent = '…';
+  const seq = ++histSeq;
   try {
-    const { raw, rows } = await fetchHistoryPage({ ...histFilter, before: histLastId || undefined });
-    histRows.push(...rows);
-    if (raw.length) histLastId = raw[raw.length - 1].id;
-    const end = raw.length < histFilter.limit;
-    $('hist-more').hidden = end;
-    $('hist-status').textContent = histRows.length ? `${t('hist.count', { n: histRows.length })}${end ? ` · ${t('hist.end')}` : ''}` : t('hist.none');
+    let found = 0;
+    for (let i = 0; i < 20 && found < histFilter.limit && !histEnd; i++) {
+      const { raw, rows } = await fetchHistoryPage({ ...histFilter, before: histLastId || undefined });
+      if (seq !== histSeq) return;
+      const seen = new Set(histRows.map((x) => x.id));
+      const fresh = rows.filter((x) => !seen.has(x.id)).slice(0, histFilter.limit - found);
+      histRows.push(...fresh);
+      found += fresh.length;
+      if (raw.length) histLastId = fresh.length && found >= histFilter.limit ? fresh[fresh.length - 1].id : raw[raw.length - 1].id;
+      if (raw.length < histFilter.limit) histEnd = true;
+    }
+    $('hist-more').hidden = histEnd;
+    $('hist-status').textContent = histRows.length ? `${t('hist.count', { n: histRows.length })}${histEnd ? ` · ${t('hist.end')}` : ''}` : t('hist.none');
     renderHistory();
   } catch (e) {
     $('hist-status').textContent = t('hist.failed', { err: e.message });
@@ -1174,8 +1185,12 @@ async function startReplay(inc) {
 function setReplayTime(ts) {
   replay.t = ts;
   for (const [u, m] of replay.markers) {
-    const p = trackAt(replay.tracks.get(u), ts);
+    const track = replay.tracks.get(u);
+    const p = trackAt(track, ts);
+    // Before its first fix: shown faded where it was first seen.
+    const first = track?.geometry?.coordinates?.[0];
     if (p) m.setLatLng([p.lat, p.lon]);
+    else if (first) m.setLatLng([first[1], first[0]]);
     m.setStyle({ opacity: p ? 1 : 0.3, fillOpacity: p ? 1 : 0.3 });
   }
   $('replay-time').textContent = fmtDateTime(ts);

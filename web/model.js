@@ -340,7 +340,8 @@ export function replaySpan(inc, now = Date.now()) {
   const ts = times.filter((x) => typeof x === 'number');
   if (!ts.length) return null;
   const from = Math.min(...ts) - 60_000;
-  const to = Math.min(now, Math.max(...ts) + 60_000);
+  // Still open: up to now; closed: a minute past its last event.
+  const to = inc.closed_ts == null ? now : Math.min(now, Math.max(...ts) + 60_000);
   return { from, to };
 }
 

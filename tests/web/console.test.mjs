@@ -466,5 +466,93 @@ test('dispatch console in a real browser', async (t) => {
     await waitFor('a redraw at city zoom', async () => (await hook(() => window.__console.labels())).length < labels.length);
   });
 
+  await t.test('history: search, filters, paging, CSV link, a past incident\'s timeline', async () => {
+    await hook(() => window.__console.setView(29.57, 106.53, 11));
+    // Twelve more remote incidents, so the history has pages.
+    for (let i = 0; i < 12; i++) {
+      await postReport({ id: `cc-hist-${i}`, lat: 29.50 + i * 0.002, lon: 106.50, severity: 'minor', drivable: true,
+        parties_agree: true, vehicles: [{ plate: `渝H${String(i).padStart(5, '0')}` }, { plate: '渝J77777' }] });
+    }
+    const all = await (await fetch(`${base}/api/incidents?state=all&token=${CONSOLE_TOKEN}`)).json();
+    assert.equal(all.length, 15);
+    await page.locator('.tab[data-tab="history-panel"]').click();
+    await page.selectOption('#hist-limit', '10');
+    await page.click('#hist-search');
+    await waitFor('the first page', () => hook(() => window.__console.historyIds()).then((ids) => ids.length === 10));
+    let ids = await hook(() => window.__console.historyIds());
+    assert.deepEqual(ids, all.slice(0, 10).map((x) => x.id), 'newest first, as the server pages them');
+    await page.locator('#hist-more').waitFor({ state: 'visible' });
+    await page.click('#hist-more');
+    await waitFor('the second page', () => hook(() => window.__console.historyIds()).then((x) => x.length === 15));
+    ids = await hook(() => window.__console.historyIds());
+    assert.deepEqual(ids, all.map((x) => x.id), 'every incident once, in order');
+    assert.equal(await page.locator('#hist-more').isVisible(), false, 'no older page');
+
+    // Filters: a plate, a severity, closed ones; the CSV link carries them.
+    await page.selectOption('#hist-limit', '50');
+    await page.fill('#hist-plate', '渝C33333');
+    await page.click('#hist-search');
+    await waitFor('the plate search', () => hook(() => window.__console.historyIds()).then((x) => x.length === 1 && x[0] === remoteB));
+    const csv = new URL(await page.locator('#hist-csv').getAttribute('href'), base);
+    assert.equal(csv.pathname, '/api/incidents');
+    assert.equal(csv.searchParams.get('format'), 'csv');
+    assert.equal(csv.searchParams.get('plate'), '渝C33333');
+    assert.equal(csv.searchParams.get('token'), CONSOLE_TOKEN);
+    await page.fill('#hist-plate', '');
+    await page.selectOption('#hist-severity', 'injury');
+    await page.click('#hist-search');
+    await waitFor('the severity search', () => hook(() => window.__console.historyIds()).then((x) => x.length === 1 && x[0] === incidentId));
+    await page.selectOption('#hist-severity', '');
+    await page.selectOption('#hist-state', 'closed');
+    await page.click('#hist-search');
+    await waitFor('the closed ones', () => hook(() => window.__console.historyIds()).then((x) => x.length === 2 && x.includes(remoteA) && x.includes(remoteB)));
+    const future = new Date(Date.now() + 3_600_000);
+    const local = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}T${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}:00`;
+    await page.fill('#hist-from', local(future));
+    await page.click('#hist-search');
+    await waitFor('nothing after the future', () => hook(() => window.__console.historyIds()).then((x) => x.length === 0));
+    assert.match(await page.locator('#hist-status').innerText(), /没有符合条件的事故/);
+    await page.fill('#hist-from', '');
+
+    // A past incident opens with its whole timeline.
+    await page.click('#hist-search');
+    await page.locator(`#hist-list .hrow[data-id="${remoteB}"]`).click();
+    await waitFor('the past incident in the detail', () => hook(() => window.__console.selectedIncident()).then((s) => s === remoteB));
+    await waitFor('its timeline', async () => {
+      const tl = await page.locator('#d-timeline').innerText();
+      return /接报/.test(tl) && /转远程定责/.test(tl) && /定责/.test(tl) && /结案/.test(tl);
+    });
+    assert.match(await page.locator('#d-summary').innerText(), /渝D44444/);
+    assert.equal(await page.locator('#lia-submit').isDisabled(), true, 'no decision on a closed incident');
+  });
+
+  await t.test('an incident\'s unit tracks replayed on the map', async () => {
+    // M001 drives toward the scene: two fixes 2.5 s and about 125 m apart (180 km/h, under
+    // the GPS-jump limit; over the 100 m at which a track point is kept).
+    const m1 = FLEET.find((u) => u.id === 'M001');
+    const path = [{ lat: m1.lat + 0.0011, lon: m1.lon + 0.0003 }, { lat: m1.lat + 0.0022, lon: m1.lon + 0.0006 }];
+    for (const p of path) {
+      gateway.positions([{ id: 'M001', ...p }], Date.now());
+      await waitFor('the fix applied', () => hook(() => window.__console.unitPosition('M001')).then((at) => at && Math.abs(at.lat - p.lat) < 1e-6));
+      await sleep(2_500);
+    }
+    await page.locator('.tab[data-tab="queue-panel"]').click();
+    await page.locator(`#queue .qrow[data-id="${incidentId}"]`).click();
+    await waitFor('the incident selected', () => hook(() => window.__console.selectedIncident()).then((s) => s === incidentId));
+    await page.click('#d-replay');
+    await page.locator('#replay-bar').waitFor({ state: 'visible' });
+    const points = await waitFor('tracks loaded', () => hook(() => window.__console.replayPoints()).then((p) => (p.M001 >= 3 ? p : null)));
+    assert.ok('C001' in points, 'every unit of the incident is asked for');
+    await page.locator('#replay-slider').fill('1000');
+    const end = await hook(() => window.__console.replayAt('M001'));
+    assert.ok(Math.abs(end.lat - path[1].lat) < 1e-6 && Math.abs(end.lon - path[1].lon) < 1e-6, `at the end M001 is at its last fix (${JSON.stringify(end)})`);
+    await page.locator('#replay-slider').fill('0');
+    const start = await hook(() => window.__console.replayAt('M001'));
+    assert.ok(start.lat < path[0].lat, 'at the start it is where it was');
+    await page.screenshot({ path: join(artifacts, 'console-replay.png') });
+    await page.click('#replay-clear');
+    assert.equal(await page.locator('#replay-bar').isVisible(), false);
+  });
+
   assert.deepEqual(pageErrors, [], 'no script errors in the page');
 });
