@@ -1527,6 +1527,8 @@ window.__console = Object.freeze({
   unitPixel: (id) => unitLayer.pixelAt(id),
   unitStatus: (id) => store.units.get(id)?.status ?? null,
   labels: () => unitLayer.labelBoxes(),
+  // The task lines of the last frame: which unit, to where.
+  taskLines: () => (unitLayer.lines || []).map((l) => ({ ...l })),
   hovered: () => debug.hovered,
   incidentIds: () => [...store.incidents.keys()],
   incident: (id) => structuredClone(store.incidents.get(id) ?? null),

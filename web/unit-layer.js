@@ -203,6 +203,7 @@ export const UnitLayer = L.Layer.extend({
 
   drawLines(ctx) {
     const units = this.store.units;
+    this.lines = [];
     ctx.lineWidth = 2;
     for (const inc of this.store.incidents.values()) {
       if (inc.lat == null) continue;
@@ -214,6 +215,7 @@ export const UnitLayer = L.Layer.extend({
         // A helicopter bound for a landing zone, and the team securing it, go there.
         const target = taskTarget(inc, a);
         const ip = target === inc ? scene : this.placePoint(target);
+        this.lines.push({ unit: u.id, incident: inc.id, task: a.task ?? null, lat: target.lat, lon: target.lon });
         ctx.strokeStyle = LINE_COLOURS[a.state] || '#e5e7eb';
         ctx.setLineDash(a.state === 'assigned' ? [6, 5] : []);
         ctx.globalAlpha = 0.85;

@@ -554,5 +554,32 @@ test('dispatch console in a real browser', async (t) => {
     assert.equal(await page.locator('#replay-bar').isVisible(), false);
   });
 
+  await t.test('air rescue: the helicopter\'s task line goes to its landing zone, its steps reach the timeline', async () => {
+    // A critical accident in rural 长寿区, 1.5 km from its landing zone.
+    const scene = { lat: 29.8700, lon: 107.0950 };
+    const id = await postReport({ id: 'cc-critical-1', ...scene, severity: 'critical', injured: 2 });
+    const heli = await waitFor('the helicopter sent', () => gateway.find((m) => m.type === 'assign' && m.incident === id && m.unit === 'H1'));
+    assert.equal(heli.task, 'landing_zone');
+    const ground = await waitFor('a team to the scene', () => gateway.find((m) => m.type === 'assign' && m.incident === id && m.unit !== 'H1'));
+    const lines = await waitFor('both task lines drawn', () => hook(() => window.__console.taskLines())
+      .then((l) => { const mine = l.filter((x) => x.incident === id); return mine.length === 2 ? mine : null; }));
+    const heliLine = lines.find((l) => l.unit === 'H1');
+    assert.equal(heliLine.task, 'landing_zone');
+    assert.ok(Math.abs(heliLine.lat - heli.lat) < 1e-9 && Math.abs(heliLine.lon - heli.lon) < 1e-9, 'to the landing zone');
+    assert.ok(Math.abs(heliLine.lat - scene.lat) > 1e-3 || Math.abs(heliLine.lon - scene.lon) > 1e-3, 'not to the scene');
+    const groundLine = lines.find((l) => l.unit === ground.unit);
+    assert.ok(Math.abs(groundLine.lat - scene.lat) < 1e-6 && Math.abs(groundLine.lon - scene.lon) < 1e-6, 'the team to the scene');
+    // The crew reports airborne: it shows as a step, in Chinese, and the helicopter is en route.
+    gateway.send({ type: 'rescue', assignment: heli.assignment, step: 'airborne' });
+    await waitFor('H1 en route', () => hook(() => window.__console.unitStatus('H1')).then((s) => s === 'en_route'));
+    await openFromQueue(id);
+    await waitFor('the step in the timeline', async () => /起飞/.test(await page.locator('#d-timeline').innerText()));
+    assert.match(await page.locator('#d-timeline').innerText(), /启动空地一体化救援/);
+    assert.match(await page.locator('#d-assignments').innerText(), /降落点/, 'the task in a dispatcher\'s words');
+    if ((await hook((i) => window.__console.incident(i), id)).hospital) {
+      assert.match(await page.locator('#d-summary').innerText(), /接收医院/);
+    }
+  });
+
   assert.deepEqual(pageErrors, [], 'no script errors in the page');
 });
