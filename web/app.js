@@ -1278,14 +1278,16 @@ function reportForm(latlng) {
       insurer: f.get('insurer'),
       note: f.get('note'),
     }, latlng.lat, latlng.lng, store.now());
-    if (!sendCommand(report, null)) return;
+    // Offline, the report waits here and goes out as soon as a server answers (its id
+    // makes a second sending the same incident).
+    const sent = conn.send(report);
     const marker = L.circleMarker(latlng, { renderer: incidentRenderer, radius: 9, color: '#f8fafc', weight: 2, dashArray: '3 3', fillOpacity: 0, className: 'pending-marker' })
       .bindTooltip(esc(t('rf.pending', { id: report.id })), { className: 'dark-tip' });
     pendingLayer.addLayer(marker);
     pendingReports.set(report.id, { marker, report });
     debug.lastReportId = report.id;
     map.closePopup();
-    toast(t('toast.reportSent', { id: report.id }));
+    toast(t(sent ? 'toast.reportSent' : 'toast.reportKept', { id: report.id }), sent ? '' : 'err');
   });
   div.querySelector('#rf-cancel').addEventListener('click', () => map.closePopup());
   L.DomEvent.disableClickPropagation(div);
@@ -1552,6 +1554,7 @@ window.__console = Object.freeze({
   routes: () => Object.fromEntries(debug.routes),
   acceptedIncident: (reportId) => debug.accepted.get(reportId) ?? null,
   lastReportId: () => debug.lastReportId,
+  pendingReports: () => [...pendingReports.keys()],
   errors: () => debug.errors.map((e) => ({ code: e.code, ref: e.ref ?? null })),
   districtCount: () => debug.districts,
   placeCount: () => debug.places,

@@ -9,6 +9,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 import { createRequire } from 'node:module';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -95,9 +96,9 @@ async function waitFor(what, fn, timeoutMs = 15_000) {
 let server = null;
 let serverLog = '';
 
-function startServer(listen) {
+function startServer(listen, db = 'dispatch.db') {
   return new Promise((resolveStart, reject) => {
-    const args = ['--listen', listen, '--db', join(work, 'dispatch.db'), '--tokens', join(work, 'tokens.json'),
+    const args = ['--listen', listen, '--db', join(work, db), '--tokens', join(work, 'tokens.json'),
       '--fleet', join(work, 'fleet.json'), '--web-root', webRoot,
       // Nothing may lapse or go stale while a slow machine runs the browser.
       '--ack-timeout', '600', '--stale-after', '600'];
@@ -151,11 +152,15 @@ class Gateway {
 
 let context = null;
 let gateway = null;
+let standby = null;
+let standbyGateway = null;
 
 after(async () => {
   if (context) await context.close().catch(() => {});
   if (gateway) gateway.close();
+  if (standbyGateway) standbyGateway.close();
   await stopServer(server);
+  await stopServer(standby);
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -579,6 +584,40 @@ test('dispatch console in a real browser', async (t) => {
     if ((await hook((i) => window.__console.incident(i), id)).hospital) {
       assert.match(await page.locator('#d-summary').innerText(), /接收医院/);
     }
+  });
+
+  await t.test('with two servers the page moves to the one that answers; a report filed while none does is kept and goes there', async () => {
+    // The second server's port, reserved now; the server starts on it later.
+    const port2 = await new Promise((r) => { const srv = createServer(); srv.listen(0, '127.0.0.1', () => { const p = srv.address().port; srv.close(() => r(p)); }); });
+    const two = await context.newPage();
+    two.on('pageerror', (e) => pageErrors.push(String(e)));
+    await two.goto(`${base}/?token=${CONSOLE_TOKEN}&servers=127.0.0.1:${server.port},127.0.0.1:${port2}`);
+    await waitFor('live on the first', () => two.evaluate(() => window.__console?.connection() === 'live'));
+    assert.equal(await two.evaluate(() => window.__console.server()), `127.0.0.1:${server.port}`);
+    gateway.close();
+    await stopServer(server);
+    await waitFor('the page to notice', () => two.evaluate(() => window.__console.connection() !== 'live'));
+    // Nobody answers: a report filed now is kept on the page.
+    const spot = { lat: 29.5450, lon: 106.5100 };
+    const pt = await two.evaluate(([lat, lon]) => window.__console.containerPoint(lat, lon), [spot.lat, spot.lon]);
+    const box = await two.locator('#map').boundingBox();
+    await two.mouse.click(box.x + pt.x, box.y + pt.y);
+    await two.locator('#report-form').waitFor({ state: 'visible' });
+    await two.selectOption('#rf-severity', 'injury');
+    await two.click('#rf-submit');
+    const reportId = await two.evaluate(() => window.__console.lastReportId());
+    assert.deepEqual(await two.evaluate(() => window.__console.pendingReports()), [reportId], 'kept while offline');
+    // The other server comes up: the page moves there and the report goes out.
+    standby = await startServer(`127.0.0.1:${port2}`, 'second.db');
+    standbyGateway = new Gateway(standby.port);
+    await standbyGateway.opened;
+    standbyGateway.positions(FLEET, Date.now());
+    await waitFor('live on the second', () => two.evaluate(() => window.__console.connection() === 'live'), 40_000);
+    assert.equal(await two.evaluate(() => window.__console.server()), `127.0.0.1:${port2}`);
+    const accepted = await waitFor('the kept report accepted by the second', () => two.evaluate((id) => window.__console.acceptedIncident(id), reportId));
+    await waitFor('its assign from the second', () => standbyGateway.find((m) => m.type === 'assign' && m.incident === accepted));
+    assert.deepEqual(await two.evaluate(() => window.__console.pendingReports()), []);
+    await two.close();
   });
 
   assert.deepEqual(pageErrors, [], 'no script errors in the page');
