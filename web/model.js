@@ -14,7 +14,7 @@ export const POLICY = Object.freeze({
   remoteLiabilityMs: 300_000,
   // A report still without a unit after this long is flagged: there is no unit to send.
   assignTargetMs: 60_000,
-  staleAfterMs: 120_000,
+  staleAfterMs: 60_000,
   claimPaidWithinMs: 900_000,
 });
 
