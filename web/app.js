@@ -3,11 +3,11 @@ import * as L from './node_modules/leaflet/dist/leaflet-src.esm.js';
 import {
   Store, Alerts, SEVERITY_RANK, UNIT_STATUSES, activeAssignments, buildReport, candidatesFor,
   fmtDuration, incidentClocks, sortByUrgency, rescueChain, historyQuery, matchesHistory, replaySpan,
-  trackAt, parseServers,
+  trackAt, parseServers, incidentsToCsv,
 } from './model.js';
 import { Connection } from './connection.js';
 import { UnitLayer, STATUS_COLOURS } from './unit-layer.js';
-import { t, word, setLang, getLang } from './i18n.js';
+import { t, word, setLang, getLang, reasonText } from './i18n.js';
 
 const SEVERITY_COLOURS = { minor: '#facc15', injury: '#fb923c', critical: '#ef4444' };
 const REPLAY_COLOURS = ['#38bdf8', '#f472b6', '#a3e635', '#fbbf24', '#c084fc', '#f87171'];
@@ -870,7 +870,7 @@ function refreshDetail(full) {
         tr.dataset.assignment = a.assignment;
         setHTML(unitTd, `${kindTag(u?.kind)} ${esc(u?.callsign || a.unit)}`);
         setHTML(taskTd, esc(word('task', a.task)));
-        setHTML(stateTd, `${stateTag('astate', a.state, a.reason || '')}${a.reason && !active ? `<br><span class="muted">${esc(a.reason)}</span>` : ''}`);
+        setHTML(stateTd, `${stateTag('astate', a.state, reasonText(a.reason))}${a.reason && !active ? `<br><span class="muted">${esc(reasonText(a.reason))}</span>` : ''}`);
         timesTd.title = t('times.title');
         setHTML(timesTd, `${hhmmss(a.assigned_ts)}${a.eta_s != null ? ` <span class="muted">${esc(t('times.eta', { d: fmtDuration(a.eta_s * 1000) }))}</span>` : ''}<br>${a.acked_ts ? esc(t('times.ack', { d: fmtDuration(a.acked_ts - a.assigned_ts) })) : ''}${a.arrived_ts ? ` · ${esc(t('times.arr', { d: fmtDuration(a.arrived_ts - a.assigned_ts) }))}` : ''}`);
         const b = actTd.querySelector('button');
@@ -1133,6 +1133,42 @@ $('hist-form').addEventListener('submit', (ev) => {
   searchHistory(false);
 });
 $('hist-more').addEventListener('click', () => searchHistory(true));
+
+// The export: the server's CSV when it makes one; otherwise every match it returns, as CSV
+// made here (filtered as the search is).
+$('hist-csv').addEventListener('click', async (ev) => {
+  ev.preventDefault();
+  const f = histFilter || readHistForm();
+  const href = apiUrl(`/api/incidents?${historyQuery(f, { csv: true })}`);
+  try {
+    let r = await fetch(href, { cache: 'no-store' });
+    if (r.status === 400 && f.state !== 'all' && f.state !== 'open') {
+      r = await fetch(apiUrl(`/api/incidents?${historyQuery({ ...f, state: 'all' }, { csv: true })}`), { cache: 'no-store' });
+    }
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    let text;
+    let source = 'server';
+    if (/text\/csv/.test(r.headers.get('content-type') || '')) {
+      text = await r.text();
+    } else {
+      const rows = (await r.json()).filter((inc) => matchesHistory(inc, f.state === 'open' ? { ...f, state: '' } : f));
+      text = incidentsToCsv(rows, fmtDateTime);
+      source = 'page';
+    }
+    debug.lastCsv = { source, length: text.length };
+    const url = URL.createObjectURL(new Blob([text], { type: 'text/csv;charset=utf-8' }));
+    const a = document.createElement('a');
+    const now = new Date(store.now());
+    a.href = url;
+    a.download = `incidents-${now.getFullYear()}${pad2(now.getMonth() + 1)}${pad2(now.getDate())}-${pad2(now.getHours())}${pad2(now.getMinutes())}.csv`;
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  } catch (e) {
+    toast(t('hist.failed', { err: e.message }), 'err');
+  }
+});
 $('hist-list').addEventListener('click', (ev) => {
   const row = ev.target.closest('.hrow');
   if (row) openIncident(row.dataset.id, { pan: true });
@@ -1516,6 +1552,7 @@ const debug = {
   routes: new Map(),
   errors: [],
   sent: [],
+  lastCsv: null,
   hovered: null,
   districtGeo: null,
 };
@@ -1555,6 +1592,7 @@ window.__console = Object.freeze({
   acceptedIncident: (reportId) => debug.accepted.get(reportId) ?? null,
   lastReportId: () => debug.lastReportId,
   pendingReports: () => [...pendingReports.keys()],
+  lastCsv: () => debug.lastCsv,
   errors: () => debug.errors.map((e) => ({ code: e.code, ref: e.ref ?? null })),
   districtCount: () => debug.districts,
   placeCount: () => debug.places,

@@ -295,6 +295,13 @@ const zh = {
   'hist.state': '状态',
   'hist.plate': '车牌',
   'hist.any': '全部',
+  'reason.dispatcher': '调度员撤销',
+  'reason.noAck': '{n} 秒内未确认',
+  'reason.replaced': '由 {unit} 替换',
+  'reason.reassigned': '改派至 {incident}',
+  'reason.closed': '事故已结案',
+  'reason.remoteEnded': '远程处理结束',
+  'reason.declined': '拒绝',
   'hist.search': '查询',
   'hist.pageSize': '每页',
   'hist.more': '更早',
@@ -592,6 +599,13 @@ const en = {
   'hist.state': 'State',
   'hist.plate': 'Plate',
   'hist.any': 'any',
+  'reason.dispatcher': 'cancelled by dispatcher',
+  'reason.noAck': 'no ack within {n} s',
+  'reason.replaced': 'replaced by {unit}',
+  'reason.reassigned': 'reassigned to {incident}',
+  'reason.closed': 'incident closed',
+  'reason.remoteEnded': 'remote handling ended',
+  'reason.declined': 'declined',
   'hist.search': 'Search',
   'hist.pageSize': 'Per page',
   'hist.more': 'Older',
@@ -638,4 +652,27 @@ export function word(group, value, lang = current) {
   if (value == null || value === '') return '';
   const key = `${group}.${value}`;
   return STRINGS[lang]?.[key] ?? zh[key] ?? String(value);
+}
+
+// The server's reasons for ending an assignment (engine/engine.cpp) in the dispatcher's
+// words; any other reason (a crew's own words on a decline) is shown as it came.
+const REASONS = [
+  [/^cancelled by dispatcher$/, () => ['reason.dispatcher', null]],
+  [/^no ack within (\d+) s$/, (m) => ['reason.noAck', { n: m[1] }]],
+  [/^replaced by (.+)$/, (m) => ['reason.replaced', { unit: m[1] }]],
+  [/^reassigned to (.+)$/, (m) => ['reason.reassigned', { incident: m[1] }]],
+  [/^incident closed$/, () => ['reason.closed', null]],
+  [/^remote handling ended$/, () => ['reason.remoteEnded', null]],
+  [/^declined$/, () => ['reason.declined', null]],
+];
+export function reasonText(reason, lang = current) {
+  if (reason == null) return '';
+  for (const [re, f] of REASONS) {
+    const m = re.exec(String(reason));
+    if (m) {
+      const [key, vars] = f(m);
+      return t(key, vars, lang);
+    }
+  }
+  return String(reason);
 }

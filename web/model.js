@@ -457,3 +457,29 @@ export function buildReport(fields, lat, lon, now = Date.now(), rand = Math.rand
   if (note) report.note = note;
   return report;
 }
+
+// Incidents as CSV (RFC 4180, UTF-8 with a byte order mark so spreadsheet programs read
+// the Chinese right): what the export link gives when the server does not make CSV itself.
+// Cells that a spreadsheet would run as a formula (= + - @ first) get a leading quote.
+export const CSV_COLUMNS = ['id', 'report_id', 'state', 'severity', 'district', 'lat', 'lon', 'reported', 'reported_ts',
+  'closed', 'injured', 'drivable', 'parties_agree', 'plates', 'insurers', 'at_fault', 'units', 'note'];
+export function incidentsToCsv(rows, fmtTime = (ts) => new Date(ts).toISOString()) {
+  const cell = (v) => {
+    let s = v == null ? '' : String(v);
+    if (/^[=+\-@\t\r]/.test(s)) s = `'${s}`;
+    return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  const lines = [CSV_COLUMNS.join(',')];
+  for (const inc of rows) {
+    const vehicles = Array.isArray(inc.vehicles) ? inc.vehicles : [];
+    const units = [...new Set((inc.assignments || []).map((a) => a.unit))];
+    lines.push([
+      inc.id, inc.report_id, inc.state, inc.severity, inc.district, inc.lat, inc.lon,
+      inc.reported_ts != null ? fmtTime(inc.reported_ts) : '', inc.reported_ts,
+      inc.closed_ts != null ? fmtTime(inc.closed_ts) : '', inc.injured,
+      inc.drivable, inc.parties_agree, vehicles.map((v) => v.plate).join(' '),
+      vehicles.map((v) => v.insurer || '').join(' ').trim(), inc.at_fault, units.join(' '), inc.note,
+    ].map(cell).join(','));
+  }
+  return `\ufeff${lines.join('\r\n')}\r\n`;
+}

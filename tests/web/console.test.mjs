@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { createRequire } from 'node:module';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -330,6 +330,7 @@ test('dispatch console in a real browser', async (t) => {
     await waitFor('C001 free again on the page', () => hook(() => window.__console.unitStatus('C001')).then((s) => s === 'available'));
     const row = page.locator(`#d-assignments tr[data-assignment="${car.assignment}"]`);
     await waitFor('the assignment shown cancelled', async () => /撤销/.test(await row.innerText()) && (await row.locator('button').count()) === 0);
+    assert.match(await row.innerText(), /调度员撤销/, 'the reason in a dispatcher\'s words');
   });
 
   let remoteA = null;
@@ -503,6 +504,18 @@ test('dispatch console in a real browser', async (t) => {
     assert.equal(csv.searchParams.get('format'), 'csv');
     assert.equal(csv.searchParams.get('plate'), '渝C33333');
     assert.equal(csv.searchParams.get('token'), CONSOLE_TOKEN);
+    // The export downloads a CSV with the search's matches (made by the page while the
+    // server answers JSON; the server's own when it makes CSV).
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#hist-csv')]);
+    assert.match(download.suggestedFilename(), /^incidents-\d{8}-\d{4}\.csv$/);
+    const file = join(work, 'export.csv');
+    await download.saveAs(file);
+    const text = readFileSync(file, 'utf8').replace(/^\ufeff/, '');
+    const lines = text.trim().split(/\r?\n/);
+    assert.match(lines[0], /^id,/);
+    assert.equal(lines.length, 2, `the header and the one match:\n${text}`);
+    assert.match(lines[1], new RegExp(`^${remoteB},`));
+    assert.match(lines[1], /渝C33333/);
     await page.fill('#hist-plate', '');
     await page.selectOption('#hist-severity', 'injury');
     await page.click('#hist-search');

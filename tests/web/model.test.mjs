@@ -211,6 +211,13 @@ test('one string table per language: the same keys and the same placeholders in 
     }
   }
   assert.equal(i18n.word('state', 'some_future_state'), 'some_future_state', 'an unknown word passes through');
+  // The server's reasons for ending an assignment, in a dispatcher's words.
+  assert.equal(i18n.reasonText('cancelled by dispatcher'), '调度员撤销');
+  assert.equal(i18n.reasonText('no ack within 30 s'), '30 秒内未确认');
+  assert.equal(i18n.reasonText('replaced by M020'), '由 M020 替换');
+  assert.equal(i18n.reasonText('reassigned to I-000009'), '改派至 I-000009');
+  assert.equal(i18n.reasonText('flat tyre'), 'flat tyre', 'a crew\'s own words as they came');
+  assert.equal(i18n.reasonText(null), '');
   i18n.setLang('en');
   assert.equal(i18n.word('state', 'dispatching'), 'dispatching');
   assert.equal(i18n.setLang('fr'), 'zh-CN', 'an unknown language falls back to Chinese');
@@ -377,4 +384,20 @@ test('servers for failover: this page\'s first, then the others, junk dropped', 
   assert.deepEqual(model.parseServers('', 'a:8080'), ['a:8080']);
   assert.deepEqual(model.parseServers('b:8081, a:8080,b:8081,evil/x,:9', 'a:8080'), ['b:8081', 'a:8080'], 'listed order kept when the page is listed');
   assert.deepEqual(model.parseServers('127.0.0.1:1,[::1]:2', 'h:3'), ['h:3', '127.0.0.1:1', '[::1]:2']);
+});
+
+test('CSV export: a header, one row per incident, quoting, no formulas', () => {
+  const rows = [
+    { id: 'I-1', report_id: 'r1', state: 'closed', severity: 'injury', district: '渝中区', lat: 29.5, lon: 106.5, reported_ts: T,
+      closed_ts: T + 60_000, injured: 1, drivable: false, parties_agree: false, vehicles: [{ plate: '渝A12345', insurer: 'PICC' }, { plate: '渝B1' }],
+      at_fault: '渝A12345', note: 'two cars, "rear-end"\nsecond line', assignments: [{ unit: 'M1' }, { unit: 'C1' }, { unit: 'M1' }] },
+    { id: 'I-2', state: 'remote', severity: 'minor', note: '=HYPERLINK("x")', vehicles: [] },
+  ];
+  const csv = model.incidentsToCsv(rows, (ts) => `t${ts - T}`);
+  assert.ok(csv.startsWith('\ufeff'), 'byte order mark');
+  const lines = csv.slice(1).split('\r\n');
+  assert.equal(lines[0], model.CSV_COLUMNS.join(','));
+  assert.equal(lines[1], `I-1,r1,closed,injury,渝中区,29.5,106.5,t0,${T},t60000,1,false,false,渝A12345 渝B1,PICC,渝A12345,M1 C1,"two cars, ""rear-end""\nsecond line"`);
+  assert.ok(lines[2].endsWith(`,"'=HYPERLINK(""x"")"`), lines[2]);
+  assert.equal(lines[3], '', 'ends with a line break');
 });
