@@ -899,16 +899,24 @@ function refreshDetail(full) {
 
 // The air rescue chain, step by step, each with its time and who reported it.
 function renderRescue(inc) {
-  const chain = rescueChain(inc);
+  const chain = rescueChain(inc, store.now());
   $('d-rescue-wrap').hidden = !chain;
   if (!chain) return;
   const target = chain.target === 'scene' ? t('detail.rescue.scene') : t('detail.rescue.lz', { name: chain.landingZone?.name || chain.landingZone?.id || '' });
   const doneSteps = chain.steps.filter((s) => s.ts != null);
   const lastDone = doneSteps.length ? doneSteps[doneSteps.length - 1].step : null;
-  $('d-rescue').innerHTML = `<dl class="kv"><dt>${esc(t('detail.rescue.target'))}</dt><dd>${esc(target)}</dd>
+  const html = `<dl class="kv"><dt>${esc(t('detail.rescue.target'))}</dt><dd>${esc(target)}</dd>
       ${chain.hospital ? `<dt>${esc(t('detail.hospital'))}</dt><dd>${esc(chain.hospital.name || chain.hospital.id)}</dd>` : ''}</dl>
     <ol class="chain">${chain.steps.map((s) => `<li class="${s.ts != null ? 'done' : 'todo'}${s.step === lastDone ? ' last' : ''}" data-step="${esc(s.step)}">
-      <span class="c-step">${esc(word('ev', s.step))}</span><span class="c-time">${s.ts != null ? hhmmss(s.ts) : '—'}</span><span class="c-actor muted">${esc(s.actor || '')}</span></li>`).join('')}</ol>`;
+      <span class="c-step">${esc(word('ev', s.step))}</span><span class="c-time">${s.ts != null ? hhmmss(s.ts) : '—'}</span><span class="c-actor muted">${esc(s.actor || '')}</span>${stepClock(s.clock)}</li>`).join('')}</ol>`;
+  setHTML($('d-rescue'), html);
+}
+
+function stepClock(c) {
+  if (!c) return '';
+  const val = c.done ? t('box.done', { t: hhmmss(c.doneTs) }) : Number.isFinite(c.remainingMs)
+    ? t(c.remainingMs < 0 ? 'box.over' : 'box.due', { d: fmtDuration(Math.abs(c.remainingMs)) }) : '';
+  return `<span class="c-clock${c.overdue && !c.done ? ' late' : ''}" data-clock="${esc(c.clock)}">${esc(word('clock', c.clock))} ${esc(val)}</span>`;
 }
 
 // Why each unit was or was not chosen, as the server weighed them (roads: ETA by road).
@@ -951,6 +959,7 @@ function renderDetailClocks(inc, open) {
   }
   if (!open) parts.push(box(t('box.state'), esc(word('state', inc.state)), false));
   setHTML($('d-clocks'), parts.join(''));
+  if (inc.rescue) renderRescue(inc);
 }
 
 function renderCandidates() {

@@ -244,9 +244,12 @@ export function serverClocks(inc, now) {
 // The air rescue chain in Chongqing's order, each step with when and by whom (null when
 // not yet done). Steps the server adds later are appended after the known ones.
 export const RESCUE_STEPS = ['hospital_notified', 'heli_called', 'airborne', 'lz_secured', 'landed', 'patient_loaded', 'transferred'];
-export function rescueChain(inc) {
+// The service-level clock that ends at a step (call -> airborne, -> landed, -> hospital).
+export const STEP_CLOCK = { airborne: 'airborne', landed: 'landed', transferred: 'hospital' };
+export function rescueChain(inc, now = Date.now()) {
   const r = inc?.rescue;
   if (!r || typeof r !== 'object') return null;
+  const clocks = new Map(serverClocks(inc, now).map((c) => [c.clock, c]));
   const seen = new Map();
   for (const s of Array.isArray(r.steps) ? r.steps : []) if (s && typeof s.step === 'string' && !seen.has(s.step)) seen.set(s.step, s);
   const names = RESCUE_STEPS.filter((n) => n !== 'lz_secured' || r.target !== 'scene');
@@ -255,7 +258,8 @@ export function rescueChain(inc) {
     target: r.target === 'scene' ? 'scene' : 'landing_zone',
     landingZone: r.landing_zone || null,
     hospital: r.hospital || null,
-    steps: names.map((n) => ({ step: n, ts: seen.get(n)?.ts ?? null, actor: seen.get(n)?.actor ?? null })),
+    steps: names.map((n) => ({ step: n, ts: seen.get(n)?.ts ?? null, actor: seen.get(n)?.actor ?? null,
+      clock: (STEP_CLOCK[n] && clocks.get(STEP_CLOCK[n])) || null })),
   };
 }
 

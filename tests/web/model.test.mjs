@@ -302,6 +302,14 @@ test('air rescue: the chain in order with each step\'s time; task lines go to th
   assert.equal(chain.target, 'landing_zone');
   assert.deepEqual(chain.steps.map((s) => s.step), [...model.RESCUE_STEPS, 'new_step']);
   assert.deepEqual(chain.steps.slice(0, 4).map((s) => s.ts), [T + 5, T + 10, T + 200, null]);
+  // Each stage's clock beside the step that ends it.
+  const timed = model.rescueChain({ ...inc, clocks: [{ clock: 'airborne', start_ts: T + 10, due_ts: T + 610, done_ts: T + 200, overdue: false },
+    { clock: 'landed', start_ts: T + 10, due_ts: T + 1000, done_ts: null, overdue: false }] }, T + 2000);
+  const byStep = Object.fromEntries(timed.steps.map((s) => [s.step, s.clock]));
+  assert.equal(byStep.airborne.done, true);
+  assert.equal(byStep.landed.overdue, true, 'landed is late by our clock');
+  assert.equal(byStep.transferred, null, 'no hospital clock sent');
+  assert.equal(byStep.heli_called, null);
   const scene = model.rescueChain({ rescue: { target: 'scene', steps: [] } });
   assert.ok(!scene.steps.some((s) => s.step === 'lz_secured'), 'no landing zone to secure when flying to the scene');
   // Lines: the helicopter and the securing team to the landing zone, the rest to the scene.
