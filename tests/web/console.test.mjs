@@ -96,12 +96,12 @@ async function waitFor(what, fn, timeoutMs = 15_000) {
 let server = null;
 let serverLog = '';
 
-function startServer(listen, db = 'dispatch.db') {
+function startServer(listen, db = 'dispatch.db', staleAfterS = 600) {
   return new Promise((resolveStart, reject) => {
     const args = ['--listen', listen, '--db', join(work, db), '--tokens', join(work, 'tokens.json'),
       '--fleet', join(work, 'fleet.json'), '--web-root', webRoot,
-      // Nothing may lapse or go stale while a slow machine runs the browser.
-      '--ack-timeout', '600', '--stale-after', '600'];
+      // Nothing may lapse or go stale while a slow machine runs the browser (unless asked).
+      '--ack-timeout', '600', '--stale-after', String(staleAfterS)];
     const proc = spawn(dispatchd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const timer = setTimeout(() => reject(new Error(`dispatchd did not print its port:\n${serverLog}`)), 15_000);
@@ -621,15 +621,28 @@ test('dispatch console in a real browser', async (t) => {
     const reportId = await two.evaluate(() => window.__console.lastReportId());
     assert.deepEqual(await two.evaluate(() => window.__console.pendingReports()), [reportId], 'kept while offline');
     // The other server comes up: the page moves there and the report goes out.
-    standby = await startServer(`127.0.0.1:${port2}`, 'second.db');
+    // This one marks a unit stale after 3 s without a position.
+    standby = await startServer(`127.0.0.1:${port2}`, 'second.db', 3);
     standbyGateway = new Gateway(standby.port);
     await standbyGateway.opened;
     standbyGateway.positions(FLEET, Date.now());
     await waitFor('live on the second', () => two.evaluate(() => window.__console.connection() === 'live'), 40_000);
     assert.equal(await two.evaluate(() => window.__console.server()), `127.0.0.1:${port2}`);
+    // Fresh positions now (the units may have gone stale while the page came over).
+    standbyGateway.positions(FLEET.map((u) => ({ ...u, lat: u.lat + 0.0001 })), Date.now());
     const accepted = await waitFor('the kept report accepted by the second', () => two.evaluate((id) => window.__console.acceptedIncident(id), reportId));
     await waitFor('its assign from the second', () => standbyGateway.find((m) => m.type === 'assign' && m.incident === accepted));
     assert.deepEqual(await two.evaluate(() => window.__console.pendingReports()), []);
+    // Three seconds later the free units go stale: each raises an alert.
+    const stale = await waitFor('stale-unit alerts', () => two.evaluate(() => window.__console.alerts())
+      .then((l) => { const s = l.filter((a) => a.kind === 'stale' && !a.resolved); return s.length >= 5 ? s : null; }), 20_000);
+    assert.ok(stale.some((a) => a.key === 'stale:M004'), JSON.stringify(stale.map((a) => a.key)));
+    await two.locator('.tab[data-tab="alerts-panel"]').click();
+    assert.match(await two.locator('#alerts').innerText(), /渝警保04 失联/);
+    // A position again: that alert is over.
+    standbyGateway.positions([{ id: 'M004', lat: FLEET.find((u) => u.id === 'M004').lat + 0.0002, lon: FLEET.find((u) => u.id === 'M004').lon }], Date.now());
+    await waitFor('M004 fresh again', () => two.evaluate(() => window.__console.alerts())
+      .then((l) => l.some((a) => a.key === 'stale:M004' && a.resolved)));
     await two.close();
   });
 
