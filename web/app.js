@@ -21,8 +21,11 @@ const $ = (id) => document.getElementById(id);
 
 // ---------------------------------------------------------------- language
 
+let langChosen = false; // by ?lang= or the switch (remembered): then the server's default does not apply
 try {
-  setLang(params.get('lang') || localStorage.getItem(LANG_KEY) || 'zh-CN');
+  const chosen = params.get('lang') || localStorage.getItem(LANG_KEY);
+  langChosen = !!chosen;
+  setLang(chosen || 'zh-CN');
 } catch {
   setLang('zh-CN');
 }
@@ -236,7 +239,7 @@ function syncTiles() {
   const url = store.policy.tiles;
   if (!url || (tileLayer && tileLayer._url === url)) return;
   if (tileLayer) tileLayer.remove();
-  tileLayer = L.tileLayer(url, { maxZoom: 18, attribution: '' }).addTo(map);
+  tileLayer = L.tileLayer(url, { maxZoom: 18, attribution: esc(store.config?.tiles_attribution || '') }).addTo(map);
   tileLayer.bringToBack();
   debug.districtGeo?.setStyle({ fillOpacity: 0.15 });
   debug.tiles = url;
@@ -372,6 +375,9 @@ store.on((what, obj) => {
     return;
   }
   if (what === 'snapshot') {
+    // The server's default language, unless this dispatcher chose one.
+    const dflt = store.config?.lang_default;
+    if (!langChosen && typeof dflt === 'string' && dflt !== getLang() && (dflt === 'en' || dflt === 'zh-CN')) switchLang(dflt, false);
     rebuildIncidentMarkers();
     rebuildHazards();
     syncTiles();
@@ -764,6 +770,13 @@ function buildDetail() {
       $('lia-note').value = '';
     }
   });
+  $('d-signals').addEventListener('click', (ev) => {
+    const a = ev.target.closest('a[data-plate], a[data-open]');
+    if (!a) return;
+    ev.preventDefault();
+    if (a.dataset.plate) showPlate(a.dataset.plate);
+    else openIncident(a.dataset.open, { pan: true });
+  });
   $('d-summary').addEventListener('click', (ev) => {
     const a = ev.target.closest('a[data-plate]');
     if (!a) return;
@@ -808,8 +821,20 @@ function armTwoStep(button, confirmText, act) {
   });
 }
 
+// A fraud signal with its evidence: the sighting (station, time, distance) or the earlier
+// incidents, each a link.
 function signalText(s) {
-  return `${esc(word('signal', s.kind))}${s.detail ? ` <span class="muted">${esc(typeof s.detail === 'object' ? JSON.stringify(s.detail) : s.detail)}</span>` : ''}`;
+  const parts = [`<b>${esc(word('signal', s.kind))}</b>`];
+  if (s.detail) parts.push(`<span class="muted">${esc(typeof s.detail === 'object' ? JSON.stringify(s.detail) : s.detail)}</span>`);
+  const e = s.sighting;
+  if (e && typeof e === 'object') {
+    parts.push(`<br>${esc(t('signal.sighting', { station: e.station || '—', time: fmtDateTime(e.ts), km: e.distance_m != null ? (e.distance_m / 1000).toFixed(0) : '?' }))}`);
+  }
+  const plates = Array.isArray(s.plates) ? s.plates : [];
+  if (plates.length) parts.push(`<br>${plates.map((p) => `<a href="#" data-plate="${esc(p)}">${esc(p)}</a>`).join(' ')}`);
+  const incs = Array.isArray(s.incidents) ? s.incidents : [];
+  if (incs.length) parts.push(`<br>${esc(t('signal.earlier'))} ${incs.slice(0, 10).map((i) => `<a href="#" data-open="${esc(i)}">${esc(i)}</a>`).join(' ')}`);
+  return parts.join(' ');
 }
 
 function refreshDetail(full) {
@@ -1530,10 +1555,12 @@ document.addEventListener('keydown', (ev) => {
 });
 
 // The language switch: everything is redrawn in the other language, nothing reloads.
-$('lang-switch').addEventListener('click', () => {
-  const next = getLang() === 'en' ? 'zh-CN' : 'en';
+function switchLang(next, remember) {
   setLang(next);
-  try { localStorage.setItem(LANG_KEY, next); } catch { /* private mode: this page only */ }
+  if (remember) {
+    langChosen = true;
+    try { localStorage.setItem(LANG_KEY, next); } catch { /* private mode: this page only */ }
+  }
   applyStatic();
   buildLayerControl();
   for (const inc of store.incidents.values()) syncIncidentMarker(inc);
@@ -1547,7 +1574,8 @@ $('lang-switch').addEventListener('click', () => {
     buildDetail();
     refreshDetail(true);
   }
-});
+}
+$('lang-switch').addEventListener('click', () => switchLang(getLang() === 'en' ? 'zh-CN' : 'en', true));
 
 // ---------------------------------------------------------------- read-only hook for tests
 

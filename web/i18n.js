@@ -144,6 +144,8 @@ const zh = {
   'signal.impossible_travel': '轨迹矛盾：车辆不可能同时出现在两地',
   'signal.repeat_plate': '同一车牌多次出险',
   'signal.repeat_pair': '同一对车辆多次出险',
+  'signal.sighting': '{station} 于 {time} 记录该车，相距 {km} 公里',
+  'signal.earlier': '此前事故：',
   'hazard.open': '未处置',
   'hazard.cleared': '已处置',
   // queue
@@ -455,6 +457,8 @@ const en = {
   'signal.impossible_travel': 'impossible travel: the vehicle was seen too far away',
   'signal.repeat_plate': 'plate in repeated accidents',
   'signal.repeat_pair': 'same pair of vehicles again',
+  'signal.sighting': 'seen at {station} at {time}, {km} km away',
+  'signal.earlier': 'earlier incidents:',
   'hazard.open': 'open',
   'hazard.cleared': 'cleared',
   'queue.title': 'Incident queue',
