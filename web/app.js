@@ -1042,7 +1042,13 @@ async function fetchRoute(id) {
     if (!r.ok || !routeShown.has(id)) return;
     const gj = await r.json();
     if (gj?.geometry?.type !== 'LineString' || !routeShown.has(id)) return;
-    const layer = L.geoJSON(gj, { pane: 'routePane', interactive: false, style: () => ({ color: '#38bdf8', weight: 4, opacity: 0.8, className: 'route-line' }) });
+    // Without a road (no roads loaded, a helicopter, no road between) the task line says it all.
+    if (gj.properties?.road === false) return;
+    const p = gj.properties || {};
+    const layer = L.geoJSON(gj, { pane: 'routePane', style: () => ({ color: '#38bdf8', weight: 4, opacity: 0.8, className: 'route-line' }) });
+    if (p.eta_s != null || p.distance_m != null) {
+      layer.bindTooltip(esc(t('route.tip', { unit: store.units.get(p.unit)?.callsign || p.unit || '', km: p.distance_m != null ? (p.distance_m / 1000).toFixed(1) : '?', eta: p.eta_s != null ? fmtDuration(p.eta_s * 1000) : '?' })), { className: 'dark-tip', sticky: true });
+    }
     routeLayer.addLayer(layer);
     routeShown.set(id, layer);
     debug.routes.set(id, gj.geometry.coordinates.length);

@@ -146,6 +146,7 @@ const zh = {
   'signal.repeat_pair': '同一对车辆多次出险',
   'signal.sighting': '{station} 于 {time} 记录该车，相距 {km} 公里',
   'signal.earlier': '此前事故：',
+  'route.tip': '{unit} 路线 {km} 公里，预计 {eta}',
   'hazard.open': '未处置',
   'hazard.cleared': '已处置',
   // queue
@@ -459,6 +460,7 @@ const en = {
   'signal.repeat_pair': 'same pair of vehicles again',
   'signal.sighting': 'seen at {station} at {time}, {km} km away',
   'signal.earlier': 'earlier incidents:',
+  'route.tip': '{unit}: {km} km by road, eta {eta}',
   'hazard.open': 'open',
   'hazard.cleared': 'cleared',
   'queue.title': 'Incident queue',
