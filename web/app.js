@@ -423,6 +423,8 @@ function scheduleAlerts() {
 function raiseAlert(key, a) {
   if (alerts.raise(key, { ts: store.now(), ...a })) {
     scheduleAlerts();
+    // Stale units can come by the dozen: those only count on the tab.
+    if (a.kind !== 'stale') toast(`⚠ ${t(a.textKey, a.vars)}`, 'err');
     return true;
   }
   return false;
