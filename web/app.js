@@ -460,7 +460,7 @@ function renderAlerts() {
       return li;
     },
     (li, a) => {
-      li.className = `alert alert-${a.kind}${a.resolved ? ' resolved' : ''}`;
+      li.className = `alert-item alert-${a.kind}${a.resolved ? ' resolved' : ''}`;
       li.dataset.incident = a.incident || '';
       li.dataset.hazard = a.hazard || '';
       li.dataset.alertKey = a.key;
@@ -472,7 +472,7 @@ function renderAlerts() {
 }
 
 $('alerts').addEventListener('click', (ev) => {
-  const li = ev.target.closest('li.alert');
+  const li = ev.target.closest('li.alert-item');
   if (!li) return;
   if (ev.target.closest('.a-dismiss')) {
     alerts.dismiss(li.dataset.alertKey);

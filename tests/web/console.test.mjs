@@ -375,7 +375,7 @@ test('dispatch console in a real browser', async (t) => {
       .then((list) => list.some((a) => a.kind === 'overdue' && a.incident === remoteB)));
     await waitFor('the alert count on its tab', async () => /告警\s*[1-9]/.test(await page.locator('.tab[data-tab="alerts-panel"]').innerText()));
     await page.locator('.tab[data-tab="alerts-panel"]').click();
-    const alert = page.locator(`#alerts li.alert[data-incident="${remoteB}"]`);
+    const alert = page.locator(`#alerts li.alert-item[data-incident="${remoteB}"]`);
     assert.match(await alert.innerText(), /定责时限超时/);
     // The alert opens the incident.
     await alert.locator('.a-text').click();
@@ -542,6 +542,7 @@ test('dispatch console in a real browser', async (t) => {
     });
     assert.match(await page.locator('#d-summary').innerText(), /渝D44444/);
     assert.equal(await page.locator('#lia-submit').isDisabled(), true, 'no decision on a closed incident');
+    await page.screenshot({ path: join(artifacts, 'console-history.png') });
   });
 
   await t.test('an incident\'s unit tracks replayed on the map', async () => {
