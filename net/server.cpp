@@ -127,8 +127,12 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(o
   if (!m.opt.fleet_path.empty()) fleet = load_fleet(m.opt.fleet_path);
   m.store = std::make_unique<data::Store>(m.opt.store);
   m.store->on_commit([&m](std::int64_t us, std::size_t) { m.metrics.commit_latency.observe_us(us); });
-  if (!fleet.empty()) m.store->add_units(fleet);
-  m.engine.restore(m.store->load(), wall_now());
+  if (m.store->shared()) {
+    m.fleet = std::move(fleet);  // stored and restored once this server holds the lease
+  } else {
+    if (!fleet.empty()) m.store->add_units(fleet);
+    m.engine.restore(m.store->load(), wall_now());
+  }
   fleet.clear();
   fleet.shrink_to_fit();
 #ifdef __GLIBC__
@@ -166,6 +170,10 @@ std::string Server::start() {
   m.threads.emplace_back([&m] { m.engine_ioc.run(); });
   m.threads.emplace_back([&m] { m.console_ioc.run(); });
   for (int i = 0; i < std::max(1, m.opt.io_threads); ++i) m.threads.emplace_back([&m] { m.ioc.run(); });
+  if (m.store->shared()) {
+    m.lease = make_lease_loop(m);
+    m.lease->start();
+  }
   const std::string host =
       bound.address().is_v6() ? "[" + bound.address().to_string() + "]" : bound.address().to_string();
   return host + ":" + std::to_string(bound.port());
@@ -202,6 +210,7 @@ void Server::stop() {
   // SIGTERM up for longer.
   const bool all = m.store->close();
   if (!all) log_line("stop: the store could not commit everything in time; unconfirmed writes are given up");
+  if (m.lease) m.lease->stop(true);  // a standby need not wait for the lease to lapse
   // Released messages go to the sessions' queues on the engine thread, then to sockets.
   if (!m.threads.empty()) {
     auto posted = std::make_shared<std::promise<void>>();

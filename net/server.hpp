@@ -48,6 +48,10 @@ struct ServerOptions {
   std::chrono::milliseconds tick{100};
   std::chrono::milliseconds console_flush{250};
   bool handle_signals = true;
+  // Several dispatchd on one PostgreSQL database (contract section 9): the lease's length,
+  // renewed every third of it; and this server's name in the lease row ("" = host:pid).
+  std::chrono::milliseconds lease{3000};
+  std::string node_name;
 };
 
 class Server {
