@@ -245,13 +245,17 @@ RoadNetwork::Snap RoadNetwork::snap(LatLon p) const {
   Snap best;
   if (!valid(p)) return best;
   const double px = (p.lon - lon0_) * kx_, py = (p.lat - lat0_) * ky_;
-  const long cx = static_cast<long>(std::floor(px / cell_m_)), cy = static_cast<long>(std::floor(py / cell_m_));
-  auto cheb = [&](long x, long y) { return std::max(std::labs(x - cx), std::labs(y - cy)); };
-  const long r0 = std::max({0L, -cx, cx - (gx_ - 1), -cy, cy - (gy_ - 1)});
-  const long r_max = std::max({cheb(0, 0), cheb(gx_ - 1, 0), cheb(0, gy_ - 1), cheb(gx_ - 1, gy_ - 1)});
+  // Rings of cells around the cell of p, or, for a point outside the grid, around the
+  // cell of its projection q onto the grid's box: every point of the box is then at least
+  // sqrt(|pq|^2 + |q..|^2) away (q is the projection onto a convex set), so the rings stay
+  // inside the grid and a far point costs no more than a near one.
+  const double qx = std::clamp(px, 0.0, gx_ * cell_m_), qy = std::clamp(py, 0.0, gy_ * cell_m_);
+  const double d0_2 = (px - qx) * (px - qx) + (py - qy) * (py - qy);
+  const long cx = std::clamp(static_cast<long>(std::floor(qx / cell_m_)), 0L, static_cast<long>(gx_ - 1));
+  const long cy = std::clamp(static_cast<long>(std::floor(qy / cell_m_)), 0L, static_cast<long>(gy_ - 1));
+  const long r_max = std::max({cx, gx_ - 1 - cx, cy, gy_ - 1 - cy});
   double best_d2 = inf, best_t = 0;
   auto consider_cell = [&](long x, long y) {
-    if (x < 0 || y < 0 || x >= gx_ || y >= gy_) return;
     const std::size_t c = static_cast<std::size_t>(y) * gx_ + static_cast<std::size_t>(x);
     for (auto k = cell_begin_[c]; k < cell_begin_[c + 1]; ++k) {
       const std::int32_t s = cell_segs_[k];
@@ -269,21 +273,23 @@ RoadNetwork::Snap RoadNetwork::snap(LatLon p) const {
       }
     }
   };
-  for (long r = r0; r <= r_max; ++r) {
+  for (long r = 0; r <= r_max; ++r) {
+    const long x0 = std::max(cx - r, 0L), x1 = std::min(cx + r, static_cast<long>(gx_ - 1));
+    const long y0 = std::max(cy - r + 1, 0L), y1 = std::min(cy + r - 1, static_cast<long>(gy_ - 1));
     if (r == 0) {
       consider_cell(cx, cy);
     } else {
-      for (long x = cx - r; x <= cx + r; ++x) {
-        consider_cell(x, cy - r);
-        consider_cell(x, cy + r);
-      }
-      for (long y = cy - r + 1; y <= cy + r - 1; ++y) {
-        consider_cell(cx - r, y);
-        consider_cell(cx + r, y);
-      }
+      if (cy - r >= 0)
+        for (long x = x0; x <= x1; ++x) consider_cell(x, cy - r);
+      if (cy + r < gy_)
+        for (long x = x0; x <= x1; ++x) consider_cell(x, cy + r);
+      if (cx - r >= 0)
+        for (long y = y0; y <= y1; ++y) consider_cell(cx - r, y);
+      if (cx + r < gx_)
+        for (long y = y0; y <= y1; ++y) consider_cell(cx + r, y);
     }
     const double bound = static_cast<double>(r) * cell_m_;  // nearest any later ring can be
-    if (best.seg >= 0 && best_d2 <= bound * bound) break;
+    if (best.seg >= 0 && best_d2 <= d0_2 + bound * bound) break;
   }
   if (best.seg < 0) return best;
   best.frac = best_t;

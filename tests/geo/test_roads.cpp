@@ -310,6 +310,20 @@ TEST_CASE("oracle: every to_target answer matches a brute-force Dijkstra on rand
   }
 }
 
+TEST_CASE("snapping far outside the network: the nearest segment, found from the grid's edge") {
+  std::mt19937 rng(99);
+  const auto net = RoadNetwork::from_ways(random_ways(rng, 300, 220));
+  std::uniform_real_distribution<double> lat(28.5, 30.5), lon(105.5, 107.5);
+  for (int i = 0; i < 300; ++i) {
+    const LatLon p{lat(rng), lon(rng)};
+    const auto sn = net->snap(p);
+    REQUIRE(sn.seg >= 0);
+    // Up to 140 km away the plane of the network and the plane around p differ by up to
+    // 0.2%; a segment missed by the rings would be off by far more.
+    CHECK(sn.offroad_m <= brute_offroad_m(*net, p) * 1.005 + 0.05);
+  }
+}
+
 TEST_CASE("the real core-city network of Chongqing (../shared, not in the repository)") {
   namespace fs = std::filesystem;
   const fs::path dir = fs::path(DISPATCH_SHARED_DIR) / "data/chongqing/roads";
