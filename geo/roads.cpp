@@ -153,6 +153,7 @@ std::unique_ptr<RoadNetwork> RoadNetwork::from_ways(const std::vector<RoadWay>& 
   n.build_graph();
   n.build_grid();
   n.scratch_ = std::make_unique<Scratch>(n.lat_.size());
+  n.route_scratch_ = std::make_unique<Scratch>(n.lat_.size());
   return net;
 }
 
@@ -235,9 +236,8 @@ std::size_t RoadNetwork::memory_bytes() const {
   std::size_t total = b(lat_) + b(lon_) + b(seg_a_) + b(seg_b_) + b(seg_w_ab_) + b(seg_w_ba_) + b(seg_len_m_) +
                       b(in_begin_) + b(arc_from_) + b(arc_w_) + b(arc_seg_) + b(way_begin_) + b(way_class_) +
                       b(way_dir_) + b(cell_begin_) + b(cell_segs_);
-  if (scratch_)
-    total += b(scratch_->dist) + b(scratch_->next) + b(scratch_->next_seg) + b(scratch_->need) +
-             b(scratch_->touched) + b(scratch_->heap);
+  for (const auto* s : {scratch_.get(), route_scratch_.get()})
+    if (s) total += b(s->dist) + b(s->next) + b(s->next_seg) + b(s->need) + b(s->touched) + b(s->heap);
   return total;
 }
 
@@ -390,8 +390,8 @@ RouteResult RoadNetwork::route(LatLon from, LatLon to) const {
   const auto g = src.seg;
   if (seg_w_ab_[g]) need.push_back(seg_b_[g]);
   if (seg_w_ba_[g]) need.push_back(seg_a_[g]);
-  std::lock_guard lock(scratch_mu_);
-  auto& s = *scratch_;
+  std::lock_guard lock(route_mu_);
+  auto& s = *route_scratch_;
   reverse_search(t, need, s);
   std::int32_t via;
   const double ms = source_cost(*this, src, t, s, via);

@@ -71,7 +71,8 @@ class RoadNetwork final : public TravelTimes {
   std::size_t memory_bytes() const;
 
   void to_target(LatLon to, std::span<const LatLon> from, std::span<double> seconds) const override;
-  // The fastest route from `from` to `to` with its geometry.
+  // The fastest route from `from` to `to` with its geometry. Thread-safe, also against
+  // to_target (each has its own search state).
   RouteResult route(LatLon from, LatLon to) const;
   // The network as a GeoJSON FeatureCollection of LineStrings (one per input way), with
   // properties highway and oneway ("yes", "-1" or "no").
@@ -123,8 +124,10 @@ class RoadNetwork final : public TravelTimes {
   std::vector<std::uint32_t> cell_begin_;
   std::vector<std::int32_t> cell_segs_;
 
-  mutable std::mutex scratch_mu_;
-  mutable std::unique_ptr<Scratch> scratch_;
+  // Search state: one for to_target (the engine thread), one for route() (REST, another
+  // thread), so that the engine never waits behind a drawn route. Each has its own lock.
+  mutable std::mutex scratch_mu_, route_mu_;
+  mutable std::unique_ptr<Scratch> scratch_, route_scratch_;
 };
 
 }  // namespace dispatch::geo

@@ -52,6 +52,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--insurers", opt.insurers_path, "the insurers and their other names (JSON; '' for none)")
       ->capture_default_str();
+  app.add_option("--roads", opt.roads_path,
+                 "OpenStreetMap extract (.osm or .osm.pbf): moto and car ETAs by road (default: straight line)");
   app.add_option("--urban", opt.urban, "urban districts by name or adcode (default: the nine central ones)");
   double track_days = 7, track_metres = opt.engine.track_min_distance_m, track_secs = 60;
   app.add_option("--track-retention-days", track_days, "days unit tracks are kept")->capture_default_str();

@@ -24,6 +24,7 @@ struct ServerOptions {
   std::vector<std::string> urban;  // urban districts by name or code; empty: the nine central ones
   std::string places_path;       // heli bases, landing zones, hospitals (GeoJSON)
   std::string insurers_path;     // the insurers and their other names (JSON)
+  std::string roads_path;        // OpenStreetMap .osm/.osm.pbf: ground ETAs by road (contract v2 section 8)
   engine::Config engine;
   data::StoreOptions store;
   int io_threads = 1;

@@ -21,6 +21,7 @@
 
 #include "data/store.hpp"
 #include "engine/engine.hpp"
+#include "geo/roads.hpp"
 #include "net/config.hpp"
 #include "net/console_feed.hpp"
 #include "net/error_catalog.hpp"
@@ -105,6 +106,10 @@ struct Server::Impl {
   Tokens tokens;
   std::unique_ptr<data::Store> store;
   std::unique_ptr<MapGeography> geography;
+  // --roads: the network the engine's policy times ground units on (null: straight line),
+  // and its GeoJSON layer, rendered once at start.
+  std::unique_ptr<geo::RoadNetwork> roads;
+  std::shared_ptr<const std::string> roads_geojson;
   std::unordered_map<std::string, std::string> insurer_alias;  // any name -> code
   engine::Engine engine;
   // Before the io_contexts: sessions destroyed with their pending handlers still count.
