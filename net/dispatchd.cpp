@@ -54,6 +54,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--roads", opt.roads_path,
                  "OpenStreetMap extract (.osm or .osm.pbf): moto and car ETAs by road (default: straight line)");
+  // 64: on the real core-city network the road-nearest team was 40th by line at worst
+  // and outside the first 16 in 12.5% of scenes; 64 costs <= 1 ms (docs/performance.md).
+  opt.engine.road_candidates = 64;
+  app.add_option("--road-candidates", opt.engine.road_candidates,
+                 "with --roads: how many nearest ground units by line are timed by road")
+      ->capture_default_str();
   app.add_option("--urban", opt.urban, "urban districts by name or adcode (default: the nine central ones)");
   double track_days = 7, track_metres = opt.engine.track_min_distance_m, track_secs = 60;
   app.add_option("--track-retention-days", track_days, "days unit tracks are kept")->capture_default_str();
