@@ -96,12 +96,12 @@ async function waitFor(what, fn, timeoutMs = 15_000) {
 let server = null;
 let serverLog = '';
 
-function startServer(listen, db = 'dispatch.db', staleAfterS = 600) {
+function startServer(listen, db = 'dispatch.db', staleAfterS = 600, extra = []) {
   return new Promise((resolveStart, reject) => {
     const args = ['--listen', listen, '--db', join(work, db), '--tokens', join(work, 'tokens.json'),
       '--fleet', join(work, 'fleet.json'), '--web-root', webRoot,
       // Nothing may lapse or go stale while a slow machine runs the browser (unless asked).
-      '--ack-timeout', '600', '--stale-after', String(staleAfterS)];
+      '--ack-timeout', '600', '--stale-after', String(staleAfterS), ...extra];
     const proc = spawn(dispatchd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const timer = setTimeout(() => reject(new Error(`dispatchd did not print its port:\n${serverLog}`)), 15_000);
@@ -154,6 +154,8 @@ let context = null;
 let gateway = null;
 let standby = null;
 let standbyGateway = null;
+let roadServer = null;
+let roadGateway = null;
 
 after(async () => {
   if (context) await context.close().catch(() => {});
@@ -161,6 +163,8 @@ after(async () => {
   if (standbyGateway) standbyGateway.close();
   await stopServer(server);
   await stopServer(standby);
+  if (roadGateway) roadGateway.close();
+  await stopServer(roadServer);
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -598,6 +602,35 @@ test('dispatch console in a real browser', async (t) => {
     if ((await hook((i) => window.__console.incident(i), id)).hospital) {
       assert.match(await page.locator('#d-summary').innerText(), /接收医院/);
     }
+  });
+
+  await t.test('with roads: the road layer, the team on the same bank sent, its route drawn', async () => {
+    // tests/data/river.osm: two banks of a river, one bridge at the east end.
+    const osm = resolve(here, '../data/river.osm');
+    roadServer = await startServer('127.0.0.1:0', 'roads.db', 600, ['--roads', osm]);
+    const roadBase = `http://127.0.0.1:${roadServer.port}`;
+    roadGateway = new Gateway(roadServer.port);
+    await roadGateway.opened;
+    // M001 across the water (1.5 km straight, 9 km by the bridge); M002 on the same bank, 1.9 km away.
+    roadGateway.positions([{ id: 'M001', lat: 29.5530, lon: 106.5200 }, { id: 'M002', lat: 29.5670, lon: 106.5000 }], Date.now());
+    await waitFor('the positions held', async () => (await (await fetch(`${roadBase}/api/units?token=${CONSOLE_TOKEN}`)).json())
+      .filter((u) => u.lat != null).length === 2);
+    const three = await context.newPage();
+    three.on('pageerror', (e) => pageErrors.push(String(e)));
+    await three.goto(`${roadBase}/?token=${CONSOLE_TOKEN}`);
+    await waitFor('live', () => three.evaluate(() => window.__console?.connection() === 'live'));
+    await waitFor('the road layer', () => three.evaluate(() => window.__console.roadCount()).then((n) => n > 0));
+    const r = await fetch(`${roadBase}/api/incidents`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer r-secret' },
+      body: JSON.stringify({ id: 'cc-road-1', lat: 29.5670, lon: 106.5200, severity: 'injury' }) });
+    const id = JSON.parse(await r.text()).incident;
+    const assign = await waitFor('the assign', () => roadGateway.find((m) => m.type === 'assign' && m.incident === id));
+    assert.equal(assign.unit, 'M002', 'the team on the same bank, though the other is nearer in a straight line');
+    await waitFor(`${id} in the queue`, () => three.evaluate(() => window.__console.queueIds()).then((ids) => ids.includes(id)));
+    await three.locator(`#queue .qrow[data-id="${id}"]`).click();
+    const points = await waitFor('its route drawn', () => three.evaluate((a) => window.__console.routes()[a] ?? null, assign.assignment));
+    assert.ok(points >= 3, `a route along the road (${points} points)`);
+    assert.ok(await three.locator('path.route-line').count() >= 1, 'on the map');
+    await three.close();
   });
 
   await t.test('with two servers the page moves to the one that answers; a report filed while none does is kept and goes there', async () => {
