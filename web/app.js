@@ -1100,7 +1100,7 @@ function readHistForm() {
   const state = $('hist-state').value;
   return {
     from: ms($('hist-from').value),
-    to: ms($('hist-to').value),
+    to: ms($('hist-to').value) + 999, // the whole of the last second shown
     district: $('hist-district').value,
     severity: $('hist-severity').value,
     state: state || 'all',
