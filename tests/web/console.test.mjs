@@ -672,7 +672,7 @@ test('dispatch console in a real browser', async (t) => {
       .then((l) => { const s = l.filter((a) => a.kind === 'stale' && !a.resolved); return s.length >= 5 ? s : null; }), 20_000);
     assert.ok(stale.some((a) => a.key === 'stale:M004'), JSON.stringify(stale.map((a) => a.key)));
     await two.locator('.tab[data-tab="alerts-panel"]').click();
-    assert.match(await two.locator('#alerts').innerText(), /渝警保04 失联/);
+    await waitFor('the stale alert listed', async () => /渝警保04 失联/.test(await two.locator('#alerts').innerText()));
     // A position again: that alert is over.
     standbyGateway.positions([{ id: 'M004', lat: FLEET.find((u) => u.id === 'M004').lat + 0.0002, lon: FLEET.find((u) => u.id === 'M004').lon }], Date.now());
     await waitFor('M004 fresh again', () => two.evaluate(() => window.__console.alerts())
