@@ -294,6 +294,32 @@ struct ReadStatements {
                  "(SELECT max(seq) FROM pages), (SELECT max(seq) FROM claims)"),
         live_claims(db, "SELECT " C_CLAIM_COLS " FROM claims c JOIN incidents i ON i.id = c.incident "
                         "WHERE c.paid = 0 OR i." OPEN_STATE " ORDER BY c.seq"),
+        // Service levels from what is on disk, one sample per event, as the engine counts
+        // them live (engine.hpp, ServiceLevels): the first assignment, the first unit on
+        // the scene itself, the liability decision, each claim paid, and the air rescue
+        // stages from the helicopter's call (the first line of each step).
+        service_samples(db,
+                        "SELECT i.district, i.severity, 'to_assign', "
+                        "  (SELECT min(a.assigned_ts) FROM assignments a WHERE a.incident = i.id) - i.received_ts "
+                        "FROM incidents i WHERE EXISTS (SELECT 1 FROM assignments a WHERE a.incident = i.id) "
+                        "UNION ALL "
+                        "SELECT i.district, i.severity, 'to_scene', min(a.arrived_ts) - i.received_ts "
+                        "FROM incidents i JOIN assignments a ON a.incident = i.id "
+                        "WHERE a.task = 'scene' AND a.arrived_ts IS NOT NULL GROUP BY i.id "
+                        "UNION ALL "
+                        "SELECT district, severity, 'to_liability', liability_ts - reported_ts "
+                        "FROM incidents WHERE liability_ts IS NOT NULL "
+                        "UNION ALL "
+                        "SELECT i.district, i.severity, 'to_claim_paid', c.paid_ts - i.reported_ts "
+                        "FROM claims c JOIN incidents i ON i.id = c.incident "
+                        "WHERE c.paid = 1 AND c.paid_ts IS NOT NULL "
+                        "UNION ALL "
+                        "SELECT i.district, i.severity, s.event, s.ts - h.ts FROM "
+                        "  (SELECT incident, min(ts) ts FROM timeline WHERE event = 'heli_called' GROUP BY incident) h "
+                        "  JOIN (SELECT incident, event, min(ts) ts FROM timeline "
+                        "        WHERE event IN ('airborne', 'landed', 'transferred') GROUP BY incident, event) s "
+                        "    ON s.incident = h.incident "
+                        "  JOIN incidents i ON i.id = h.incident"),
         incident(db, "SELECT " INCIDENT_COLS " FROM incidents WHERE id = ?1"),
         assignments_of(db, "SELECT " ASSIGNMENT_COLS
                            " FROM assignments WHERE incident = ?1 ORDER BY seq, id"),
@@ -315,7 +341,7 @@ struct ReadStatements {
                         " FROM unit_events WHERE unit = ?1 ORDER BY ts, id") {}
 
   sql::Statement units, open_incidents, open_assignments, open_timeline, undelivered_pages,
-      report_ids, max_seqs, live_claims, incident, assignments_of, timeline_of, newest, newest_open, seq_of,
+      report_ids, max_seqs, live_claims, service_samples, incident, assignments_of, timeline_of, newest, newest_open, seq_of,
       track, unit_events;
 };
 
@@ -790,6 +816,17 @@ engine::Snapshot Store::load() {
   {
     sql::Query q(m.rs->live_claims);
     while (q.next()) s.claims.push_back(read_claim(q));
+  }
+  {
+    sql::Query q(m.rs->service_samples);
+    while (q.next()) {
+      engine::Snapshot::ServiceSample x;
+      x.district = q.text(0);
+      x.severity = engine::parse_severity(q.text(1)).value_or(engine::Severity::minor);
+      x.stage = q.text(2);
+      x.seconds = static_cast<double>(q.int64(3)) / 1000.0;
+      s.service_samples.push_back(std::move(x));
+    }
   }
   {
     sql::Query q(m.rs->max_seqs);
