@@ -118,6 +118,19 @@ void Engine::restore(const Snapshot& s, Millis now) {
                       u.status == UnitStatus::on_scene))
       u.status = UnitStatus::available;
   }
+  // Each unit where it was last seen (its newest track point), stale or not by its age:
+  // a restarted or standby server knows where the fleet is before the next fixes come.
+  for (const auto& p : s.last_positions) {
+    Unit* u = find_unit(p.unit);
+    if (!u || (u->has_pos && u->pos_ts >= p.ts)) continue;
+    u->has_pos = true;
+    u->pos = geo::LatLon{p.lat, p.lon};
+    u->pos_ts = p.ts;
+    u->track_pos = u->pos;
+    u->track_ts = p.ts;
+    u->stale = now - p.ts > config_.stale_after_ms;
+    reindex(*u, now);
+  }
   claim_seq_ = std::max(claim_seq_, s.max_claim_seq);
   for (const auto& c : s.claims) {
     claim_seq_ = std::max(claim_seq_, c.seq);

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "data/store.hpp"
+#include "engine/engine.hpp"
 
 using namespace dispatch;
 using namespace dispatch::engine;

@@ -279,7 +279,8 @@ TEST_CASE("service levels survive a restart") {
     while (std::chrono::steady_clock::now() < deadline) {
       auto r = http_request(f.port(), http::verb::get, "/api/stats", {}, "c-secret");
       REQUIRE(r.status == 200);
-      const auto& rows = r.json().at("service_levels").as_array();
+      const json::value body = r.json();
+      const auto& rows = body.at("service_levels").as_array();
       if (!rows.empty() && rows[0].at("call_to_hospital").at("count").as_int64() == 1 &&
           rows[0].at("to_scene").at("count").as_int64() == 1) {
         before = r.body;

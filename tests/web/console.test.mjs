@@ -53,6 +53,16 @@ const FLEET = [
   { id: 'C001', kind: 'car', callsign: '渝保勘01', lat: 29.5500, lon: 106.5200 },
   { id: 'H1', kind: 'heli', callsign: '渝救援1', base: { lat: 29.7200, lon: 106.6400 }, lat: 29.7200, lon: 106.6400 },
 ];
+// And a crowd of 40 teams within a few hundred metres of each other near Shapingba,
+// far from every scene below, whose callsigns would pile up at city zoom.
+const CROWD = [];
+for (let i = 0; i < 40; i++) {
+  const a = i * 2.399963; // golden angle: an even spiral
+  const d = 0.0006 * Math.sqrt(i);
+  CROWD.push({ id: `X${String(i + 1).padStart(2, '0')}`, kind: 'moto', callsign: `渝警保X${String(i + 1).padStart(2, '0')}`,
+    lat: 29.6400 + d * Math.cos(a), lon: 106.4400 + d * Math.sin(a) * 1.15 });
+}
+FLEET.push(...CROWD);
 
 writeFileSync(join(work, 'tokens.json'), JSON.stringify({
   tokens: [
@@ -191,7 +201,10 @@ test('dispatch console in a real browser', async (t) => {
     await waitFor('the district boundaries', () => hook(() => window.__console.districtCount()).then((n) => n > 0));
     // Chinese callsigns show in the stats and on the canvas; the queue starts empty.
     assert.equal(await page.locator('#queue .qrow').count(), 0);
-    assert.match(await page.locator('#conn').innerText(), /live/);
+    // Chinese by default, in a dispatcher's words.
+    assert.equal(await page.evaluate(() => document.documentElement.lang), 'zh-CN');
+    assert.match(await page.locator('#conn').innerText(), /在线/);
+    assert.match(await page.locator('#side .tabs').innerText(), /在办/);
   });
 
   await t.test('a unit that moves moves on the map', async () => {
@@ -238,7 +251,8 @@ test('dispatch console in a real browser', async (t) => {
 
     await waitFor('the incident in the queue', () => hook(() => window.__console.queueIds()).then((ids) => ids.includes(incidentId)));
     const row = page.locator(`#queue .qrow[data-id="${incidentId}"]`);
-    await waitFor('the queue row to show the assignment', async () => /assigned/.test(await row.innerText()));
+    await waitFor('the queue row to show the assignment', async () => /已派/.test(await row.innerText()));
+    assert.match(await row.innerText(), /伤人/, 'severity in Chinese');
     assert.match(await row.innerText(), /渝警保01/);
     const marker = await hook((id) => window.__console.incidentOnMap(id), incidentId);
     assert.ok(marker, 'incident marker on the map');
@@ -273,23 +287,183 @@ test('dispatch console in a real browser', async (t) => {
     await page.screenshot({ path: join(artifacts, 'console.png') });
   });
 
+  // A report from the call centre (the reporter role), as it would come in.
+  const postReport = async (report) => {
+    const r = await fetch(`${base}/api/incidents`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer r-secret' },
+      body: JSON.stringify(report),
+    });
+    const text = await r.text();
+    assert.equal(r.status, 201, text);
+    return JSON.parse(text).incident;
+  };
+  const record = async (id) => (await fetch(`${base}/api/incidents/${id}?token=${CONSOLE_TOKEN}`)).json();
+  const openFromQueue = async (id) => {
+    await waitFor(`${id} in the queue`, () => hook(() => window.__console.queueIds()).then((ids) => ids.includes(id)));
+    await page.locator(`#queue .qrow[data-id="${id}"]`).click();
+    await waitFor(`${id} selected`, () => hook(() => window.__console.selectedIncident()).then((s) => s === id));
+  };
+  // A two-step button: the first click arms it, the second acts.
+  const clickTwice = async (locator) => {
+    await locator.click();
+    await locator.click();
+  };
+
+  await t.test('cancel an assignment from the page: the unit is told and freed', async () => {
+    await openFromQueue(incidentId);
+    const car = gateway.find((m) => m.type === 'assign' && m.incident === incidentId && m.unit === 'C001');
+    const button = page.locator(`#d-assignments button[data-assignment="${car.assignment}"]`);
+    await button.waitFor({ state: 'visible' });
+    assert.equal(await button.innerText(), '撤销');
+    await button.click();
+    assert.equal(await button.innerText(), '确认撤销', 'asks once more');
+    await button.click();
+    const cancel = await waitFor('the cancel at the gateway', () =>
+      gateway.find((m) => m.type === 'cancel' && m.assignment === car.assignment));
+    assert.equal(cancel.unit, 'C001');
+    await waitFor('C001 free again on the page', () => hook(() => window.__console.unitStatus('C001')).then((s) => s === 'available'));
+    const row = page.locator(`#d-assignments tr[data-assignment="${car.assignment}"]`);
+    await waitFor('the assignment shown cancelled', async () => /撤销/.test(await row.innerText()) && (await row.locator('button').count()) === 0);
+  });
+
+  let remoteA = null;
+  await t.test('escalate a remote incident from the page: a unit is sent', async () => {
+    // Minor, drivable, the parties agree: remote handling, no unit.
+    remoteA = await postReport({ id: 'cc-remote-a', lat: 29.5760, lon: 106.5330, severity: 'minor', drivable: true,
+      parties_agree: true, vehicles: [{ plate: '渝A11111' }, { plate: '渝B22222' }] });
+    await openFromQueue(remoteA);
+    const row = page.locator(`#queue .qrow[data-id="${remoteA}"]`);
+    assert.match(await row.innerText(), /远程定责/);
+    assert.match(await row.innerText(), /定责剩余/, 'the liability countdown runs');
+    const escalate = page.locator('#d-escalate');
+    await escalate.waitFor({ state: 'visible' });
+    await page.fill('#d-escalate-reason', '视频连线失败');
+    await clickTwice(escalate);
+    const assign = await waitFor('an assign for the escalated incident', () =>
+      gateway.find((m) => m.type === 'assign' && m.incident === remoteA));
+    assert.equal(assign.unit, 'M002', 'the nearest free moto');
+    await waitFor('the escalation in the timeline', async () => /升级出警/.test(await page.locator('#d-timeline').innerText()));
+    assert.match(await page.locator('#d-timeline').innerText(), /视频连线失败/);
+    await waitFor('the escalate button gone', async () => !(await escalate.isVisible()));
+  });
+
+  await t.test('close an incident from the page: its units are told', async () => {
+    await openFromQueue(remoteA);
+    const assign = gateway.find((m) => m.type === 'assign' && m.incident === remoteA);
+    await clickTwice(page.locator('#d-close-inc'));
+    await waitFor('the cancel for the closed incident at the gateway', () =>
+      gateway.find((m) => m.type === 'cancel' && m.assignment === assign.assignment));
+    await waitFor('the incident gone from the queue', () => hook(() => window.__console.queueIds()).then((ids) => !ids.includes(remoteA)));
+    assert.equal((await record(remoteA)).state, 'closed');
+    await waitFor('the detail shows it closed', async () => /结案/.test(await page.locator('#d-summary').innerText()));
+    assert.equal(await page.locator('#d-close-inc').isDisabled(), true);
+  });
+
+  let remoteB = null;
+  await t.test('decide liability from the page; an overdue liability clock raises an alert', async () => {
+    // Reported six minutes ago: its 5-minute liability clock has run out.
+    remoteB = await postReport({ id: 'cc-remote-b', ts: Date.now() - 360_000, lat: 29.5400, lon: 106.5600, severity: 'minor',
+      drivable: true, parties_agree: true, vehicles: [{ plate: '渝C33333' }, { plate: '渝D44444' }] });
+    await waitFor('an overdue alert for it', () => hook(() => window.__console.alerts())
+      .then((list) => list.some((a) => a.kind === 'overdue' && a.incident === remoteB)));
+    await waitFor('the alert count on its tab', async () => /告警\s*[1-9]/.test(await page.locator('.tab[data-tab="alerts-panel"]').innerText()));
+    await page.locator('.tab[data-tab="alerts-panel"]').click();
+    const alert = page.locator(`#alerts li.alert[data-incident="${remoteB}"]`);
+    assert.match(await alert.innerText(), /定责时限超时/);
+    // The alert opens the incident.
+    await alert.locator('.a-text').click();
+    await waitFor('the incident opened from its alert', () => hook(() => window.__console.selectedIncident()).then((s) => s === remoteB));
+    assert.match(await page.locator('#d-clocks').innerText(), /定责超时/);
+    // A plate that is not the incident's: the server's error shows, nothing changes.
+    await page.fill('#lia-fault', '渝Z99999');
+    await page.click('#lia-submit');
+    await waitFor('the refusal', () => hook(() => window.__console.errors()).then((e) => e.some((x) => x.ref === remoteB && x.code === 'bad_message')));
+    assert.equal((await record(remoteB)).state, 'remote');
+    await page.fill('#lia-fault', '渝D44444');
+    await page.fill('#lia-note', '追尾');
+    await page.click('#lia-submit');
+    await waitFor('the incident closed by its liability decision', async () => (await record(remoteB)).state === 'closed');
+    const rec = await record(remoteB);
+    assert.equal(rec.at_fault, '渝D44444');
+    await waitFor('the decision in the detail', async () => /渝D44444/.test(await page.locator('#d-summary').innerText()));
+    await page.locator('.tab[data-tab="queue-panel"]').click();
+  });
+
+  await t.test('the English switch is remembered; the page speaks Chinese again after', async () => {
+    await page.click('#lang-switch');
+    assert.equal(await page.evaluate(() => document.documentElement.lang), 'en');
+    assert.equal(await page.evaluate(() => localStorage.getItem('dispatch.console.lang')), 'en');
+    assert.match(await page.locator('#conn').innerText(), /live/);
+    let rowText = '';
+    // Waiting for a car again since its car was cancelled: "dispatching", with its clocks.
+    await waitFor('the queue in English', async () => /dispatching[\s\S]*age/.test(rowText = await page.locator(`#queue .qrow[data-id="${incidentId}"]`).innerText()))
+      .catch((e) => { throw new Error(`${e.message}: ${rowText}`); });
+    await page.reload();
+    await waitFor('live after the reload', () => hook(() => window.__console?.connection() === 'live'));
+    assert.equal(await hook(() => window.__console.lang()), 'en', 'remembered across a reload');
+    await page.click('#lang-switch');
+    assert.equal(await hook(() => window.__console.lang()), 'zh-CN');
+    assert.match(await page.locator('#conn').innerText(), /在线/);
+  });
+
   await t.test('after a server restart the page reconnects to a fresh snapshot without duplicates', async () => {
     const markersBefore = await hook(() => window.__console.incidentMarkerCount());
     const port = server.port;
     gateway.close();
     await stopServer(server);
     await waitFor('the page to notice', () => hook(() => window.__console.connection() !== 'live'));
+    await waitFor('a lost-connection alert', () => hook(() => window.__console.alerts()).then((l) => l.some((a) => a.key === 'conn' && !a.resolved)));
     server = await waitFor('dispatchd to start again on the same port', () => startServer(`127.0.0.1:${port}`).catch(() => null), 20_000);
     gateway = new Gateway(server.port);
     await gateway.opened;
     gateway.positions(FLEET, Date.now());
     await waitFor('a second snapshot', () => hook(() => window.__console.snapshots()).then((n) => n >= 2), 40_000);
     await waitFor('live again', () => hook(() => window.__console.connection() === 'live'));
+    assert.ok((await hook(() => window.__console.alerts())).some((a) => a.key === 'conn' && a.resolved), 'the alert says it is over');
     assert.equal(await hook(() => window.__console.unitCount()), FLEET.length);
     await waitFor('all units drawn again', () => hook(() => window.__console.unitsDrawn()).then((n) => n === FLEET.length));
     assert.equal(await hook(() => window.__console.incidentMarkerCount()), markersBefore);
     assert.equal(await page.locator('path.incident-marker').count(), markersBefore);
     assert.deepEqual(await hook(() => window.__console.queueIds()), [incidentId]);
+  });
+
+  await t.test('callsign labels never overlap; the others show on hover', async () => {
+    await hook(() => window.__console.setView(29.6400, 106.4400, 15));
+    let labels = [];
+    await waitFor('labels drawn at the crowd', async () => {
+      labels = await hook(() => window.__console.labels());
+      return labels.filter((l) => l.id.startsWith('X')).length > 3;
+    });
+    const crowdLabels = labels.filter((l) => l.id.startsWith('X'));
+    assert.ok(crowdLabels.length < CROWD.length, `not every one of the crowd fits (${crowdLabels.length} of ${CROWD.length})`);
+    for (let i = 0; i < labels.length; i++) {
+      const a = labels[i];
+      assert.equal(a.text, FLEET.find((u) => u.id === a.id).callsign);
+      for (let j = i + 1; j < labels.length; j++) {
+        const b = labels[j];
+        const hit = a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+        assert.ok(!hit, `labels of ${a.id} and ${b.id} overlap`);
+      }
+    }
+    // Hover a unit without a label: its callsign shows.
+    const labelled = new Set(labels.map((l) => l.id));
+    const box = await page.locator('#map').boundingBox();
+    let shown = null;
+    for (const u of CROWD.filter((c) => !labelled.has(c.id))) {
+      const at = await hook((id) => window.__console.unitPosition(id), u.id);
+      if (!at) continue;
+      await page.mouse.move(box.x + at.x, box.y + at.y);
+      shown = await waitFor('a hover tooltip', () => hook(() => window.__console.hovered()), 3_000).catch(() => null);
+      if (shown) break;
+    }
+    assert.ok(shown, 'hovering an unlabelled unit names it');
+    const tip = page.locator('.leaflet-tooltip.unit-hover');
+    await tip.waitFor({ state: 'visible' });
+    assert.match(await tip.innerText(), new RegExp(FLEET.find((u) => u.id === shown).callsign));
+    // At city zoom the crowd is one blob: labels that fit at all, none on top of another.
+    await hook(() => window.__console.setView(29.57, 106.53, 9));
+    await waitFor('a redraw at city zoom', async () => (await hook(() => window.__console.labels())).length < labels.length);
   });
 
   assert.deepEqual(pageErrors, [], 'no script errors in the page');
