@@ -353,11 +353,29 @@ class Sim {
       roads_ = geo::RoadNetwork::load_osm(opt_.roads);
       std::cerr << "dispatch-sim: roads: " << roads_->node_count() << " nodes, " << roads_->edge_count() << " edges\n";
     }
-    // ws://host:port
-    std::string rest = opt_.url.substr(opt_.url.find("//") + 2);
-    if (auto slash = rest.find('/'); slash != std::string::npos) rest = rest.substr(0, slash);
-    host_ = rest.substr(0, rest.rfind(':'));
-    port_ = rest.substr(rest.rfind(':') + 1);
+    // ws://host:port, or several comma-separated (contract section 9: one active dispatchd,
+    // the others standby): the one whose /healthz says ok, else the first.
+    std::vector<std::pair<std::string, std::string>> candidates;
+    for (std::string_view urls = opt_.url; !urls.empty();) {
+      const auto comma = urls.find(',');
+      std::string url(urls.substr(0, comma));
+      urls = comma == std::string_view::npos ? std::string_view() : urls.substr(comma + 1);
+      std::string rest = url.substr(url.find("//") == std::string::npos ? 0 : url.find("//") + 2);
+      if (auto slash = rest.find('/'); slash != std::string::npos) rest = rest.substr(0, slash);
+      candidates.emplace_back(rest.substr(0, rest.rfind(':')), rest.substr(rest.rfind(':') + 1));
+    }
+    std::tie(host_, port_) = candidates.front();
+    if (candidates.size() > 1)
+      for (const auto& [h, p] : candidates) {
+        try {
+          if (http_get(h, p, "/healthz").rfind("ok", 0) == 0) {
+            host_ = h;
+            port_ = p;
+            break;
+          }
+        } catch (const std::exception&) {
+        }
+      }
     for (auto& t : tokens.at("tokens").as_array()) {
       const auto& o2 = t.as_object();
       const std::string role(o2.at("role").as_string()), token(o2.at("token").as_string());
@@ -1255,7 +1273,7 @@ int main(int argc, char** argv) {
 
   auto* run = app.add_subcommand("run", "drive a running dispatchd");
   Options o;
-  run->add_option("--url", o.url, "ws://HOST:PORT of dispatchd")->required();
+  run->add_option("--url", o.url, "ws://HOST:PORT of dispatchd (several comma-separated: the active one)")->required();
   run->add_option("--tokens", o.tokens, "tokens file (gateway \"*\", reporter, console; insurers optional)")->required();
   run->add_option("--fleet", o.fleet, "fleet file the server was started with")->required();
   run->add_option("--units", o.units, "use only the first N units (0: all)");
