@@ -56,6 +56,17 @@ Lease::Outcome Lease::renew(std::int64_t epoch) {
   return r.rows() == 1 ? Outcome::ok : Outcome::held;
 }
 
+bool Lease::lapsed() {
+  auto& m = *impl_;
+  if (!m.conn.connect(error_)) return false;
+  const auto r = m.conn.exec_prepared("lapsed", "SELECT expires_at < clock_timestamp() FROM lease WHERE id = 1", {});
+  if (!r.ok()) {
+    if (!m.conn.connected()) m.conn.reset();
+    return false;
+  }
+  return r.rows() == 1 && pg::ResultRow(r, 0).text(0) == "t";
+}
+
 void Lease::release(std::int64_t epoch) {
   auto& m = *impl_;
   if (!m.conn.connect(error_)) return;

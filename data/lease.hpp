@@ -30,6 +30,8 @@ class Lease {
   Outcome take(std::int64_t& epoch);
   // Extends the lease held at `epoch` by its length from now (the database's now).
   Outcome renew(std::int64_t epoch);
+  // True when the lease has expired (nobody holds it); false when held or unknown.
+  bool lapsed();
   // Ends the lease held at `epoch` at once (a clean stop), so a standby need not wait.
   void release(std::int64_t epoch);
   // The last error, for log lines.

@@ -3,11 +3,11 @@ import * as L from './node_modules/leaflet/dist/leaflet-src.esm.js';
 import {
   Store, Alerts, SEVERITY_RANK, UNIT_STATUSES, activeAssignments, buildReport, candidatesFor,
   fmtDuration, incidentClocks, sortByUrgency, rescueChain, historyQuery, matchesHistory, replaySpan,
-  trackAt, parseServers,
+  trackAt, parseServers, incidentsToCsv,
 } from './model.js';
 import { Connection } from './connection.js';
 import { UnitLayer, STATUS_COLOURS } from './unit-layer.js';
-import { t, word, setLang, getLang } from './i18n.js';
+import { t, word, setLang, getLang, reasonText } from './i18n.js';
 
 const SEVERITY_COLOURS = { minor: '#facc15', injury: '#fb923c', critical: '#ef4444' };
 const REPLAY_COLOURS = ['#38bdf8', '#f472b6', '#a3e635', '#fbbf24', '#c084fc', '#f87171'];
@@ -21,8 +21,11 @@ const $ = (id) => document.getElementById(id);
 
 // ---------------------------------------------------------------- language
 
+let langChosen = false; // by ?lang= or the switch (remembered): then the server's default does not apply
 try {
-  setLang(params.get('lang') || localStorage.getItem(LANG_KEY) || 'zh-CN');
+  const chosen = params.get('lang') || localStorage.getItem(LANG_KEY);
+  langChosen = !!chosen;
+  setLang(chosen || 'zh-CN');
 } catch {
   setLang('zh-CN');
 }
@@ -183,11 +186,16 @@ async function loadDistricts() {
   }
 }
 
+// Station ids to names, from the places file (a station's hazards and sightings name it by id).
+const placeNames = new Map();
+const stationName = (id) => (id == null ? '' : placeNames.get(id) || String(id));
+
 async function loadPlaces() {
   try {
     const r = await fetch('/geo/places.geojson');
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
     const gj = await r.json();
+    for (const f of gj.features || []) if (f.properties?.id) placeNames.set(f.properties.id, f.properties.name || f.properties.id);
     const glyph = { hospital: '✚', landing_zone: 'H', heli_base: 'HB', station: '站' };
     const size = { hospital: 16, landing_zone: 18, heli_base: 22, station: 16 };
     placesLayer.addLayer(L.geoJSON(gj, {
@@ -236,7 +244,7 @@ function syncTiles() {
   const url = store.policy.tiles;
   if (!url || (tileLayer && tileLayer._url === url)) return;
   if (tileLayer) tileLayer.remove();
-  tileLayer = L.tileLayer(url, { maxZoom: 18, attribution: '' }).addTo(map);
+  tileLayer = L.tileLayer(url, { maxZoom: 18, attribution: esc(store.config?.tiles_attribution || '') }).addTo(map);
   tileLayer.bringToBack();
   debug.districtGeo?.setStyle({ fillOpacity: 0.15 });
   debug.tiles = url;
@@ -327,7 +335,7 @@ function syncHazard(h) {
     m.setLatLng([h.lat, h.lon]);
     m.setIcon(icon);
   }
-  m.bindTooltip(`<b>${esc(t('hazard.title', { id }))}</b><br>${esc(h.kind || '')} · ${esc(word('hazard', cleared ? 'cleared' : 'open'))}`, { className: 'dark-tip', direction: 'top' });
+  m.bindTooltip(`<b>${esc(t('hazard.title', { id }))}</b><br>${esc(word('hazardKind', h.kind))} · ${esc(word('hazard', cleared ? 'cleared' : 'open'))}`, { className: 'dark-tip', direction: 'top' });
 }
 
 function rebuildHazards() {
@@ -343,8 +351,8 @@ function showHazardPopup(id) {
   const div = document.createElement('div');
   div.className = 'hazard-popup';
   div.innerHTML = `<b>${esc(t('hazard.title', { id }))}</b> ${stateTag('hazard', cleared ? 'cleared' : 'open')}<br>
-    ${esc(h.kind || '')}${h.note ? ` · ${esc(h.note)}` : ''}<br>
-    <span class="muted">${esc(t('hazard.station'))} ${esc(h.station || '—')} · ${fmtDateTime(h.ts)}${cleared && h.cleared_ts ? ` · ${esc(word('hazard', 'cleared'))} ${hhmmss(h.cleared_ts)}` : ''}</span>
+    ${esc(word('hazardKind', h.kind))}${h.note ? ` · ${esc(h.note)}` : ''}<br>
+    <span class="muted">${esc(t('hazard.station'))} ${esc(stationName(h.station) || '—')} · ${fmtDateTime(h.ts)}${cleared && h.cleared_ts ? ` · ${esc(word('hazard', 'cleared'))} ${hhmmss(h.cleared_ts)}` : ''}</span>
     <div class="actions">${cleared ? '' : `<button type="button" class="primary" data-act="clear">${esc(t('hazard.clear'))}</button>`}</div>`;
   div.querySelector('[data-act=clear]')?.addEventListener('click', () => {
     sendCommand({ type: 'clear_hazard', hazard: h.hazard }, t('toast.clearHazardSent', { hazard: id }));
@@ -372,6 +380,9 @@ store.on((what, obj) => {
     return;
   }
   if (what === 'snapshot') {
+    // The server's default language, unless this dispatcher chose one.
+    const dflt = store.config?.lang_default;
+    if (!langChosen && typeof dflt === 'string' && dflt !== getLang() && (dflt === 'en' || dflt === 'zh-CN')) switchLang(dflt, false);
     rebuildIncidentMarkers();
     rebuildHazards();
     syncTiles();
@@ -417,6 +428,8 @@ function scheduleAlerts() {
 function raiseAlert(key, a) {
   if (alerts.raise(key, { ts: store.now(), ...a })) {
     scheduleAlerts();
+    // Stale units can come by the dozen: those only count on the tab.
+    if (a.kind !== 'stale') toast(`⚠ ${t(a.textKey, a.vars)}`, 'err');
     return true;
   }
   return false;
@@ -452,7 +465,7 @@ function renderAlerts() {
       return li;
     },
     (li, a) => {
-      li.className = `alert alert-${a.kind}${a.resolved ? ' resolved' : ''}`;
+      li.className = `alert-item alert-${a.kind}${a.resolved ? ' resolved' : ''}`;
       li.dataset.incident = a.incident || '';
       li.dataset.hazard = a.hazard || '';
       li.dataset.alertKey = a.key;
@@ -464,7 +477,7 @@ function renderAlerts() {
 }
 
 $('alerts').addEventListener('click', (ev) => {
-  const li = ev.target.closest('li.alert');
+  const li = ev.target.closest('li.alert-item');
   if (!li) return;
   if (ev.target.closest('.a-dismiss')) {
     alerts.dismiss(li.dataset.alertKey);
@@ -764,6 +777,13 @@ function buildDetail() {
       $('lia-note').value = '';
     }
   });
+  $('d-signals').addEventListener('click', (ev) => {
+    const a = ev.target.closest('a[data-plate], a[data-open]');
+    if (!a) return;
+    ev.preventDefault();
+    if (a.dataset.plate) showPlate(a.dataset.plate);
+    else openIncident(a.dataset.open, { pan: true });
+  });
   $('d-summary').addEventListener('click', (ev) => {
     const a = ev.target.closest('a[data-plate]');
     if (!a) return;
@@ -808,8 +828,20 @@ function armTwoStep(button, confirmText, act) {
   });
 }
 
+// A fraud signal with its evidence: the sighting (station, time, distance) or the earlier
+// incidents, each a link.
 function signalText(s) {
-  return `${esc(word('signal', s.kind))}${s.detail ? ` <span class="muted">${esc(typeof s.detail === 'object' ? JSON.stringify(s.detail) : s.detail)}</span>` : ''}`;
+  const parts = [`<b>${esc(word('signal', s.kind))}</b>`];
+  if (s.detail) parts.push(`<span class="muted">${esc(typeof s.detail === 'object' ? JSON.stringify(s.detail) : s.detail)}</span>`);
+  const e = s.sighting;
+  if (e && typeof e === 'object') {
+    parts.push(`<br>${esc(t('signal.sighting', { station: stationName(e.station) || '—', time: fmtDateTime(e.ts), km: e.distance_m != null ? (e.distance_m / 1000).toFixed(0) : '?' }))}`);
+  }
+  const plates = Array.isArray(s.plates) ? s.plates : [];
+  if (plates.length) parts.push(`<br>${plates.map((p) => `<a href="#" data-plate="${esc(p)}">${esc(p)}</a>`).join(' ')}`);
+  const incs = Array.isArray(s.incidents) ? s.incidents : [];
+  if (incs.length) parts.push(`<br>${esc(t('signal.earlier'))} ${incs.slice(0, 10).map((i) => `<a href="#" data-open="${esc(i)}">${esc(i)}</a>`).join(' ')}`);
+  return parts.join(' ');
 }
 
 function refreshDetail(full) {
@@ -870,7 +902,7 @@ function refreshDetail(full) {
         tr.dataset.assignment = a.assignment;
         setHTML(unitTd, `${kindTag(u?.kind)} ${esc(u?.callsign || a.unit)}`);
         setHTML(taskTd, esc(word('task', a.task)));
-        setHTML(stateTd, `${stateTag('astate', a.state, a.reason || '')}${a.reason && !active ? `<br><span class="muted">${esc(a.reason)}</span>` : ''}`);
+        setHTML(stateTd, `${stateTag('astate', a.state, reasonText(a.reason))}${a.reason && !active ? `<br><span class="muted">${esc(reasonText(a.reason))}</span>` : ''}`);
         timesTd.title = t('times.title');
         setHTML(timesTd, `${hhmmss(a.assigned_ts)}${a.eta_s != null ? ` <span class="muted">${esc(t('times.eta', { d: fmtDuration(a.eta_s * 1000) }))}</span>` : ''}<br>${a.acked_ts ? esc(t('times.ack', { d: fmtDuration(a.acked_ts - a.assigned_ts) })) : ''}${a.arrived_ts ? ` · ${esc(t('times.arr', { d: fmtDuration(a.arrived_ts - a.assigned_ts) }))}` : ''}`);
         const b = actTd.querySelector('button');
@@ -899,16 +931,24 @@ function refreshDetail(full) {
 
 // The air rescue chain, step by step, each with its time and who reported it.
 function renderRescue(inc) {
-  const chain = rescueChain(inc);
+  const chain = rescueChain(inc, store.now());
   $('d-rescue-wrap').hidden = !chain;
   if (!chain) return;
   const target = chain.target === 'scene' ? t('detail.rescue.scene') : t('detail.rescue.lz', { name: chain.landingZone?.name || chain.landingZone?.id || '' });
   const doneSteps = chain.steps.filter((s) => s.ts != null);
   const lastDone = doneSteps.length ? doneSteps[doneSteps.length - 1].step : null;
-  $('d-rescue').innerHTML = `<dl class="kv"><dt>${esc(t('detail.rescue.target'))}</dt><dd>${esc(target)}</dd>
+  const html = `<dl class="kv"><dt>${esc(t('detail.rescue.target'))}</dt><dd>${esc(target)}</dd>
       ${chain.hospital ? `<dt>${esc(t('detail.hospital'))}</dt><dd>${esc(chain.hospital.name || chain.hospital.id)}</dd>` : ''}</dl>
     <ol class="chain">${chain.steps.map((s) => `<li class="${s.ts != null ? 'done' : 'todo'}${s.step === lastDone ? ' last' : ''}" data-step="${esc(s.step)}">
-      <span class="c-step">${esc(word('ev', s.step))}</span><span class="c-time">${s.ts != null ? hhmmss(s.ts) : '—'}</span><span class="c-actor muted">${esc(s.actor || '')}</span></li>`).join('')}</ol>`;
+      <span class="c-step">${esc(word('ev', s.step))}</span><span class="c-time">${s.ts != null ? hhmmss(s.ts) : '—'}</span><span class="c-actor muted">${esc(s.actor || '')}</span>${stepClock(s.clock)}</li>`).join('')}</ol>`;
+  setHTML($('d-rescue'), html);
+}
+
+function stepClock(c) {
+  if (!c) return '';
+  const val = c.done ? t('box.done', { t: hhmmss(c.doneTs) }) : Number.isFinite(c.remainingMs)
+    ? t(c.remainingMs < 0 ? 'box.over' : 'box.due', { d: fmtDuration(Math.abs(c.remainingMs)) }) : '';
+  return `<span class="c-clock${c.overdue && !c.done ? ' late' : ''}" data-clock="${esc(c.clock)}">${esc(word('clock', c.clock))} ${esc(val)}</span>`;
 }
 
 // Why each unit was or was not chosen, as the server weighed them (roads: ETA by road).
@@ -951,6 +991,7 @@ function renderDetailClocks(inc, open) {
   }
   if (!open) parts.push(box(t('box.state'), esc(word('state', inc.state)), false));
   setHTML($('d-clocks'), parts.join(''));
+  if (inc.rescue) renderRescue(inc);
 }
 
 function renderCandidates() {
@@ -1008,7 +1049,13 @@ async function fetchRoute(id) {
     if (!r.ok || !routeShown.has(id)) return;
     const gj = await r.json();
     if (gj?.geometry?.type !== 'LineString' || !routeShown.has(id)) return;
-    const layer = L.geoJSON(gj, { pane: 'routePane', interactive: false, style: () => ({ color: '#38bdf8', weight: 4, opacity: 0.8, className: 'route-line' }) });
+    // Without a road (no roads loaded, a helicopter, no road between) the task line says it all.
+    if (gj.properties?.road === false) return;
+    const p = gj.properties || {};
+    const layer = L.geoJSON(gj, { pane: 'routePane', style: () => ({ color: '#38bdf8', weight: 4, opacity: 0.8, className: 'route-line' }) });
+    if (p.eta_s != null || p.distance_m != null) {
+      layer.bindTooltip(esc(t('route.tip', { unit: store.units.get(p.unit)?.callsign || p.unit || '', km: p.distance_m != null ? (p.distance_m / 1000).toFixed(1) : '?', eta: p.eta_s != null ? fmtDuration(p.eta_s * 1000) : '?' })), { className: 'dark-tip', sticky: true });
+    }
     routeLayer.addLayer(layer);
     routeShown.set(id, layer);
     debug.routes.set(id, gj.geometry.coordinates.length);
@@ -1031,7 +1078,7 @@ async function showPlate(plate) {
     const incidents = Array.isArray(v.incidents) ? v.incidents : [];
     box.innerHTML = `<h3>${esc(t('plate.title', { plate }))}</h3>
       <div class="muted">${esc(t('plate.sightings'))}</div>
-      <ul class="plate-list">${sightings.length ? sightings.slice(0, 30).map((s) => `<li>${fmtDateTime(s.ts)} · ${esc(s.station || '')}${s.lat != null ? ` · ${Number(s.lat).toFixed(4)}, ${Number(s.lon).toFixed(4)}` : ''}</li>`).join('') : `<li class="muted">${esc(t('plate.none'))}</li>`}</ul>
+      <ul class="plate-list">${sightings.length ? sightings.slice(0, 30).map((s) => `<li>${fmtDateTime(s.ts)} · ${esc(stationName(s.station))}${s.lat != null ? ` · ${Number(s.lat).toFixed(4)}, ${Number(s.lon).toFixed(4)}` : ''}</li>`).join('') : `<li class="muted">${esc(t('plate.none'))}</li>`}</ul>
       <div class="muted">${esc(t('plate.incidents'))}</div>
       <ul class="plate-list">${incidents.length ? incidents.slice(0, 30).map((i) => `<li><a href="#" data-open="${esc(i.id || i.incident)}">${esc(i.id || i.incident)}</a> ${fmtDateTime(i.reported_ts ?? i.ts)} ${i.state ? esc(word('state', i.state)) : ''}</li>`).join('') : `<li class="muted">${esc(t('plate.none'))}</li>`}</ul>`;
     box.onclick = (ev) => {
@@ -1050,50 +1097,61 @@ async function showPlate(plate) {
 let histFilter = null;
 let histRows = [];
 let histLastId = null;
+let histEnd = false;
+let histSeq = 0;
 
 function readHistForm() {
   const ms = (v) => (v ? new Date(v).getTime() : NaN);
   const state = $('hist-state').value;
   return {
     from: ms($('hist-from').value),
-    to: ms($('hist-to').value),
+    to: ms($('hist-to').value) + 999, // the whole of the last second shown
     district: $('hist-district').value,
     severity: $('hist-severity').value,
     state: state || 'all',
     plate: $('hist-plate').value.trim(),
-    limit: 50,
+    limit: Number($('hist-limit').value) || 50,
   };
 }
 
 async function fetchHistoryPage(f) {
   let r = await fetch(apiUrl(`/api/incidents?${historyQuery(f)}`), { cache: 'no-store' });
-  let local = f;
   if (r.status === 400 && f.state !== 'all' && f.state !== 'open') {
     // A server that knows only open|all: ask for all, keep the state filter here.
     r = await fetch(apiUrl(`/api/incidents?${historyQuery({ ...f, state: 'all' })}`), { cache: 'no-store' });
-    local = f;
   }
   if (!r.ok) throw new Error(`HTTP ${r.status}`);
   const rows = await r.json();
   if (!Array.isArray(rows)) throw new Error('not a list');
-  return { raw: rows, rows: rows.filter((inc) => matchesHistory(inc, local.state === 'open' ? { ...local, state: '' } : local)) };
+  return { raw: rows, rows: rows.filter((inc) => matchesHistory(inc, f.state === 'open' ? { ...f, state: '' } : f)) };
 }
 
+// One page of matches. Filters the server does not apply yet are applied here, so a
+// page may need several requests; at most 20, then the rest waits for "older".
 async function searchHistory(more = false) {
   if (!more) {
     histFilter = readHistForm();
     histRows = [];
     histLastId = null;
+    histEnd = false;
   }
   $('hist-csv').href = apiUrl(`/api/incidents?${historyQuery(histFilter, { csv: true })}`);
   $('hist-status').textContent = '…';
+  const seq = ++histSeq;
   try {
-    const { raw, rows } = await fetchHistoryPage({ ...histFilter, before: histLastId || undefined });
-    histRows.push(...rows);
-    if (raw.length) histLastId = raw[raw.length - 1].id;
-    const end = raw.length < histFilter.limit;
-    $('hist-more').hidden = end;
-    $('hist-status').textContent = histRows.length ? `${t('hist.count', { n: histRows.length })}${end ? ` · ${t('hist.end')}` : ''}` : t('hist.none');
+    let found = 0;
+    for (let i = 0; i < 20 && found < histFilter.limit && !histEnd; i++) {
+      const { raw, rows } = await fetchHistoryPage({ ...histFilter, before: histLastId || undefined });
+      if (seq !== histSeq) return;
+      const seen = new Set(histRows.map((x) => x.id));
+      const fresh = rows.filter((x) => !seen.has(x.id)).slice(0, histFilter.limit - found);
+      histRows.push(...fresh);
+      found += fresh.length;
+      if (raw.length) histLastId = fresh.length && found >= histFilter.limit ? fresh[fresh.length - 1].id : raw[raw.length - 1].id;
+      if (raw.length < histFilter.limit) histEnd = true;
+    }
+    $('hist-more').hidden = histEnd;
+    $('hist-status').textContent = histRows.length ? `${t('hist.count', { n: histRows.length })}${histEnd ? ` · ${t('hist.end')}` : ''}` : t('hist.none');
     renderHistory();
   } catch (e) {
     $('hist-status').textContent = t('hist.failed', { err: e.message });
@@ -1122,6 +1180,42 @@ $('hist-form').addEventListener('submit', (ev) => {
   searchHistory(false);
 });
 $('hist-more').addEventListener('click', () => searchHistory(true));
+
+// The export: the server's CSV when it makes one; otherwise every match it returns, as CSV
+// made here (filtered as the search is).
+$('hist-csv').addEventListener('click', async (ev) => {
+  ev.preventDefault();
+  const f = histFilter || readHistForm();
+  const href = apiUrl(`/api/incidents?${historyQuery(f, { csv: true })}`);
+  try {
+    let r = await fetch(href, { cache: 'no-store' });
+    if (r.status === 400 && f.state !== 'all' && f.state !== 'open') {
+      r = await fetch(apiUrl(`/api/incidents?${historyQuery({ ...f, state: 'all' }, { csv: true })}`), { cache: 'no-store' });
+    }
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    let text;
+    let source = 'server';
+    if (/text\/csv/.test(r.headers.get('content-type') || '')) {
+      text = await r.text();
+    } else {
+      const rows = (await r.json()).filter((inc) => matchesHistory(inc, f.state === 'open' ? { ...f, state: '' } : f));
+      text = incidentsToCsv(rows, fmtDateTime);
+      source = 'page';
+    }
+    debug.lastCsv = { source, length: text.length };
+    const url = URL.createObjectURL(new Blob([text], { type: 'text/csv;charset=utf-8' }));
+    const a = document.createElement('a');
+    const now = new Date(store.now());
+    a.href = url;
+    a.download = `incidents-${now.getFullYear()}${pad2(now.getMonth() + 1)}${pad2(now.getDate())}-${pad2(now.getHours())}${pad2(now.getMinutes())}.csv`;
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  } catch (e) {
+    toast(t('hist.failed', { err: e.message }), 'err');
+  }
+});
 $('hist-list').addEventListener('click', (ev) => {
   const row = ev.target.closest('.hrow');
   if (row) openIncident(row.dataset.id, { pan: true });
@@ -1174,8 +1268,12 @@ async function startReplay(inc) {
 function setReplayTime(ts) {
   replay.t = ts;
   for (const [u, m] of replay.markers) {
-    const p = trackAt(replay.tracks.get(u), ts);
+    const track = replay.tracks.get(u);
+    const p = trackAt(track, ts);
+    // Before its first fix: shown faded where it was first seen.
+    const first = track?.geometry?.coordinates?.[0];
     if (p) m.setLatLng([p.lat, p.lon]);
+    else if (first) m.setLatLng([first[1], first[0]]);
     m.setStyle({ opacity: p ? 1 : 0.3, fillOpacity: p ? 1 : 0.3 });
   }
   $('replay-time').textContent = fmtDateTime(ts);
@@ -1263,14 +1361,16 @@ function reportForm(latlng) {
       insurer: f.get('insurer'),
       note: f.get('note'),
     }, latlng.lat, latlng.lng, store.now());
-    if (!sendCommand(report, null)) return;
+    // Offline, the report waits here and goes out as soon as a server answers (its id
+    // makes a second sending the same incident).
+    const sent = conn.send(report);
     const marker = L.circleMarker(latlng, { renderer: incidentRenderer, radius: 9, color: '#f8fafc', weight: 2, dashArray: '3 3', fillOpacity: 0, className: 'pending-marker' })
       .bindTooltip(esc(t('rf.pending', { id: report.id })), { className: 'dark-tip' });
     pendingLayer.addLayer(marker);
     pendingReports.set(report.id, { marker, report });
     debug.lastReportId = report.id;
     map.closePopup();
-    toast(t('toast.reportSent', { id: report.id }));
+    toast(t(sent ? 'toast.reportSent' : 'toast.reportKept', { id: report.id }), sent ? '' : 'err');
   });
   div.querySelector('#rf-cancel').addEventListener('click', () => map.closePopup());
   L.DomEvent.disableClickPropagation(div);
@@ -1352,7 +1452,7 @@ function onMessage(msg) {
     const isNew = !store.hazards.has(String(msg.hazard));
     store.apply(msg);
     if (isNew && msg.state !== 'cleared') {
-      raiseAlert(`hazard:${msg.hazard}`, { kind: 'hazard', hazard: String(msg.hazard), ts: msg.ts, textKey: 'alert.hazard', vars: { kind: msg.kind || '', station: msg.station || '' } });
+      raiseAlert(`hazard:${msg.hazard}`, { kind: 'hazard', hazard: String(msg.hazard), ts: msg.ts, textKey: 'alert.hazard', vars: { kind: word('hazardKind', msg.kind), station: stationName(msg.station) } });
     } else if (msg.state === 'cleared') {
       alerts.resolve(`hazard:${msg.hazard}`);
       scheduleAlerts();
@@ -1468,10 +1568,12 @@ document.addEventListener('keydown', (ev) => {
 });
 
 // The language switch: everything is redrawn in the other language, nothing reloads.
-$('lang-switch').addEventListener('click', () => {
-  const next = getLang() === 'en' ? 'zh-CN' : 'en';
+function switchLang(next, remember) {
   setLang(next);
-  try { localStorage.setItem(LANG_KEY, next); } catch { /* private mode: this page only */ }
+  if (remember) {
+    langChosen = true;
+    try { localStorage.setItem(LANG_KEY, next); } catch { /* private mode: this page only */ }
+  }
   applyStatic();
   buildLayerControl();
   for (const inc of store.incidents.values()) syncIncidentMarker(inc);
@@ -1485,7 +1587,8 @@ $('lang-switch').addEventListener('click', () => {
     buildDetail();
     refreshDetail(true);
   }
-});
+}
+$('lang-switch').addEventListener('click', () => switchLang(getLang() === 'en' ? 'zh-CN' : 'en', true));
 
 // ---------------------------------------------------------------- read-only hook for tests
 
@@ -1499,6 +1602,7 @@ const debug = {
   routes: new Map(),
   errors: [],
   sent: [],
+  lastCsv: null,
   hovered: null,
   districtGeo: null,
 };
@@ -1512,6 +1616,8 @@ window.__console = Object.freeze({
   unitPixel: (id) => unitLayer.pixelAt(id),
   unitStatus: (id) => store.units.get(id)?.status ?? null,
   labels: () => unitLayer.labelBoxes(),
+  // The task lines of the last frame: which unit, to where.
+  taskLines: () => (unitLayer.lines || []).map((l) => ({ ...l })),
   hovered: () => debug.hovered,
   incidentIds: () => [...store.incidents.keys()],
   incident: (id) => structuredClone(store.incidents.get(id) ?? null),
@@ -1535,6 +1641,8 @@ window.__console = Object.freeze({
   routes: () => Object.fromEntries(debug.routes),
   acceptedIncident: (reportId) => debug.accepted.get(reportId) ?? null,
   lastReportId: () => debug.lastReportId,
+  pendingReports: () => [...pendingReports.keys()],
+  lastCsv: () => debug.lastCsv,
   errors: () => debug.errors.map((e) => ({ code: e.code, ref: e.ref ?? null })),
   districtCount: () => debug.districts,
   placeCount: () => debug.places,

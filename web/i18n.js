@@ -116,6 +116,11 @@ const zh = {
   'ev.paged': '寻呼',
   'ev.closed': '结案',
   'ev.overdue': '超时告警',
+  'ev.hospital': '确定接收医院',
+  'ev.rescue': '救援环节',
+  'ev.air_rescue': '启动空地一体化救援',
+  'ev.notified': '已通知',
+  'ev.signal': '风险提示',
   'ev.claim': '理赔',
   'ev.claim_paid': '理赔到账',
   'ev.hospital_notified': '信息通报医院',
@@ -140,6 +145,17 @@ const zh = {
   'signal.impossible_travel': '轨迹矛盾：车辆不可能同时出现在两地',
   'signal.repeat_plate': '同一车牌多次出险',
   'signal.repeat_pair': '同一对车辆多次出险',
+  'signal.sighting': '{station} 于 {time} 记录该车，相距 {km} 公里',
+  'signal.earlier': '此前事故：',
+  'route.tip': '{unit} 路线 {km} 公里，预计 {eta}',
+  'hazardKind.landslide': '塌方',
+  'hazardKind.rockfall': '落石',
+  'hazardKind.flood': '积水',
+  'hazardKind.ice': '路面结冰',
+  'hazardKind.fog': '团雾',
+  'hazardKind.obstacle': '路障',
+  'hazardKind.road_damage': '路面损坏',
+  'hazardKind.livestock': '牲畜上路',
   'hazard.open': '未处置',
   'hazard.cleared': '已处置',
   // queue
@@ -249,6 +265,7 @@ const zh = {
   'rf.pending': '报警 {id}：等待服务器确认',
   'toast.reportSent': '报警 {id} 已发出',
   'toast.reportAccepted': '已立案：事故 {incident}',
+  'toast.reportKept': '离线：报警 {id} 已保存，连接恢复后自动发出',
   'toast.assignSent': '派警 {unit} → {incident} 已发出',
   'toast.cancelSent': '撤销 {assignment} 已发出',
   'toast.closeSent': '结案 {incident} 已发出',
@@ -290,7 +307,15 @@ const zh = {
   'hist.state': '状态',
   'hist.plate': '车牌',
   'hist.any': '全部',
+  'reason.dispatcher': '调度员撤销',
+  'reason.noAck': '{n} 秒内未确认',
+  'reason.replaced': '由 {unit} 替换',
+  'reason.reassigned': '改派至 {incident}',
+  'reason.closed': '事故已结案',
+  'reason.remoteEnded': '远程处理结束',
+  'reason.declined': '拒绝',
   'hist.search': '查询',
+  'hist.pageSize': '每页',
   'hist.more': '更早',
   'hist.csv': '导出 CSV',
   'hist.none': '没有符合条件的事故。',
@@ -414,6 +439,11 @@ const en = {
   'ev.paged': 'paged',
   'ev.closed': 'closed',
   'ev.overdue': 'overdue',
+  'ev.hospital': 'hospital chosen',
+  'ev.rescue': 'rescue step',
+  'ev.air_rescue': 'air-ground rescue',
+  'ev.notified': 'notified',
+  'ev.signal': 'fraud signal',
   'ev.claim': 'claim',
   'ev.claim_paid': 'claim paid',
   'ev.hospital_notified': 'hospital notified',
@@ -438,6 +468,17 @@ const en = {
   'signal.impossible_travel': 'impossible travel: the vehicle was seen too far away',
   'signal.repeat_plate': 'plate in repeated accidents',
   'signal.repeat_pair': 'same pair of vehicles again',
+  'signal.sighting': 'seen at {station} at {time}, {km} km away',
+  'signal.earlier': 'earlier incidents:',
+  'route.tip': '{unit}: {km} km by road, eta {eta}',
+  'hazardKind.landslide': 'landslide',
+  'hazardKind.rockfall': 'rockfall',
+  'hazardKind.flood': 'flooding',
+  'hazardKind.ice': 'ice',
+  'hazardKind.fog': 'fog',
+  'hazardKind.obstacle': 'obstacle',
+  'hazardKind.road_damage': 'road damage',
+  'hazardKind.livestock': 'livestock on the road',
   'hazard.open': 'open',
   'hazard.cleared': 'cleared',
   'queue.title': 'Incident queue',
@@ -544,6 +585,7 @@ const en = {
   'rf.pending': 'Report {id}: waiting for the server',
   'toast.reportSent': 'Report {id} sent',
   'toast.reportAccepted': 'Report accepted as incident {incident}',
+  'toast.reportKept': 'Offline: report {id} kept, it goes out when a server answers',
   'toast.assignSent': 'Assign {unit} → {incident} sent',
   'toast.cancelSent': 'Cancel sent for {assignment}',
   'toast.closeSent': 'Close sent for {incident}',
@@ -581,7 +623,15 @@ const en = {
   'hist.state': 'State',
   'hist.plate': 'Plate',
   'hist.any': 'any',
+  'reason.dispatcher': 'cancelled by dispatcher',
+  'reason.noAck': 'no ack within {n} s',
+  'reason.replaced': 'replaced by {unit}',
+  'reason.reassigned': 'reassigned to {incident}',
+  'reason.closed': 'incident closed',
+  'reason.remoteEnded': 'remote handling ended',
+  'reason.declined': 'declined',
   'hist.search': 'Search',
+  'hist.pageSize': 'Per page',
   'hist.more': 'Older',
   'hist.csv': 'Export CSV',
   'hist.none': 'No incident matches.',
@@ -626,4 +676,27 @@ export function word(group, value, lang = current) {
   if (value == null || value === '') return '';
   const key = `${group}.${value}`;
   return STRINGS[lang]?.[key] ?? zh[key] ?? String(value);
+}
+
+// The server's reasons for ending an assignment (engine/engine.cpp) in the dispatcher's
+// words; any other reason (a crew's own words on a decline) is shown as it came.
+const REASONS = [
+  [/^cancelled by dispatcher$/, () => ['reason.dispatcher', null]],
+  [/^no ack within (\d+) s$/, (m) => ['reason.noAck', { n: m[1] }]],
+  [/^replaced by (.+)$/, (m) => ['reason.replaced', { unit: m[1] }]],
+  [/^reassigned to (.+)$/, (m) => ['reason.reassigned', { incident: m[1] }]],
+  [/^incident closed$/, () => ['reason.closed', null]],
+  [/^remote handling ended$/, () => ['reason.remoteEnded', null]],
+  [/^declined$/, () => ['reason.declined', null]],
+];
+export function reasonText(reason, lang = current) {
+  if (reason == null) return '';
+  for (const [re, f] of REASONS) {
+    const m = re.exec(String(reason));
+    if (m) {
+      const [key, vars] = f(m);
+      return t(key, vars, lang);
+    }
+  }
+  return String(reason);
 }

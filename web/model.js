@@ -14,7 +14,7 @@ export const POLICY = Object.freeze({
   remoteLiabilityMs: 300_000,
   // A report still without a unit after this long is flagged: there is no unit to send.
   assignTargetMs: 60_000,
-  staleAfterMs: 120_000,
+  staleAfterMs: 60_000,
   claimPaidWithinMs: 900_000,
 });
 
@@ -244,9 +244,12 @@ export function serverClocks(inc, now) {
 // The air rescue chain in Chongqing's order, each step with when and by whom (null when
 // not yet done). Steps the server adds later are appended after the known ones.
 export const RESCUE_STEPS = ['hospital_notified', 'heli_called', 'airborne', 'lz_secured', 'landed', 'patient_loaded', 'transferred'];
-export function rescueChain(inc) {
+// The service-level clock that ends at a step (call -> airborne, -> landed, -> hospital).
+export const STEP_CLOCK = { airborne: 'airborne', landed: 'landed', transferred: 'hospital' };
+export function rescueChain(inc, now = Date.now()) {
   const r = inc?.rescue;
   if (!r || typeof r !== 'object') return null;
+  const clocks = new Map(serverClocks(inc, now).map((c) => [c.clock, c]));
   const seen = new Map();
   for (const s of Array.isArray(r.steps) ? r.steps : []) if (s && typeof s.step === 'string' && !seen.has(s.step)) seen.set(s.step, s);
   const names = RESCUE_STEPS.filter((n) => n !== 'lz_secured' || r.target !== 'scene');
@@ -255,7 +258,8 @@ export function rescueChain(inc) {
     target: r.target === 'scene' ? 'scene' : 'landing_zone',
     landingZone: r.landing_zone || null,
     hospital: r.hospital || null,
-    steps: names.map((n) => ({ step: n, ts: seen.get(n)?.ts ?? null, actor: seen.get(n)?.actor ?? null })),
+    steps: names.map((n) => ({ step: n, ts: seen.get(n)?.ts ?? null, actor: seen.get(n)?.actor ?? null,
+      clock: (STEP_CLOCK[n] && clocks.get(STEP_CLOCK[n])) || null })),
   };
 }
 
@@ -323,7 +327,7 @@ export function matchesHistory(inc, f = {}) {
   if (f.severity && inc.severity !== f.severity) return false;
   if (f.district && inc.district !== f.district) return false;
   if (Number.isFinite(f.from) && !(inc.reported_ts >= f.from)) return false;
-  if (Number.isFinite(f.to) && !(inc.reported_ts < f.to)) return false;
+  if (Number.isFinite(f.to) && !(inc.reported_ts <= f.to)) return false; // inclusive, as the server's
   if (f.plate) {
     const p = String(f.plate).trim().toUpperCase();
     if (!(inc.vehicles || []).some((v) => String(v.plate || '').toUpperCase().includes(p))) return false;
@@ -340,7 +344,8 @@ export function replaySpan(inc, now = Date.now()) {
   const ts = times.filter((x) => typeof x === 'number');
   if (!ts.length) return null;
   const from = Math.min(...ts) - 60_000;
-  const to = Math.min(now, Math.max(...ts) + 60_000);
+  // Still open: up to now; closed: a minute past its last event.
+  const to = inc.closed_ts == null ? now : Math.min(now, Math.max(...ts) + 60_000);
   return { from, to };
 }
 
@@ -455,4 +460,30 @@ export function buildReport(fields, lat, lon, now = Date.now(), rand = Math.rand
   const note = (fields.note || '').trim();
   if (note) report.note = note;
   return report;
+}
+
+// Incidents as CSV (RFC 4180, UTF-8 with a byte order mark so spreadsheet programs read
+// the Chinese right): what the export link gives when the server does not make CSV itself.
+// Cells that a spreadsheet would run as a formula (= + - @ first) get a leading quote.
+export const CSV_COLUMNS = ['id', 'report_id', 'state', 'severity', 'district', 'lat', 'lon', 'reported', 'reported_ts',
+  'closed', 'injured', 'drivable', 'parties_agree', 'plates', 'insurers', 'at_fault', 'units', 'note'];
+export function incidentsToCsv(rows, fmtTime = (ts) => new Date(ts).toISOString()) {
+  const cell = (v) => {
+    let s = v == null ? '' : String(v);
+    if (/^[=+\-@\t\r]/.test(s)) s = `'${s}`;
+    return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  const lines = [CSV_COLUMNS.join(',')];
+  for (const inc of rows) {
+    const vehicles = Array.isArray(inc.vehicles) ? inc.vehicles : [];
+    const units = [...new Set((inc.assignments || []).map((a) => a.unit))];
+    lines.push([
+      inc.id, inc.report_id, inc.state, inc.severity, inc.district, inc.lat, inc.lon,
+      inc.reported_ts != null ? fmtTime(inc.reported_ts) : '', inc.reported_ts,
+      inc.closed_ts != null ? fmtTime(inc.closed_ts) : '', inc.injured,
+      inc.drivable, inc.parties_agree, vehicles.map((v) => v.plate).join(' '),
+      vehicles.map((v) => v.insurer || '').join(' ').trim(), inc.at_fault, units.join(' '), inc.note,
+    ].map(cell).join(','));
+  }
+  return `\ufeff${lines.join('\r\n')}\r\n`;
 }

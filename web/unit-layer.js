@@ -21,7 +21,11 @@ const PADDING = 0.15; // of the view on each side, so a short pan shows no empty
 export const UnitLayer = L.Layer.extend({
   // Labels are tried at zoom >= labelZoom or with at most labelMax units in view, and only
   // where they collide with nothing (labels.js); the others show on hover.
-  options: { pane: 'unitPane', labelZoom: 12, labelMax: 600, labelTryMax: 3000 },
+  // Placing costs ~0.2 ms for 300 units in view, ~0.7 ms for 1,000 and ~1.2 ms for 1,500
+  // (docs/performance.md), several times that before the JIT warms up; so it is redone at
+  // most every labelEveryMs (and at once on a zoom or pan); between, each label keeps its
+  // side and follows its unit.
+  options: { pane: 'unitPane', labelZoom: 12, labelMax: 600, labelTryMax: 1500, labelEveryMs: 300 },
 
   initialize(store, options) {
     L.setOptions(this, options);
@@ -80,6 +84,7 @@ export const UnitLayer = L.Layer.extend({
     this.canvas.style.height = `${full.y}px`;
     this.size = full;
     L.DomUtil.setPosition(this.canvas, min);
+    this.labelsAt = 0; // the view moved: place the labels again
     this.draw();
   },
 
@@ -170,9 +175,12 @@ export const UnitLayer = L.Layer.extend({
       }
     }
 
-    this.labels = [];
-    if ((zoomed >= this.options.labelZoom || drawn <= this.options.labelMax) && drawn <= this.options.labelTryMax) {
-      ctx.font = '12px "Noto Sans CJK SC", "Noto Sans SC", "Microsoft YaHei", system-ui, sans-serif';
+    const placeNow = this.labelsZoom !== zoomed || performance.now() - (this.labelsAt || 0) > this.options.labelEveryMs;
+    const tryLabels = (zoomed >= this.options.labelZoom || drawn <= this.options.labelMax) && drawn <= this.options.labelTryMax;
+    ctx.font = '12px "Noto Sans CJK SC", "Noto Sans SC", "Microsoft YaHei", system-ui, sans-serif';
+    if (!tryLabels) {
+      this.labels = [];
+    } else if (placeNow) {
       const items = [];
       for (const list of buckets.values()) {
         for (const u of list) {
@@ -187,6 +195,18 @@ export const UnitLayer = L.Layer.extend({
       }
       items.sort((a, b) => a.rank - b.rank);
       this.labels = placeLabels(items, { bounds: { w, h } });
+      this.labelsAt = performance.now();
+      this.labelsZoom = zoomed;
+    } else {
+      // Between placements: the same labels on the same sides of their units.
+      this.labels = this.labels.filter((l) => l.item.u._frame === frame).map((l) => {
+        const dx = l.x - l.item.x;
+        const dy = l.y - l.item.y;
+        const item = { ...l.item, x: l.item.u._cx, y: l.item.u._cy };
+        return { ...l, item, x: item.x + dx, y: item.y + dy };
+      });
+    }
+    if (this.labels.length) {
       ctx.textAlign = 'left';
       ctx.textBaseline = 'middle';
       ctx.lineWidth = 3;
@@ -203,6 +223,7 @@ export const UnitLayer = L.Layer.extend({
 
   drawLines(ctx) {
     const units = this.store.units;
+    this.lines = [];
     ctx.lineWidth = 2;
     for (const inc of this.store.incidents.values()) {
       if (inc.lat == null) continue;
@@ -214,6 +235,7 @@ export const UnitLayer = L.Layer.extend({
         // A helicopter bound for a landing zone, and the team securing it, go there.
         const target = taskTarget(inc, a);
         const ip = target === inc ? scene : this.placePoint(target);
+        this.lines.push({ unit: u.id, incident: inc.id, task: a.task ?? null, lat: target.lat, lon: target.lon });
         ctx.strokeStyle = LINE_COLOURS[a.state] || '#e5e7eb';
         ctx.setLineDash(a.state === 'assigned' ? [6, 5] : []);
         ctx.globalAlpha = 0.85;

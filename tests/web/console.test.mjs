@@ -8,9 +8,10 @@
 // Exits 77 (ctest's skip) when chromium or web/node_modules is missing.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
 import { createRequire } from 'node:module';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,6 +33,11 @@ if (!dispatchd || !existsSync(dispatchd)) {
   console.error(`DISPATCHD must name the dispatchd binary (got ${dispatchd})`);
   process.exit(1);
 }
+
+// What this dispatchd can do (its --help): the parts of the test for features a server
+// does not have yet are skipped, said so in the output.
+const serverHelp = spawnSync(dispatchd, ['--help'], { encoding: 'utf8' }).stdout || '';
+const serverHas = (flag) => serverHelp.includes(flag);
 
 const require = createRequire(join(webRoot, 'package.json'));
 const { chromium } = require('playwright-core');
@@ -95,12 +101,12 @@ async function waitFor(what, fn, timeoutMs = 15_000) {
 let server = null;
 let serverLog = '';
 
-function startServer(listen) {
+function startServer(listen, db = 'dispatch.db', staleAfterS = 600, extra = [], tokens = 'tokens.json') {
   return new Promise((resolveStart, reject) => {
-    const args = ['--listen', listen, '--db', join(work, 'dispatch.db'), '--tokens', join(work, 'tokens.json'),
+    const args = ['--listen', listen, '--db', join(work, db), '--tokens', join(work, tokens),
       '--fleet', join(work, 'fleet.json'), '--web-root', webRoot,
-      // Nothing may lapse or go stale while a slow machine runs the browser.
-      '--ack-timeout', '600', '--stale-after', '600'];
+      // Nothing may lapse or go stale while a slow machine runs the browser (unless asked).
+      '--ack-timeout', '600', '--stale-after', String(staleAfterS), ...extra];
     const proc = spawn(dispatchd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const timer = setTimeout(() => reject(new Error(`dispatchd did not print its port:\n${serverLog}`)), 15_000);
@@ -151,11 +157,23 @@ class Gateway {
 
 let context = null;
 let gateway = null;
+let standby = null;
+let standbyGateway = null;
+let roadServer = null;
+let roadGateway = null;
+let stationServer = null;
+const stationSockets = [];
 
 after(async () => {
   if (context) await context.close().catch(() => {});
   if (gateway) gateway.close();
+  if (standbyGateway) standbyGateway.close();
   await stopServer(server);
+  await stopServer(standby);
+  if (roadGateway) roadGateway.close();
+  await stopServer(roadServer);
+  for (const ws of stationSockets) ws.close();
+  await stopServer(stationServer);
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -325,6 +343,7 @@ test('dispatch console in a real browser', async (t) => {
     await waitFor('C001 free again on the page', () => hook(() => window.__console.unitStatus('C001')).then((s) => s === 'available'));
     const row = page.locator(`#d-assignments tr[data-assignment="${car.assignment}"]`);
     await waitFor('the assignment shown cancelled', async () => /撤销/.test(await row.innerText()) && (await row.locator('button').count()) === 0);
+    assert.match(await row.innerText(), /调度员撤销/, 'the reason in a dispatcher\'s words');
   });
 
   let remoteA = null;
@@ -369,7 +388,7 @@ test('dispatch console in a real browser', async (t) => {
       .then((list) => list.some((a) => a.kind === 'overdue' && a.incident === remoteB)));
     await waitFor('the alert count on its tab', async () => /告警\s*[1-9]/.test(await page.locator('.tab[data-tab="alerts-panel"]').innerText()));
     await page.locator('.tab[data-tab="alerts-panel"]').click();
-    const alert = page.locator(`#alerts li.alert[data-incident="${remoteB}"]`);
+    const alert = page.locator(`#alerts li.alert-item[data-incident="${remoteB}"]`);
     assert.match(await alert.innerText(), /定责时限超时/);
     // The alert opens the incident.
     await alert.locator('.a-text').click();
@@ -464,6 +483,285 @@ test('dispatch console in a real browser', async (t) => {
     // At city zoom the crowd is one blob: labels that fit at all, none on top of another.
     await hook(() => window.__console.setView(29.57, 106.53, 9));
     await waitFor('a redraw at city zoom', async () => (await hook(() => window.__console.labels())).length < labels.length);
+  });
+
+  await t.test('history: search, filters, paging, CSV link, a past incident\'s timeline', async () => {
+    await hook(() => window.__console.setView(29.57, 106.53, 11));
+    // Twelve more remote incidents, so the history has pages.
+    for (let i = 0; i < 12; i++) {
+      await postReport({ id: `cc-hist-${i}`, lat: 29.50 + i * 0.002, lon: 106.50, severity: 'minor', drivable: true,
+        parties_agree: true, vehicles: [{ plate: `渝H${String(i).padStart(5, '0')}` }, { plate: '渝J77777' }] });
+    }
+    const all = await (await fetch(`${base}/api/incidents?state=all&token=${CONSOLE_TOKEN}`)).json();
+    assert.equal(all.length, 15);
+    await page.locator('.tab[data-tab="history-panel"]').click();
+    await page.selectOption('#hist-limit', '10');
+    await page.click('#hist-search');
+    await waitFor('the first page', () => hook(() => window.__console.historyIds()).then((ids) => ids.length === 10));
+    let ids = await hook(() => window.__console.historyIds());
+    assert.deepEqual(ids, all.slice(0, 10).map((x) => x.id), 'newest first, as the server pages them');
+    await page.locator('#hist-more').waitFor({ state: 'visible' });
+    await page.click('#hist-more');
+    await waitFor('the second page', () => hook(() => window.__console.historyIds()).then((x) => x.length === 15));
+    ids = await hook(() => window.__console.historyIds());
+    assert.deepEqual(ids, all.map((x) => x.id), 'every incident once, in order');
+    assert.equal(await page.locator('#hist-more').isVisible(), false, 'no older page');
+
+    // Filters: a plate, a severity, closed ones; the CSV link carries them.
+    await page.selectOption('#hist-limit', '50');
+    await page.fill('#hist-plate', '渝C33333');
+    await page.click('#hist-search');
+    await waitFor('the plate search', () => hook(() => window.__console.historyIds()).then((x) => x.length === 1 && x[0] === remoteB));
+    const csv = new URL(await page.locator('#hist-csv').getAttribute('href'), base);
+    assert.equal(csv.pathname, '/api/incidents');
+    assert.equal(csv.searchParams.get('format'), 'csv');
+    assert.equal(csv.searchParams.get('plate'), '渝C33333');
+    assert.equal(csv.searchParams.get('token'), CONSOLE_TOKEN);
+    // The export downloads a CSV with the search's matches (made by the page while the
+    // server answers JSON; the server's own when it makes CSV).
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#hist-csv')]);
+    assert.match(download.suggestedFilename(), /^incidents-\d{8}-\d{4}\.csv$/);
+    const file = join(work, 'export.csv');
+    await download.saveAs(file);
+    const text = readFileSync(file, 'utf8').replace(/^\ufeff/, '');
+    const lines = text.trim().split(/\r?\n/);
+    assert.match(lines[0], /^id,/);
+    assert.equal(lines.length, 2, `the header and the one match:\n${text}`);
+    assert.match(lines[1], new RegExp(`^${remoteB},`));
+    assert.match(lines[1], /渝C33333/);
+    await page.fill('#hist-plate', '');
+    await page.selectOption('#hist-severity', 'injury');
+    await page.click('#hist-search');
+    await waitFor('the severity search', () => hook(() => window.__console.historyIds()).then((x) => x.length === 1 && x[0] === incidentId));
+    await page.selectOption('#hist-severity', '');
+    await page.selectOption('#hist-state', 'closed');
+    await page.click('#hist-search');
+    await waitFor('the closed ones', () => hook(() => window.__console.historyIds()).then((x) => x.length === 2 && x.includes(remoteA) && x.includes(remoteB)));
+    const future = new Date(Date.now() + 3_600_000);
+    const local = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}T${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}:00`;
+    await page.fill('#hist-from', local(future));
+    await page.click('#hist-search');
+    await waitFor('nothing after the future', () => hook(() => window.__console.historyIds()).then((x) => x.length === 0));
+    assert.match(await page.locator('#hist-status').innerText(), /没有符合条件的事故/);
+    await page.fill('#hist-from', '');
+
+    // A past incident opens with its whole timeline.
+    await page.click('#hist-search');
+    await page.locator(`#hist-list .hrow[data-id="${remoteB}"]`).click();
+    await waitFor('the past incident in the detail', () => hook(() => window.__console.selectedIncident()).then((s) => s === remoteB));
+    await waitFor('its timeline', async () => {
+      const tl = await page.locator('#d-timeline').innerText();
+      return /接报/.test(tl) && /转远程定责/.test(tl) && /定责/.test(tl) && /结案/.test(tl);
+    });
+    assert.match(await page.locator('#d-summary').innerText(), /渝D44444/);
+    assert.equal(await page.locator('#lia-submit').isDisabled(), true, 'no decision on a closed incident');
+    await page.screenshot({ path: join(artifacts, 'console-history.png') });
+  });
+
+  await t.test('an incident\'s unit tracks replayed on the map', async () => {
+    // M001 drives toward the scene: two fixes 2.5 s and about 125 m apart (180 km/h, under
+    // the GPS-jump limit; over the 100 m at which a track point is kept).
+    const m1 = FLEET.find((u) => u.id === 'M001');
+    const path = [{ lat: m1.lat + 0.0011, lon: m1.lon + 0.0003 }, { lat: m1.lat + 0.0022, lon: m1.lon + 0.0006 }];
+    for (const p of path) {
+      gateway.positions([{ id: 'M001', ...p }], Date.now());
+      await waitFor('the fix applied', () => hook(() => window.__console.unitPosition('M001')).then((at) => at && Math.abs(at.lat - p.lat) < 1e-6));
+      await sleep(2_500);
+    }
+    await page.locator('.tab[data-tab="queue-panel"]').click();
+    await page.locator(`#queue .qrow[data-id="${incidentId}"]`).click();
+    await waitFor('the incident selected', () => hook(() => window.__console.selectedIncident()).then((s) => s === incidentId));
+    await page.click('#d-replay');
+    await page.locator('#replay-bar').waitFor({ state: 'visible' });
+    const points = await waitFor('tracks loaded', () => hook(() => window.__console.replayPoints()).then((p) => (p.M001 >= 3 ? p : null)));
+    assert.ok('C001' in points, 'every unit of the incident is asked for');
+    await page.locator('#replay-slider').fill('1000');
+    const end = await hook(() => window.__console.replayAt('M001'));
+    assert.ok(Math.abs(end.lat - path[1].lat) < 1e-6 && Math.abs(end.lon - path[1].lon) < 1e-6, `at the end M001 is at its last fix (${JSON.stringify(end)})`);
+    await page.locator('#replay-slider').fill('0');
+    const start = await hook(() => window.__console.replayAt('M001'));
+    assert.ok(start.lat < path[0].lat, 'at the start it is where it was');
+    await page.screenshot({ path: join(artifacts, 'console-replay.png') });
+    await page.click('#replay-clear');
+    assert.equal(await page.locator('#replay-bar').isVisible(), false);
+  });
+
+  await t.test('air rescue: the helicopter\'s task line goes to its landing zone, its steps reach the timeline', async () => {
+    // A critical accident in rural 长寿区, 1.5 km from its landing zone.
+    const scene = { lat: 29.8700, lon: 107.0950 };
+    const id = await postReport({ id: 'cc-critical-1', ...scene, severity: 'critical', injured: 2 });
+    const heli = await waitFor('the helicopter sent', () => gateway.find((m) => m.type === 'assign' && m.incident === id && m.unit === 'H1'));
+    assert.equal(heli.task, 'landing_zone');
+    const ground = await waitFor('a team to the scene', () => gateway.find((m) => m.type === 'assign' && m.incident === id && m.unit !== 'H1'));
+    const lines = await waitFor('both task lines drawn', () => hook(() => window.__console.taskLines())
+      .then((l) => { const mine = l.filter((x) => x.incident === id); return mine.length === 2 ? mine : null; }));
+    const heliLine = lines.find((l) => l.unit === 'H1');
+    assert.equal(heliLine.task, 'landing_zone');
+    assert.ok(Math.abs(heliLine.lat - heli.lat) < 1e-9 && Math.abs(heliLine.lon - heli.lon) < 1e-9, 'to the landing zone');
+    assert.ok(Math.abs(heliLine.lat - scene.lat) > 1e-3 || Math.abs(heliLine.lon - scene.lon) > 1e-3, 'not to the scene');
+    const groundLine = lines.find((l) => l.unit === ground.unit);
+    assert.ok(Math.abs(groundLine.lat - scene.lat) < 1e-6 && Math.abs(groundLine.lon - scene.lon) < 1e-6, 'the team to the scene');
+    // The crew reports airborne: it shows as a step, in Chinese, and the helicopter is en route.
+    gateway.send({ type: 'rescue', assignment: heli.assignment, step: 'airborne' });
+    await waitFor('H1 en route', () => hook(() => window.__console.unitStatus('H1')).then((s) => s === 'en_route'));
+    await openFromQueue(id);
+    await waitFor('the step in the timeline', async () => /起飞/.test(await page.locator('#d-timeline').innerText()));
+    assert.match(await page.locator('#d-timeline').innerText(), /启动空地一体化救援/);
+    assert.match(await page.locator('#d-assignments').innerText(), /降落点/, 'the task in a dispatcher\'s words');
+    if ((await hook((i) => window.__console.incident(i), id)).hospital) {
+      assert.match(await page.locator('#d-summary').innerText(), /接收医院/);
+    }
+  });
+
+  await t.test('with roads: the road layer, the team on the same bank sent, its route drawn', { skip: !serverHas('--roads') && 'this dispatchd has no --roads' }, async () => {
+    // tests/data/river.osm: two banks of a river, one bridge at the east end.
+    const osm = resolve(here, '../data/river.osm');
+    roadServer = await startServer('127.0.0.1:0', 'roads.db', 600, ['--roads', osm]);
+    const roadBase = `http://127.0.0.1:${roadServer.port}`;
+    roadGateway = new Gateway(roadServer.port);
+    await roadGateway.opened;
+    // M001 across the water (1.5 km straight, 9 km by the bridge); M002 on the same bank, 1.9 km away.
+    roadGateway.positions([{ id: 'M001', lat: 29.5530, lon: 106.5200 }, { id: 'M002', lat: 29.5670, lon: 106.5000 }], Date.now());
+    await waitFor('the positions held', async () => (await (await fetch(`${roadBase}/api/units?token=${CONSOLE_TOKEN}`)).json())
+      .filter((u) => u.lat != null).length === 2);
+    const three = await context.newPage();
+    three.on('pageerror', (e) => pageErrors.push(String(e)));
+    await three.goto(`${roadBase}/?token=${CONSOLE_TOKEN}`);
+    await waitFor('live', () => three.evaluate(() => window.__console?.connection() === 'live'));
+    await waitFor('the road layer', () => three.evaluate(() => window.__console.roadCount()).then((n) => n > 0));
+    const r = await fetch(`${roadBase}/api/incidents`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer r-secret' },
+      body: JSON.stringify({ id: 'cc-road-1', lat: 29.5670, lon: 106.5200, severity: 'injury' }) });
+    const id = JSON.parse(await r.text()).incident;
+    const assign = await waitFor('the assign', () => roadGateway.find((m) => m.type === 'assign' && m.incident === id));
+    assert.equal(assign.unit, 'M002', 'the team on the same bank, though the other is nearer in a straight line');
+    await waitFor(`${id} in the queue`, () => three.evaluate(() => window.__console.queueIds()).then((ids) => ids.includes(id)));
+    await three.locator(`#queue .qrow[data-id="${id}"]`).click();
+    const points = await waitFor('its route drawn', () => three.evaluate((a) => window.__console.routes()[a] ?? null, assign.assignment));
+    assert.ok(points >= 3, `a route along the road (${points} points)`);
+    assert.ok(await three.locator('path.route-line').count() >= 1, 'on the map');
+    await three.close();
+  });
+
+  await t.test('stations: a hazard on the map and in the alerts, cleared from the page; a fraud signal where liability is decided',
+    { skip: !serverHas('--sighting-retention-days') && 'this dispatchd has no stations' }, async () => {
+      // Two illustrative stations: one near the city, one 300 km east.
+      const station = (id, name, lat, lon) => ({ type: 'Feature', properties: { id, name, kind: 'station' }, geometry: { type: 'Point', coordinates: [lon, lat] } });
+      writeFileSync(join(work, 'stations.geojson'), JSON.stringify({ type: 'FeatureCollection', features: [
+        station('ST-TEST', '测试劝导站', 29.6000, 106.6000), station('ST-FAR', '远方劝导站', 29.6000, 109.7000)] }));
+      writeFileSync(join(work, 'tokens-stations.json'), JSON.stringify({ tokens: [
+        { token: CONSOLE_TOKEN, role: 'console' }, { token: GATEWAY_TOKEN, role: 'gateway', units: ['*'] },
+        { token: 'r-secret', role: 'reporter' },
+        { token: 's-test', role: 'station', station: 'ST-TEST' }, { token: 's-far', role: 'station', station: 'ST-FAR' }] }));
+      stationServer = await startServer('127.0.0.1:0', 'stations.db', 600, ['--places', join(work, 'stations.geojson')], 'tokens-stations.json');
+      const sBase = `http://127.0.0.1:${stationServer.port}`;
+      const openStation = async (tok) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${stationServer.port}/ws/station?token=${tok}`);
+        const got = [];
+        ws.on('message', (d) => { const m = JSON.parse(String(d)); for (const x of Array.isArray(m) ? m : [m]) got.push(x); });
+        await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
+        stationSockets.push(ws);
+        return { ws, got, send: (m) => ws.send(JSON.stringify(m)) };
+      };
+      const near = await openStation('s-test');
+      const far = await openStation('s-far');
+      const four = await context.newPage();
+      four.on('pageerror', (e) => pageErrors.push(String(e)));
+      await four.goto(`${sBase}/?token=${CONSOLE_TOKEN}`);
+      await waitFor('live', () => four.evaluate(() => window.__console?.connection() === 'live'));
+      await waitFor('the stations loaded', () => four.evaluate(() => window.__console.placeCount()).then((n) => n === 2));
+
+      // A landslide reported by the near station.
+      near.send({ type: 'hazard', id: 'hz-1', lat: 29.6100, lon: 106.6200, ts: Date.now() - 60_000, kind: 'landslide', note: '塌方，单车道' });
+      const acc = await waitFor('the hazard accepted', () => near.got.find((m) => m.type === 'accepted' && m.id === 'hz-1'));
+      const hid = acc.hazard;
+      await waitFor('the hazard on the page', () => four.evaluate(() => window.__console.hazards()).then((h) => h.includes(hid)));
+      await waitFor('a hazard alert', () => four.evaluate(() => window.__console.alerts()).then((l) => l.some((a) => a.kind === 'hazard' && !a.resolved)));
+      await four.locator('.tab[data-tab="alerts-panel"]').click();
+      await waitFor('the alert names the kind and the station', async () => /塌方[\s\S]*测试劝导站/.test(await four.locator('#alerts').innerText()));
+      const icon = four.locator(`.hazard-icon[data-hazard="${hid}"]`);
+      await four.evaluate(() => window.__console.setView(29.61, 106.62, 13));
+      await icon.waitFor({ state: 'visible' });
+      await icon.click();
+      const clear = four.locator('.hazard-popup button[data-act="clear"]');
+      await clear.waitFor({ state: 'visible' });
+      assert.match(await four.locator('.hazard-popup').innerText(), /测试劝导站/);
+      await clear.click();
+      await waitFor('the hazard cleared', () => four.locator(`.hazard-icon.cleared[data-hazard="${hid}"]`).count().then((n) => n === 1));
+      await waitFor('its alert over', () => four.evaluate(() => window.__console.alerts()).then((l) => l.some((a) => a.kind === 'hazard' && a.resolved)));
+      const stored = await (await fetch(`${sBase}/api/hazards?state=all&token=${CONSOLE_TOKEN}`)).json();
+      assert.equal(stored.find((h) => h.hazard === hid)?.state, 'cleared');
+
+      // A plate seen 300 km away ten minutes ago, in a report now: flagged where liability is decided.
+      far.send({ type: 'sighting', id: 'far-1', plate: '渝F55555', ts: Date.now() - 600_000 });
+      await waitFor('the sighting accepted', () => far.got.find((m) => m.type === 'accepted' && m.id === 'far-1'));
+      const r = await fetch(`${sBase}/api/incidents`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer r-secret' },
+        body: JSON.stringify({ id: 'cc-fraud-1', lat: 29.5600, lon: 106.5500, severity: 'minor', drivable: true, parties_agree: true,
+          vehicles: [{ plate: '渝F55555' }, { plate: '渝G66666' }] }) });
+      const id = JSON.parse(await r.text()).incident;
+      await four.locator('.tab[data-tab="queue-panel"]').click();
+      await waitFor(`${id} flagged in the queue`, () => four.locator(`#queue .qrow.flagged[data-id="${id}"]`).count().then((n) => n === 1));
+      await four.locator(`#queue .qrow[data-id="${id}"]`).click();
+      const signals = four.locator('#d-signals');
+      await signals.waitFor({ state: 'visible' });
+      const text = await signals.innerText();
+      assert.match(text, /轨迹矛盾/);
+      assert.match(text, /远方劝导站/, 'the evidence: which station saw it');
+      assert.match(text, /渝F55555/);
+      // Right above the liability decision.
+      assert.equal(await four.evaluate(() => document.getElementById('d-signals').nextElementSibling?.id), 'liability-form');
+      // The plate's history from its link.
+      await signals.locator('a[data-plate="渝F55555"]').click();
+      await waitFor('the vehicle history', async () => /远方劝导站/.test(await four.locator('#d-plate').innerText()) &&
+        new RegExp(id).test(await four.locator('#d-plate').innerText()));
+      await four.screenshot({ path: join(artifacts, 'console-signals.png') });
+      await four.close();
+    });
+
+  await t.test('with two servers the page moves to the one that answers; a report filed while none does is kept and goes there', async () => {
+    // The second server's port, reserved now; the server starts on it later.
+    const port2 = await new Promise((r) => { const srv = createServer(); srv.listen(0, '127.0.0.1', () => { const p = srv.address().port; srv.close(() => r(p)); }); });
+    const two = await context.newPage();
+    two.on('pageerror', (e) => pageErrors.push(String(e)));
+    await two.goto(`${base}/?token=${CONSOLE_TOKEN}&servers=127.0.0.1:${server.port},127.0.0.1:${port2}`);
+    await waitFor('live on the first', () => two.evaluate(() => window.__console?.connection() === 'live'));
+    assert.equal(await two.evaluate(() => window.__console.server()), `127.0.0.1:${server.port}`);
+    gateway.close();
+    await stopServer(server);
+    await waitFor('the page to notice', () => two.evaluate(() => window.__console.connection() !== 'live'));
+    // Nobody answers: a report filed now is kept on the page.
+    const spot = { lat: 29.5450, lon: 106.5100 };
+    const pt = await two.evaluate(([lat, lon]) => window.__console.containerPoint(lat, lon), [spot.lat, spot.lon]);
+    const box = await two.locator('#map').boundingBox();
+    await two.mouse.click(box.x + pt.x, box.y + pt.y);
+    await two.locator('#report-form').waitFor({ state: 'visible' });
+    await two.selectOption('#rf-severity', 'injury');
+    await two.click('#rf-submit');
+    const reportId = await two.evaluate(() => window.__console.lastReportId());
+    assert.deepEqual(await two.evaluate(() => window.__console.pendingReports()), [reportId], 'kept while offline');
+    // The other server comes up: the page moves there and the report goes out.
+    // This one marks a unit stale after 3 s without a position.
+    standby = await startServer(`127.0.0.1:${port2}`, 'second.db', 3);
+    standbyGateway = new Gateway(standby.port);
+    await standbyGateway.opened;
+    standbyGateway.positions(FLEET, Date.now());
+    await waitFor('live on the second', () => two.evaluate(() => window.__console.connection() === 'live'), 40_000);
+    assert.equal(await two.evaluate(() => window.__console.server()), `127.0.0.1:${port2}`);
+    // Fresh positions now (the units may have gone stale while the page came over).
+    standbyGateway.positions(FLEET.map((u) => ({ ...u, lat: u.lat + 0.0001 })), Date.now());
+    const accepted = await waitFor('the kept report accepted by the second', () => two.evaluate((id) => window.__console.acceptedIncident(id), reportId));
+    await waitFor('its assign from the second', () => standbyGateway.find((m) => m.type === 'assign' && m.incident === accepted));
+    assert.deepEqual(await two.evaluate(() => window.__console.pendingReports()), []);
+    // Three seconds later the free units go stale: each raises an alert.
+    const stale = await waitFor('stale-unit alerts', () => two.evaluate(() => window.__console.alerts())
+      .then((l) => { const s = l.filter((a) => a.kind === 'stale' && !a.resolved); return s.length >= 5 ? s : null; }), 20_000);
+    assert.ok(stale.some((a) => a.key === 'stale:M004'), JSON.stringify(stale.map((a) => a.key)));
+    await two.locator('.tab[data-tab="alerts-panel"]').click();
+    await waitFor('the stale alert listed', async () => /渝警保04 失联/.test(await two.locator('#alerts').innerText()));
+    // A position again: that alert is over.
+    standbyGateway.positions([{ id: 'M004', lat: FLEET.find((u) => u.id === 'M004').lat + 0.0002, lon: FLEET.find((u) => u.id === 'M004').lon }], Date.now());
+    await waitFor('M004 fresh again', () => two.evaluate(() => window.__console.alerts())
+      .then((l) => l.some((a) => a.key === 'stale:M004' && a.resolved)));
+    await two.close();
   });
 
   assert.deepEqual(pageErrors, [], 'no script errors in the page');

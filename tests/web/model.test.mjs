@@ -211,6 +211,13 @@ test('one string table per language: the same keys and the same placeholders in 
     }
   }
   assert.equal(i18n.word('state', 'some_future_state'), 'some_future_state', 'an unknown word passes through');
+  // The server's reasons for ending an assignment, in a dispatcher's words.
+  assert.equal(i18n.reasonText('cancelled by dispatcher'), '调度员撤销');
+  assert.equal(i18n.reasonText('no ack within 30 s'), '30 秒内未确认');
+  assert.equal(i18n.reasonText('replaced by M020'), '由 M020 替换');
+  assert.equal(i18n.reasonText('reassigned to I-000009'), '改派至 I-000009');
+  assert.equal(i18n.reasonText('flat tyre'), 'flat tyre', 'a crew\'s own words as they came');
+  assert.equal(i18n.reasonText(null), '');
   i18n.setLang('en');
   assert.equal(i18n.word('state', 'dispatching'), 'dispatching');
   assert.equal(i18n.setLang('fr'), 'zh-CN', 'an unknown language falls back to Chinese');
@@ -295,6 +302,14 @@ test('air rescue: the chain in order with each step\'s time; task lines go to th
   assert.equal(chain.target, 'landing_zone');
   assert.deepEqual(chain.steps.map((s) => s.step), [...model.RESCUE_STEPS, 'new_step']);
   assert.deepEqual(chain.steps.slice(0, 4).map((s) => s.ts), [T + 5, T + 10, T + 200, null]);
+  // Each stage's clock beside the step that ends it.
+  const timed = model.rescueChain({ ...inc, clocks: [{ clock: 'airborne', start_ts: T + 10, due_ts: T + 610, done_ts: T + 200, overdue: false },
+    { clock: 'landed', start_ts: T + 10, due_ts: T + 1000, done_ts: null, overdue: false }] }, T + 2000);
+  const byStep = Object.fromEntries(timed.steps.map((s) => [s.step, s.clock]));
+  assert.equal(byStep.airborne.done, true);
+  assert.equal(byStep.landed.overdue, true, 'landed is late by our clock');
+  assert.equal(byStep.transferred, null, 'no hospital clock sent');
+  assert.equal(byStep.heli_called, null);
   const scene = model.rescueChain({ rescue: { target: 'scene', steps: [] } });
   assert.ok(!scene.steps.some((s) => s.step === 'lz_secured'), 'no landing zone to secure when flying to the scene');
   // Lines: the helicopter and the securing team to the landing zone, the rest to the scene.
@@ -352,7 +367,8 @@ test('history: the query names every filter; the same filters applied to what ca
   assert.equal(model.matchesHistory(inc, { state: 'cancelled' }), false);
   assert.equal(model.matchesHistory(inc, { severity: 'minor' }), false);
   assert.equal(model.matchesHistory(inc, { district: '江北区' }), false);
-  assert.equal(model.matchesHistory(inc, { to: from }), false, 'to is exclusive');
+  assert.equal(model.matchesHistory(inc, { to: from }), false);
+  assert.equal(model.matchesHistory(inc, { to: from + 1000, from: from + 1000 }), true, 'from and to are inclusive');
   assert.equal(model.matchesHistory(inc, { from: from + 2000 }), false);
   assert.equal(model.matchesHistory(inc, { plate: '渝B' }), false);
 });
@@ -377,4 +393,20 @@ test('servers for failover: this page\'s first, then the others, junk dropped', 
   assert.deepEqual(model.parseServers('', 'a:8080'), ['a:8080']);
   assert.deepEqual(model.parseServers('b:8081, a:8080,b:8081,evil/x,:9', 'a:8080'), ['b:8081', 'a:8080'], 'listed order kept when the page is listed');
   assert.deepEqual(model.parseServers('127.0.0.1:1,[::1]:2', 'h:3'), ['h:3', '127.0.0.1:1', '[::1]:2']);
+});
+
+test('CSV export: a header, one row per incident, quoting, no formulas', () => {
+  const rows = [
+    { id: 'I-1', report_id: 'r1', state: 'closed', severity: 'injury', district: '渝中区', lat: 29.5, lon: 106.5, reported_ts: T,
+      closed_ts: T + 60_000, injured: 1, drivable: false, parties_agree: false, vehicles: [{ plate: '渝A12345', insurer: 'PICC' }, { plate: '渝B1' }],
+      at_fault: '渝A12345', note: 'two cars, "rear-end"\nsecond line', assignments: [{ unit: 'M1' }, { unit: 'C1' }, { unit: 'M1' }] },
+    { id: 'I-2', state: 'remote', severity: 'minor', note: '=HYPERLINK("x")', vehicles: [] },
+  ];
+  const csv = model.incidentsToCsv(rows, (ts) => `t${ts - T}`);
+  assert.ok(csv.startsWith('\ufeff'), 'byte order mark');
+  const lines = csv.slice(1).split('\r\n');
+  assert.equal(lines[0], model.CSV_COLUMNS.join(','));
+  assert.equal(lines[1], `I-1,r1,closed,injury,渝中区,29.5,106.5,t0,${T},t60000,1,false,false,渝A12345 渝B1,PICC,渝A12345,M1 C1,"two cars, ""rear-end""\nsecond line"`);
+  assert.ok(lines[2].endsWith(`,"'=HYPERLINK(""x"")"`), lines[2]);
+  assert.equal(lines[3], '', 'ends with a line break');
 });
