@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <condition_variable>
 #include <filesystem>
 #include <set>
@@ -70,6 +72,17 @@ struct TempDb {
   std::string pg_db;  // PostgreSQL: the database made for this test
   TempDb() {
     if (on_pg()) {
+      // No server at all: say so and skip the whole run (ctest: SKIP_RETURN_CODE 77).
+      static const bool reachable = [] {
+        PGconn* c = PQconnectdb("dbname=postgres");
+        const bool ok = PQstatus(c) == CONNECTION_OK;
+        if (!ok)
+          std::fprintf(stderr, "SKIP: DISPATCH_TEST_BACKEND=postgresql but no PostgreSQL is reachable (%s); "
+                               "run under pg_virtualenv\n", PQerrorMessage(c));
+        PQfinish(c);
+        return ok;
+      }();
+      if (!reachable) std::exit(77);
       static int n = 0;
       pg_db = "dispatch_test_" + std::to_string(getpid()) + "_" + std::to_string(++n);
       pg_scalar("CREATE DATABASE " + pg_db);
