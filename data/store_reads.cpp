@@ -31,6 +31,14 @@ engine::Snapshot load(Backend& m) {
     s.report_ids.push_back(engine::Snapshot::ReportKey{q.text(0), q.text(1), q.text(2)});
   });
   m.read(R::live_claims, none, [&](const Row& q) { s.claims.push_back(rows::read_claim(q)); });
+  m.read(R::service_samples, none, [&](const Row& q) {
+    engine::Snapshot::ServiceSample x;
+    x.district = q.text(0);
+    x.severity = engine::parse_severity(q.text(1)).value_or(engine::Severity::minor);
+    x.stage = q.text(2);
+    x.seconds = static_cast<double>(q.int64(3)) / 1000.0;
+    s.service_samples.push_back(std::move(x));
+  });
   m.read(R::max_seqs, none, [&](const Row& q) {
     s.max_incident_seq = static_cast<std::uint64_t>(q.int64(0));
     s.max_assignment_seq = static_cast<std::uint64_t>(q.int64(1));
