@@ -7,6 +7,7 @@
 #include <map>
 
 #include "data/store.hpp"
+#include "tests/data/temp_db.hpp"
 #include "engine/engine.hpp"
 
 using namespace dispatch;
@@ -14,11 +15,8 @@ using namespace dispatch::engine;
 namespace fs = std::filesystem;
 
 TEST_CASE("load: service samples from the history on disk, closed incidents included") {
-  char tmpl[] = "/tmp/dispatch-history-XXXXXX";
-  REQUIRE(mkdtemp(tmpl));
-  const fs::path dir = tmpl;
-  data::StoreOptions o;
-  o.path = (dir / "dispatch.db").string();
+  test_db::TempDb t;  // SQLite, or PostgreSQL under test_data_pg
+  auto o = t.options();
   o.track_retention_ms = o.unit_event_retention_ms = 100LL * 365 * 24 * 3600 * 1000;
   {
     data::Store s(o);
@@ -95,6 +93,4 @@ TEST_CASE("load: service samples from the history on disk, closed incidents incl
   CHECK(sl.to_scene.max_s == doctest::Approx(298));
   CHECK(sl.call_to_hospital.sum_s == doctest::Approx(1000));
   s.close();
-  std::error_code ec;
-  fs::remove_all(dir, ec);
 }
