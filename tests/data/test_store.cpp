@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <condition_variable>
 #include <filesystem>
 #include <set>
@@ -20,6 +22,7 @@
 #include <vector>
 
 #include "data/lease.hpp"
+#include "tests/data/temp_db.hpp"
 #include "data/store.hpp"
 #include "engine/engine.hpp"
 
@@ -27,77 +30,11 @@ using namespace dispatch;
 using namespace dispatch::engine;
 namespace fs = std::filesystem;
 
+using test_db::on_pg;
+using test_db::pg_scalar;
+using test_db::TempDb;
+
 namespace {
-
-bool on_pg() {
-  const char* b = std::getenv("DISPATCH_TEST_BACKEND");
-  return b && std::string(b) == "postgresql";
-}
-
-// Runs SQL on the PostgreSQL server (the maintenance database, or `db`); the first
-// column of the first row, or "" (and a failed check) on error.
-std::string pg_scalar(const std::string& sql, const std::string& db = "postgres") {
-  PGconn* c = PQconnectdb(("dbname=" + db).c_str());
-  REQUIRE_MESSAGE(PQstatus(c) == CONNECTION_OK, "PostgreSQL: " << PQerrorMessage(c));
-  PGresult* r = PQexec(c, sql.c_str());
-  const auto st = PQresultStatus(r);
-  INFO(sql << " -> " << PQresultErrorMessage(r));
-  CHECK((st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK));
-  std::string out = st == PGRES_TUPLES_OK && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "";
-  PQclear(r);
-  PQfinish(c);
-  return out;
-}
-
-std::string pg_url(const std::string& db) {
-  auto env = [](const char* k, const char* d) {
-    const char* v = std::getenv(k);
-    return std::string(v && *v ? v : d);
-  };
-  return "postgresql://" + env("PGUSER", "postgres") + ":" + env("PGPASSWORD", "") + "@" +
-         env("PGHOST", "localhost") + ":" + env("PGPORT", "5432") + "/" + db;
-}
-
-#define SQLITE_ONLY()                                   \
-  do {                                                  \
-    if (on_pg()) {                                      \
-      MESSAGE("SQLite only; skipped on PostgreSQL");    \
-      return;                                           \
-    }                                                   \
-  } while (0)
-
-struct TempDb {
-  fs::path dir;
-  std::string path;
-  std::string pg_db;  // PostgreSQL: the database made for this test
-  TempDb() {
-    if (on_pg()) {
-      static int n = 0;
-      pg_db = "dispatch_test_" + std::to_string(getpid()) + "_" + std::to_string(++n);
-      pg_scalar("CREATE DATABASE " + pg_db);
-      path = pg_url(pg_db);
-      return;
-    }
-    char tmpl[] = "/tmp/dispatch-store-XXXXXX";
-    REQUIRE(mkdtemp(tmpl));
-    dir = tmpl;
-    path = (dir / "dispatch.db").string();
-  }
-  ~TempDb() {
-    if (!pg_db.empty()) {
-      pg_scalar("DROP DATABASE IF EXISTS " + pg_db + " WITH (FORCE)");
-      return;
-    }
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  data::StoreOptions options() const {
-    data::StoreOptions o;
-    o.path = path;
-    o.retry_after = std::chrono::milliseconds(20);
-    return o;
-  }
-};
 
 // A second, independent connection: what is really on disk.
 std::int64_t count(const std::string& path, const std::string& sql) {
