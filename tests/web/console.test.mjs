@@ -10,6 +10,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -716,6 +717,31 @@ test('dispatch console in a real browser', async (t) => {
       await four.screenshot({ path: join(artifacts, 'console-signals.png') });
       await four.close();
     });
+
+  await t.test('--tiles: the operator\'s tile server is the base map, with its credit', { skip: !serverHas('--tiles') && 'this dispatchd has no --tiles' }, async () => {
+    // A tile server of our own on loopback: one 1x1 PNG for every tile, each request counted.
+    const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==', 'base64');
+    const asked = [];
+    const tiles = createHttpServer((req, res) => { asked.push(req.url); res.writeHead(200, { 'content-type': 'image/png' }); res.end(png); });
+    await new Promise((r) => tiles.listen(0, '127.0.0.1', r));
+    const template = `http://127.0.0.1:${tiles.address().port}/{z}/{x}/{y}.png`;
+    const tileServer = await startServer('127.0.0.1:0', 'tiles.db', 600, ['--tiles', template, '--tiles-attribution', '© 测试底图']);
+    try {
+      const five = await context.newPage();
+      five.on('pageerror', (e) => pageErrors.push(String(e)));
+      await five.goto(`http://127.0.0.1:${tileServer.port}/?token=${CONSOLE_TOKEN}`);
+      await waitFor('live', () => five.evaluate(() => window.__console?.connection() === 'live'));
+      assert.equal(await five.evaluate(() => window.__console.tiles()), template);
+      await waitFor('tiles asked for', () => asked.length > 4);
+      assert.ok(asked.every((u) => /^\/\d+\/\d+\/\d+\.png$/.test(u)), asked.slice(0, 3).join(' '));
+      await waitFor('tiles on the map', () => five.locator('img.leaflet-tile-loaded').count().then((n) => n > 4));
+      assert.match(await five.locator('.leaflet-control-attribution').innerText(), /© 测试底图/);
+      await five.close();
+    } finally {
+      await stopServer(tileServer);
+      tiles.close();
+    }
+  });
 
   await t.test('with two servers the page moves to the one that answers; a report filed while none does is kept and goes there', async () => {
     // The second server's port, reserved now; the server starts on it later.
