@@ -222,6 +222,12 @@ test('dispatch console in a real browser', async (t) => {
     await waitFor('the district boundaries', () => hook(() => window.__console.districtCount()).then((n) => n > 0));
     // Chinese callsigns show in the stats and on the canvas; the queue starts empty.
     assert.equal(await page.locator('#queue .qrow').count(), 0);
+    if (rescueV2) {
+      // The server's own numbers (its snapshot's config), not the console's defaults.
+      const policy = await hook(() => window.__console.policy());
+      assert.equal(policy.ackWithinMs, 600_000, '--ack-timeout 600');
+      assert.equal(policy.staleAfterMs, 600_000, '--stale-after 600');
+    }
     // Chinese by default, in a dispatcher's words.
     assert.equal(await page.evaluate(() => document.documentElement.lang), 'zh-CN');
     assert.match(await page.locator('#conn').innerText(), /在线/);
