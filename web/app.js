@@ -1059,6 +1059,7 @@ async function fetchRoute(id) {
     routeLayer.addLayer(layer);
     routeShown.set(id, layer);
     debug.routes.set(id, gj.geometry.coordinates.length);
+    if (debug.routes.size > 50) debug.routes.delete(debug.routes.keys().next().value);
   } catch {
     /* no route: the straight task line stays */
   }
@@ -1442,7 +1443,6 @@ function sendCommand(msg, okText) {
     toast(t('toast.notsent'), 'err');
     return false;
   }
-  debug.sent.push(msg.type);
   if (okText) toast(okText);
   return true;
 }
@@ -1467,9 +1467,11 @@ function onMessage(msg) {
       else awaitingSelect.add(msg.incident);
     }
     debug.accepted.set(msg.id, msg.incident);
+    if (debug.accepted.size > 200) debug.accepted.delete(debug.accepted.keys().next().value);
   } else if (msg.type === 'error') {
     if (msg.ref) settlePending(msg.ref);
     debug.errors.push(msg);
+    if (debug.errors.length > 50) debug.errors.shift();
     toast(`${t('toast.error', { code: msg.code || 'error', message: msg.message || '' })}${msg.ref ? ` (${msg.ref})` : ''}`, 'err');
   }
 }
@@ -1591,6 +1593,7 @@ function switchLang(next, remember) {
 $('lang-switch').addEventListener('click', () => switchLang(getLang() === 'en' ? 'zh-CN' : 'en', true));
 
 // ---------------------------------------------------------------- read-only hook for tests
+// (what it keeps is bounded: the page may run for weeks)
 
 const debug = {
   districts: 0,
@@ -1601,7 +1604,6 @@ const debug = {
   lastReportId: null,
   routes: new Map(),
   errors: [],
-  sent: [],
   lastCsv: null,
   hovered: null,
   districtGeo: null,
