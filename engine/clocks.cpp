@@ -40,7 +40,7 @@ void Engine::check_clocks(Millis now, Output& out) {
     clocks_due_.erase(clocks_due_.begin());
     Incident* inc = find_incident(id);
     if (!inc) continue;  // left memory: the store has it
-    auto it = std::find_if(inc->clocks.begin(), inc->clocks.end(), [&](const Clock& c) { return c.name == name; });
+    auto it = std::find_if(inc->clocks.begin(), inc->clocks.end(), [&clock = name](const Clock& c) { return c.name == clock; });
     if (it == inc->clocks.end() || it->done_ts || it->overdue) continue;
     // A closed incident's unmet clocks no longer matter, but for its unpaid claims.
     if (!is_open(inc->rec.state) && name != "claim") continue;
