@@ -66,8 +66,17 @@ std::string render_unit_view(const UnitView& u);
 std::string render_unit(const engine::Engine& e, const engine::Unit& u, engine::Millis now);
 std::string render_incident(const engine::Engine& e, const engine::Incident& inc,
                             engine::Millis now);
-// {"type":"snapshot","units":[...],"incidents":[...]}
-std::string render_snapshot(const engine::Engine& e, engine::Millis now);
+// What the console is told about this server (the snapshot's "config" and GET /api/config).
+struct ConsoleConfig {
+  std::string tiles;              // a base map's URL template ({z}/{x}/{y}); "" = none (null)
+  std::string tiles_attribution;  // shown under that map; "" = null
+  std::string lang_default = "zh-CN";
+};
+// {"tiles":...,"tiles_attribution":...,"lang_default":"zh-CN","version":"..."}
+std::string render_console_config(const ConsoleConfig& c);
+// {"type":"snapshot","ts":...,"units":[...],"incidents":[...],"config":{...}}; `config_json`
+// is render_console_config()'s object (left out when empty).
+std::string render_snapshot(const engine::Engine& e, engine::Millis now, std::string_view config_json = {});
 // The unit objects of GET /api/units (a JSON array).
 std::string render_units(const engine::Engine& e, engine::Millis now);
 // GET /api/stats: service levels by district and severity.

@@ -245,7 +245,21 @@ std::string render_units(const Engine& e, Millis now) {
   return s;
 }
 
-std::string render_snapshot(const Engine& e, Millis now) {
+std::string render_console_config(const ConsoleConfig& c) {
+  std::string s;
+  JsonWriter w(s);
+  w.begin_object();
+  w.key("tiles").string_or_null(c.tiles);
+  w.key("tiles_attribution").string_or_null(c.tiles_attribution);
+  w.field("lang_default", c.lang_default);
+#ifdef DISPATCH_VERSION
+  w.field("version", DISPATCH_VERSION);
+#endif
+  w.end_object();
+  return s;
+}
+
+std::string render_snapshot(const Engine& e, Millis now, std::string_view config_json) {
   std::string s;
   s.reserve(e.units().size() * 200 + 1024);
   JsonWriter w(s);
@@ -260,6 +274,7 @@ std::string render_snapshot(const Engine& e, Millis now) {
   w.key("incidents").begin_array();
   for (const Incident* inc : e.open_incidents()) incident_object(w, e, *inc, false);
   w.end_array();
+  if (!config_json.empty()) w.key("config").raw(config_json);
   w.end_object();
   return s;
 }

@@ -33,6 +33,7 @@ void BasicHttpSession<Stream>::route(const RouteMatch& m, std::shared_ptr<const 
     case RouteId::api_incident: return get_incident(m.captures.at(0));
     case RouteId::api_unit_track: return get_track(m.captures.at(0));
     case RouteId::post_incident: return post_incident(std::move(principal));
+    case RouteId::api_config: return respond(200, srv_.console_config, "application/json");
   }
   respond_error(404, "not_found", "no such path");
 }

@@ -19,6 +19,7 @@ enum class Method : std::uint8_t { get, head, post, other };
 enum class RouteId : std::uint8_t {
   healthz, metrics, geo_districts, geo_places,
   api_units, api_unit_track, api_stats, api_incidents, api_incident, post_incident,
+  api_config,
 };
 
 // Roles as a bit set; 0 = no token needed.
@@ -32,7 +33,7 @@ struct Route {
   RouteId id;
 };
 
-inline constexpr std::array<Route, 10> route_table{{
+inline constexpr std::array<Route, 11> route_table{{
     {Method::get, "/healthz", 0, RouteId::healthz},
     {Method::get, "/metrics", 0, RouteId::metrics},
     {Method::get, "/geo/districts.geojson", 0, RouteId::geo_districts},
@@ -43,6 +44,7 @@ inline constexpr std::array<Route, 10> route_table{{
     {Method::get, "/api/incidents", mask(Role::console), RouteId::api_incidents},
     {Method::get, "/api/incidents/{}", mask(Role::console), RouteId::api_incident},
     {Method::post, "/api/incidents", mask(Role::console) | mask(Role::reporter), RouteId::post_incident},
+    {Method::get, "/api/config", mask(Role::console), RouteId::api_config},
 }};
 
 struct RouteMatch {

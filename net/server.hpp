@@ -24,6 +24,8 @@ struct ServerOptions {
   std::vector<std::string> urban;  // urban districts by name or code; empty: the nine central ones
   std::string places_path;       // heli bases, landing zones, hospitals (GeoJSON)
   std::string insurers_path;     // the insurers and their other names (JSON)
+  std::string tiles;             // the console's base map: a tile URL template ({z}, {x}, {y}); "" = none
+  std::string tiles_attribution; // shown under that base map
   engine::Config engine;
   data::StoreOptions store;
   int io_threads = 1;
