@@ -308,6 +308,16 @@ struct ReadStatements {
         newest_open(db, "SELECT " INCIDENT_COLS " FROM incidents WHERE " OPEN_STATE
                         " AND seq <= ?1 AND (seq < ?1 OR id < ?2) "
                         "ORDER BY seq DESC, id DESC LIMIT ?3"),
+        // The same page with the history filters: each ?N IS NULL when unset. One statement,
+        // every value bound; the plate is compared without spaces and in upper case.
+        newest_filtered(db, "SELECT " INCIDENT_COLS " FROM incidents WHERE seq <= ?1 AND (seq < ?1 OR id < ?2) "
+                            "AND (?4 = 0 OR " OPEN_STATE ") "
+                            "AND (?5 IS NULL OR reported_ts >= ?5) AND (?6 IS NULL OR reported_ts <= ?6) "
+                            "AND (?7 IS NULL OR district = ?7) AND (?8 IS NULL OR severity = ?8) "
+                            "AND (?9 IS NULL OR state = ?9) "
+                            "AND (?10 IS NULL OR EXISTS (SELECT 1 FROM json_each(incidents.vehicles) v "
+                            "WHERE upper(replace(json_extract(v.value, '$.plate'), ' ', '')) = ?10)) "
+                            "ORDER BY seq DESC, id DESC LIMIT ?3"),
         seq_of(db, "SELECT seq FROM incidents WHERE id = ?1"),
         track(db, "SELECT " TRACK_COLS
                   " FROM tracks WHERE unit = ?1 AND ts >= ?2 AND ts <= ?3 ORDER BY ts"),
@@ -315,7 +325,8 @@ struct ReadStatements {
                         " FROM unit_events WHERE unit = ?1 ORDER BY ts, id") {}
 
   sql::Statement units, open_incidents, open_assignments, open_timeline, undelivered_pages,
-      report_ids, max_seqs, live_claims, incident, assignments_of, timeline_of, newest, newest_open, seq_of,
+      report_ids, max_seqs, live_claims, incident, assignments_of, timeline_of, newest, newest_open, newest_filtered,
+      seq_of,
       track, unit_events;
 };
 
@@ -917,8 +928,17 @@ std::vector<IncidentRecord> Store::incidents(const IncidentQuery& query) {
   }
   const auto limit = static_cast<std::int64_t>(
       std::min<std::size_t>(query.limit, static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max())));
-  {
+  if (!query.filtered()) {
     sql::Query q(query.open_only ? m.rs->newest_open : m.rs->newest, before_seq, query.before, limit);
+    while (q.next()) out.push_back(IncidentRecord{read_incident(q), {}, {}});
+  } else {
+    auto unless_empty = [](const std::string& v) { return v.empty() ? std::nullopt : std::optional<std::string>(v); };
+    std::string plate;
+    for (const char c : query.plate)
+      if (c != ' ') plate += (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+    sql::Query q(m.rs->newest_filtered, before_seq, query.before, limit, query.open_only, query.from, query.to,
+                 unless_empty(query.district), unless_empty(query.severity), unless_empty(query.state),
+                 unless_empty(plate));
     while (q.next()) out.push_back(IncidentRecord{read_incident(q), {}, {}});
   }
   for (auto& r : out) read_children(*m.rs, r);

@@ -86,4 +86,16 @@ std::string render_incident_record(const engine::rec::Incident& inc,
                                    const std::vector<engine::rec::Assignment>& assignments,
                                    const std::vector<engine::rec::Timeline>& timeline);
 
+// The CSV export of GET /api/incidents?format=csv (RFC 4180: CRLF lines, fields with a
+// comma, quote or line break quoted, quotes doubled; text that a spreadsheet would take for
+// a formula (= + - @ first) gets a leading apostrophe). Times twice: ISO-8601 in China
+// Standard Time (+08:00) and epoch milliseconds.
+std::string render_incidents_csv_header();
+void append_incident_csv(std::string& out, const engine::rec::Incident& inc,
+                         const std::vector<engine::rec::Assignment>& assignments);
+// "2026-11-29T09:47:14.123+08:00"; "" for 0.
+std::string iso8601_cst(engine::Millis ms);
+// "20261129-094714" (China Standard Time), for file names.
+std::string csv_file_stamp(engine::Millis ms);
+
 }  // namespace dispatch::net

@@ -19,7 +19,7 @@ enum class Method : std::uint8_t { get, head, post, other };
 enum class RouteId : std::uint8_t {
   healthz, metrics, geo_districts, geo_places,
   api_units, api_unit_track, api_stats, api_incidents, api_incident, post_incident,
-  api_config,
+  api_config, api_incidents_csv,
 };
 
 // Roles as a bit set; 0 = no token needed.
@@ -33,7 +33,7 @@ struct Route {
   RouteId id;
 };
 
-inline constexpr std::array<Route, 11> route_table{{
+inline constexpr std::array<Route, 12> route_table{{
     {Method::get, "/healthz", 0, RouteId::healthz},
     {Method::get, "/metrics", 0, RouteId::metrics},
     {Method::get, "/geo/districts.geojson", 0, RouteId::geo_districts},
@@ -45,6 +45,7 @@ inline constexpr std::array<Route, 11> route_table{{
     {Method::get, "/api/incidents/{}", mask(Role::console), RouteId::api_incident},
     {Method::post, "/api/incidents", mask(Role::console) | mask(Role::reporter), RouteId::post_incident},
     {Method::get, "/api/config", mask(Role::console), RouteId::api_config},
+    {Method::get, "/api/incidents.csv", mask(Role::console), RouteId::api_incidents_csv},
 }};
 
 struct RouteMatch {
