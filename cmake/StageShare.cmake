@@ -4,8 +4,7 @@
 # ../share/dispatch): the console (web/, without node_modules, which ConsolePackages.cmake
 # stages), the shipped data (assets/, with their licences and READMEs) and the example
 # configuration (config/). Files gone from the source are removed from the stage.
-cmake_minimum_required(VERSION 3.25)
-
+cmake_policy(SET CMP0057 NEW)  # if(... IN_LIST ...) in script mode (-P), where no cmake_minimum_required sets it
 foreach(pair "web;web" "assets;assets" "config;config")
   list(GET pair 0 from)
   list(GET pair 1 to)

@@ -33,7 +33,14 @@ int main(int argc, char** argv) {
   CLI::App app{"dispatchd: real-time dispatch of joint police-insurance patrol teams"};
   app.add_option("--listen", listen, "HOST:PORT to listen on (port 0 picks a free one)")
       ->capture_default_str();
-  app.add_option("--db", db, "SQLite database file (created when missing)")->capture_default_str();
+  app.add_option("--db", db,
+                 "SQLite database file (created when missing), or postgresql://USER:PASSWORD@HOST:PORT/DB "
+                 "(several dispatchd may share it: one active, the others standby)")
+      ->capture_default_str();
+  long lease_ms = opt.lease.count();
+  app.add_option("--lease-ms", lease_ms, "PostgreSQL: the active server's lease, renewed every third of it")
+      ->capture_default_str();
+  app.add_option("--node-name", opt.node_name, "PostgreSQL: this server's name in the lease (default host:pid)");
   app.add_option("--tokens", opt.tokens_path, "tokens.json: who may connect")->required();
   app.add_option("--fleet", opt.fleet_path, "fleet.json: the roster of units");
   app.add_option("--web-root", opt.web_root, "folder served at / (the dispatch console)")
@@ -45,6 +52,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--insurers", opt.insurers_path, "the insurers and their other names (JSON; '' for none)")
       ->capture_default_str();
+  app.add_option("--roads", opt.roads_path,
+                 "OpenStreetMap extract (.osm or .osm.pbf): moto and car ETAs by road (default: straight line)");
   app.add_option("--tiles", opt.tiles,
                  "the console's base map: a tile server's URL template, e.g. https://tiles.example/{z}/{x}/{y}.png "
                  "(default: none; the console draws the districts)");
@@ -126,6 +135,7 @@ int main(int argc, char** argv) {
   opt.request_timeout = std::chrono::seconds(std::max(1L, request_timeout_s));
   opt.store.unit_event_retention_ms = static_cast<std::int64_t>(unit_event_days * 86400 * 1000);
   opt.store.path = db;
+  opt.lease = std::chrono::milliseconds(std::max(30L, lease_ms));
   opt.store.synchronous_full = !sync_normal;
   opt.store.batch_max = batch_max;
   opt.store.batch_delay = std::chrono::microseconds(batch_delay_us);

@@ -52,6 +52,7 @@ class BasicHttpSession : public Peer {
   void csv_finish();
   void get_incident(const std::string& id);
   void get_track(const std::string& unit);
+  void get_route(const std::string& assignment);
   void post_incident(std::shared_ptr<const engine::Principal> principal);
 
   // Answers. Every answer goes through respond(), which drops the body for HEAD.
