@@ -45,6 +45,8 @@ std::string render_accepted(const engine::ev::Accepted& a);
 std::string render_assign(const engine::ev::Assign& a);
 std::string render_cancel(const engine::ev::Cancel& c);
 std::string render_page(const engine::ev::Page& p);
+// {"type":"alert","alert":"overdue","incident","clock","due_ts","ts"} for consoles.
+std::string render_alert(const engine::ev::Alert& a);
 // {"type":"claim",...} for an insurer; `inc` adds the accident's facts when known.
 std::string render_claim(const engine::rec::Claim& c, const engine::rec::Incident* inc);
 // A unit's state at one moment, copied on the engine thread so that it can be rendered on
@@ -84,7 +86,8 @@ std::string render_service_levels(const engine::Engine& e);
 // An incident object from its stored record (REST reads).
 std::string render_incident_record(const engine::rec::Incident& inc,
                                    const std::vector<engine::rec::Assignment>& assignments,
-                                   const std::vector<engine::rec::Timeline>& timeline);
+                                   const std::vector<engine::rec::Timeline>& timeline,
+                                   engine::Millis remote_liability_ms);
 
 // The CSV export of GET /api/incidents?format=csv (RFC 4180: CRLF lines, fields with a
 // comma, quote or line break quoted, quotes doubled; text that a spreadsheet would take for
