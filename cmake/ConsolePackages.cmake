@@ -4,6 +4,8 @@
 # build tree (npm checks each package against the lock's integrity hash; npm's cache
 # makes it work offline once fetched); when npm is missing or fails, the same packages
 # from web/node_modules if an `npm ci` there installed exactly the locked versions.
+cmake_minimum_required(VERSION 3.25)
+
 file(READ "${WEB_DIR}/package-lock.json" lock)
 string(JSON count LENGTH "${lock}" packages)
 set(runtime "")

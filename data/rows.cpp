@@ -175,6 +175,22 @@ const char* read_sql(R r) {
     case R::newest_open:
       return "SELECT " INCIDENT_COLS " FROM incidents WHERE " OPEN_STATE
              " AND seq <= ?1 AND (seq < ?1 OR id < ?2) ORDER BY seq DESC, id DESC LIMIT ?3";
+    // The same page with the history filters (GET /api/incidents): ?4 open only (0/1),
+    // ?5/?6 reported_ts from/to, ?7 district, ?8 severity, ?9 state, ?10 a plate (upper
+    // case, no spaces, LIKE's % _ \ escaped), each NULL when unset. Plain SQL that SQLite
+    // and PostgreSQL both read: the CASTs type the parameters for PostgreSQL; the plate is
+    // looked for as `"plate":"<it>"` in the vehicles' JSON text (spaces dropped, upper case).
+    case R::newest_filtered:
+      return "SELECT " INCIDENT_COLS " FROM incidents WHERE seq <= ?1 AND (seq < ?1 OR id < ?2) "
+             "AND (?4 = 0 OR " OPEN_STATE ") "
+             "AND (CAST(?5 AS BIGINT) IS NULL OR reported_ts >= ?5) "
+             "AND (CAST(?6 AS BIGINT) IS NULL OR reported_ts <= ?6) "
+             "AND (CAST(?7 AS TEXT) IS NULL OR district = ?7) "
+             "AND (CAST(?8 AS TEXT) IS NULL OR severity = ?8) "
+             "AND (CAST(?9 AS TEXT) IS NULL OR state = ?9) "
+             "AND (CAST(?10 AS TEXT) IS NULL OR upper(replace(vehicles, ' ', '')) "
+             "LIKE '%\"PLATE\":\"' || ?10 || '\"%' ESCAPE '\\') "
+             "ORDER BY seq DESC, id DESC LIMIT ?3";
     case R::seq_of:
       return "SELECT seq FROM incidents WHERE id = ?1";
     case R::track:

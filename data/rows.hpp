@@ -78,6 +78,7 @@ enum class R {
   timeline_of,
   newest,
   newest_open,
+  newest_filtered,
   seq_of,
   track,
   unit_events,

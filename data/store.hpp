@@ -41,12 +41,22 @@ struct StoreOptions {
   std::chrono::milliseconds close_deadline{5000};
 };
 
-// A page of incidents, newest first (GET /api/incidents).
+// A page of incidents, newest first (GET /api/incidents). The filters combine (AND) with
+// each other and with limit/before; an unset filter matches everything.
 struct IncidentQuery {
   bool open_only = true;
   std::size_t limit = 1000;      // at most this many
   std::string before;            // only incidents older (smaller seq) than this id; "" = newest
                                  // (an id the store does not know gives an empty page)
+  std::optional<std::int64_t> from, to;  // reported_ts in ms, inclusive
+  std::string district;          // exactly this district ("" = any)
+  std::string severity;          // minor | injury | critical ("" = any)
+  std::string state;             // exactly this incident state ("" = any); with open_only, both apply
+  std::string plate;             // an incident with a vehicle of this plate (spaces and letter
+                                 // case ignored; "" = any)
+  bool filtered() const {
+    return from || to || !district.empty() || !severity.empty() || !state.empty() || !plate.empty();
+  }
 };
 
 // An incident as read back for REST, with its assignments and timeline.

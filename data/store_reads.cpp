@@ -70,8 +70,23 @@ std::vector<IncidentRecord> incidents(Backend& m, const IncidentQuery& query) {
   }
   const auto limit = static_cast<std::int64_t>(
       std::min<std::size_t>(query.limit, static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max())));
-  m.read(query.open_only ? R::newest_open : R::newest, params(before_seq, query.before, limit),
-         [&](const Row& q) { out.push_back(IncidentRecord{rows::read_incident(q), {}, {}}); });
+  const auto each = [&](const Row& q) { out.push_back(IncidentRecord{rows::read_incident(q), {}, {}}); };
+  if (!query.filtered()) {
+    m.read(query.open_only ? R::newest_open : R::newest, params(before_seq, query.before, limit), each);
+  } else {
+    // The history filters: every value bound, unset ones as NULL (rows.cpp, newest_filtered).
+    auto unless_empty = [](const std::string& v) { return v.empty() ? std::nullopt : std::optional<std::string>(v); };
+    std::string plate;
+    for (const char c : query.plate) {
+      if (c == ' ') continue;
+      if (c == '%' || c == '_' || c == '\\') plate += '\\';
+      plate += (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+    }
+    m.read(R::newest_filtered,
+           params(before_seq, query.before, limit, query.open_only, query.from, query.to, unless_empty(query.district),
+                  unless_empty(query.severity), unless_empty(query.state), unless_empty(plate)),
+           each);
+  }
   for (auto& r : out) read_children(m, r);
   return out;
 }

@@ -60,6 +60,10 @@ int main(int argc, char** argv) {
   app.add_option("--road-candidates", opt.engine.road_candidates,
                  "with --roads: how many nearest ground units by line are timed by road")
       ->capture_default_str();
+  app.add_option("--tiles", opt.tiles,
+                 "the console's base map: a tile server's URL template, e.g. https://tiles.example/{z}/{x}/{y}.png "
+                 "(default: none; the console draws the districts)");
+  app.add_option("--tiles-attribution", opt.tiles_attribution, "the credit shown under that base map");
   app.add_option("--urban", opt.urban, "urban districts by name or adcode (default: the nine central ones)");
   double track_days = 7, track_metres = opt.engine.track_min_distance_m, track_secs = 60;
   app.add_option("--track-retention-days", track_days, "days unit tracks are kept")->capture_default_str();
@@ -171,6 +175,16 @@ int main(int argc, char** argv) {
   opt.engine.track_min_interval_ms = static_cast<engine::Millis>(track_secs * 1000);
   opt.store.track_retention_ms = static_cast<std::int64_t>(track_days * 86400 * 1000);
 
+  if (!opt.tiles.empty()) {
+    const std::string& t = opt.tiles;
+    const bool scheme = t.starts_with("https://") || t.starts_with("http://") || t.starts_with("/");
+    if (!scheme || t.find("{z}") == std::string::npos || t.find("{x}") == std::string::npos ||
+        t.find("{y}") == std::string::npos || t.find_first_of("\"<> \t\r\n") != std::string::npos) {
+      std::cerr << "dispatchd: --tiles must be an http(s) URL or a /path with {z}, {x} and {y} and no spaces, "
+                   "e.g. https://tiles.example/{z}/{x}/{y}.png\n";
+      return 2;
+    }
+  }
   if (check_only) {
     const int problems = net::check_config(opt, db, std::cout, std::cerr);
     if (problems) std::cerr << "dispatchd: --check-config: " << problems << (problems == 1 ? " problem\n" : " problems\n");

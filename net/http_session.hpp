@@ -44,7 +44,12 @@ class BasicHttpSession : public Peer {
   void route(const RouteMatch& m, std::shared_ptr<const engine::Principal> principal);
   void get_metrics();
   void get_engine_view(bool stats);
-  void get_incidents();
+  void get_incidents(bool csv);
+  // The CSV export: headers, then one chunk per page of the store's rows (read on the
+  // reads pool, written before the next page is read), then the last chunk.
+  struct CsvExport;
+  void csv_next_page(std::shared_ptr<CsvExport> x);
+  void csv_finish();
   void get_incident(const std::string& id);
   void get_track(const std::string& unit);
   void get_route(const std::string& assignment);

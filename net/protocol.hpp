@@ -68,8 +68,17 @@ std::string render_unit_view(const UnitView& u);
 std::string render_unit(const engine::Engine& e, const engine::Unit& u, engine::Millis now);
 std::string render_incident(const engine::Engine& e, const engine::Incident& inc,
                             engine::Millis now);
-// {"type":"snapshot","units":[...],"incidents":[...]}
-std::string render_snapshot(const engine::Engine& e, engine::Millis now);
+// What the console is told about this server (the snapshot's "config" and GET /api/config).
+struct ConsoleConfig {
+  std::string tiles;              // a base map's URL template ({z}/{x}/{y}); "" = none (null)
+  std::string tiles_attribution;  // shown under that map; "" = null
+  std::string lang_default = "zh-CN";
+};
+// {"tiles":...,"tiles_attribution":...,"lang_default":"zh-CN","version":"..."}
+std::string render_console_config(const ConsoleConfig& c);
+// {"type":"snapshot","ts":...,"units":[...],"incidents":[...],"config":{...}}; `config_json`
+// is render_console_config()'s object (left out when empty).
+std::string render_snapshot(const engine::Engine& e, engine::Millis now, std::string_view config_json = {});
 // The unit objects of GET /api/units (a JSON array).
 std::string render_units(const engine::Engine& e, engine::Millis now);
 // GET /api/stats: service levels by district and severity.
@@ -79,5 +88,17 @@ std::string render_incident_record(const engine::rec::Incident& inc,
                                    const std::vector<engine::rec::Assignment>& assignments,
                                    const std::vector<engine::rec::Timeline>& timeline,
                                    engine::Millis remote_liability_ms);
+
+// The CSV export of GET /api/incidents?format=csv (RFC 4180: CRLF lines, fields with a
+// comma, quote or line break quoted, quotes doubled; text that a spreadsheet would take for
+// a formula (= + - @ first) gets a leading apostrophe). Times twice: ISO-8601 in China
+// Standard Time (+08:00) and epoch milliseconds.
+std::string render_incidents_csv_header();
+void append_incident_csv(std::string& out, const engine::rec::Incident& inc,
+                         const std::vector<engine::rec::Assignment>& assignments);
+// "2026-11-29T09:47:14.123+08:00"; "" for 0.
+std::string iso8601_cst(engine::Millis ms);
+// "20261129-094714" (China Standard Time), for file names.
+std::string csv_file_stamp(engine::Millis ms);
 
 }  // namespace dispatch::net

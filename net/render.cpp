@@ -1,7 +1,11 @@
 // The wire protocol's rendering (wire-contract.md sections 5 and 6): engine events and
 // objects to JSON text, straight into one string with JsonWriter (no DOM). Parsing is in
 // protocol.cpp.
+#include <algorithm>
+#include <chrono>
 #include <cmath>
+
+#include <fmt/format.h>
 
 #include "net/json_writer.hpp"
 #include "net/protocol.hpp"
@@ -306,7 +310,21 @@ std::string render_units(const Engine& e, Millis now) {
   return s;
 }
 
-std::string render_snapshot(const Engine& e, Millis now) {
+std::string render_console_config(const ConsoleConfig& c) {
+  std::string s;
+  JsonWriter w(s);
+  w.begin_object();
+  w.key("tiles").string_or_null(c.tiles);
+  w.key("tiles_attribution").string_or_null(c.tiles_attribution);
+  w.field("lang_default", c.lang_default);
+#ifdef DISPATCH_VERSION
+  w.field("version", DISPATCH_VERSION);
+#endif
+  w.end_object();
+  return s;
+}
+
+std::string render_snapshot(const Engine& e, Millis now, std::string_view config_json) {
   std::string s;
   s.reserve(e.units().size() * 200 + 1024);
   JsonWriter w(s);
@@ -323,6 +341,9 @@ std::string render_snapshot(const Engine& e, Millis now) {
   w.key("airborne_s").value(secs(c.airborne_within_ms));
   w.key("landed_s").value(secs(c.landed_within_ms));
   w.key("hospital_s").value(secs(c.hospital_within_ms));
+  // The server's own settings for the console (--tiles, the language, the version): the
+  // members of render_console_config()'s object, in the same "config".
+  if (config_json.size() > 2) w.raw(config_json.substr(1, config_json.size() - 2));
   w.end_object();
   w.key("units").begin_array();
   for (const auto& u : e.units()) {
@@ -381,6 +402,104 @@ std::string render_incident_record(const rec::Incident& inc,
   w.end_array();
   w.end_object();
   return s;
+}
+
+std::string iso8601_cst(Millis ms) {
+  if (ms == 0) return {};
+  using namespace std::chrono;
+  const sys_time<milliseconds> t{milliseconds(ms + 8 * 3600 * 1000)};
+  const auto day = floor<days>(t);
+  const year_month_day ymd{day};
+  const hh_mm_ss hms{t - day};
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}+08:00", static_cast<int>(ymd.year()),
+                     static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()), hms.hours().count(),
+                     hms.minutes().count(), hms.seconds().count(), hms.subseconds().count());
+}
+
+std::string csv_file_stamp(Millis ms) {
+  std::string s = iso8601_cst(ms).substr(0, 19);  // 2026-11-29T09:47:14
+  std::erase(s, '-');
+  std::erase(s, ':');
+  std::replace(s.begin(), s.end(), 'T', '-');
+  return s;
+}
+
+namespace {
+
+void csv_field(std::string& out, std::string_view v, bool text = true) {
+  // A spreadsheet runs a cell that starts with one of these as a formula.
+  const bool formula = text && !v.empty() && (v[0] == '=' || v[0] == '+' || v[0] == '-' || v[0] == '@' ||
+                                              v[0] == '\t' || v[0] == '\r');
+  const bool quote = formula || v.find_first_of(",\"\r\n") != std::string_view::npos;
+  if (!quote) {
+    out += v;
+    return;
+  }
+  out += '"';
+  if (formula) out += '\'';
+  for (const char c : v) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  out += '"';
+}
+
+std::string csv_coord(double v) {
+  std::string s;
+  JsonWriter w(s);
+  w.coord(v);
+  return s;
+}
+
+}  // namespace
+
+std::string render_incidents_csv_header() {
+  return "id,report_id,state,severity,lat,lon,district,reported_at,reported_ts,plates,units,closed_at,closed_ts,"
+         "note\r\n";
+}
+
+void append_incident_csv(std::string& out, const rec::Incident& r, const std::vector<rec::Assignment>& assignments) {
+  csv_field(out, r.id);
+  out += ',';
+  csv_field(out, r.report_id);
+  out += ',';
+  out += to_string(r.state);
+  out += ',';
+  out += to_string(r.severity);
+  out += ',';
+  out += csv_coord(r.lat);
+  out += ',';
+  out += csv_coord(r.lon);
+  out += ',';
+  csv_field(out, r.district);
+  out += ',';
+  out += iso8601_cst(r.reported_ts);
+  out += ',';
+  out += std::to_string(r.reported_ts);
+  out += ',';
+  std::string plates;
+  for (const auto& v : r.vehicles) {
+    if (!plates.empty()) plates += "; ";
+    plates += v.plate;
+  }
+  csv_field(out, plates);
+  out += ',';
+  std::string units;
+  std::vector<std::string_view> seen;
+  for (const auto& a : assignments) {
+    if (std::find(seen.begin(), seen.end(), a.unit) != seen.end()) continue;
+    seen.push_back(a.unit);
+    if (!units.empty()) units += "; ";
+    units += a.unit;
+  }
+  csv_field(out, units);
+  out += ',';
+  out += iso8601_cst(r.closed_ts);
+  out += ',';
+  if (r.closed_ts) out += std::to_string(r.closed_ts);
+  out += ',';
+  csv_field(out, r.note);
+  out += "\r\n";
 }
 
 }  // namespace dispatch::net

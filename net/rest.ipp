@@ -29,7 +29,8 @@ void BasicHttpSession<Stream>::route(const RouteMatch& m, std::shared_ptr<const 
                      "application/geo+json");
     case RouteId::api_units: return get_engine_view(false);
     case RouteId::api_stats: return get_engine_view(true);
-    case RouteId::api_incidents: return get_incidents();
+    case RouteId::api_incidents: return get_incidents(false);
+    case RouteId::api_incidents_csv: return get_incidents(true);
     case RouteId::api_incident: return get_incident(m.captures.at(0));
     case RouteId::api_unit_track: return get_track(m.captures.at(0));
     case RouteId::post_incident: return post_incident(std::move(principal));
@@ -37,6 +38,7 @@ void BasicHttpSession<Stream>::route(const RouteMatch& m, std::shared_ptr<const 
       if (!srv_.roads_geojson) return respond_error(404, "not_found", "no road network loaded (--roads)");
       return respond(200, *srv_.roads_geojson, "application/geo+json");
     case RouteId::api_assignment_route: return get_route(m.captures.at(0));
+    case RouteId::api_config: return respond(200, srv_.console_config, "application/json");
   }
   respond_error(404, "not_found", "no such path");
 }
@@ -70,13 +72,35 @@ void BasicHttpSession<Stream>::get_engine_view(bool stats) {
 }
 
 template <class Stream>
-void BasicHttpSession<Stream>::get_incidents() {
+struct BasicHttpSession<Stream>::CsvExport {
+  data::IncidentQuery query;
+  std::size_t remaining = 0;  // rows still wanted (limit)
+  bool first = true;
+  std::shared_ptr<http::response<http::empty_body>> res;
+  std::shared_ptr<http::response_serializer<http::empty_body>> sr;
+};
+
+// GET /api/incidents: newest first; `state` (open | all | one incident state), `limit` and
+// `before` (contract v2), and the history filters `from`, `to` (reported_ts in ms,
+// inclusive), `district`, `severity`, `plate`; `format=csv` (or /api/incidents.csv) for the
+// CSV export of every match.
+template <class Stream>
+void BasicHttpSession<Stream>::get_incidents(bool csv) {
+  constexpr std::int64_t max_ts = 253402300799999;  // 9999-12-31
   data::IncidentQuery q;
   q.open_only = true;
   q.limit = std::numeric_limits<std::size_t>::max();  // the contract: every one, unless paged
   if (const std::string* state = target_.param("state")) {
     if (*state == "all") q.open_only = false;
-    else if (*state != "open") return respond_error(400, "bad_message", "state must be open or all");
+    else if (*state == "open") q.open_only = true;
+    else if (engine::parse_incident_state(*state)) {
+      q.open_only = false;
+      q.state = *state;
+    } else {
+      return respond_error(400, "bad_message",
+                           "state must be open, all or an incident state (reported, remote, dispatching, "
+                           "assigned, en_route, on_scene, closed, cancelled)");
+    }
   }
   if (const std::string* limit = target_.param("limit")) {
     const auto n = parse_integer(*limit, 1, 100000);
@@ -87,8 +111,56 @@ void BasicHttpSession<Stream>::get_incidents() {
     if (before->empty() || before->size() > 128) return respond_error(400, "bad_message", "before must be an incident id");
     q.before = *before;
   }
+  for (auto [name, field] : {std::pair{"from", &q.from}, std::pair{"to", &q.to}}) {
+    if (const std::string* v = target_.param(name)) {
+      const auto n = parse_integer(*v, 0, max_ts);
+      if (!n) return respond_error(400, "bad_message", "from and to are epoch milliseconds (reported_ts)");
+      *field = *n;
+    }
+  }
+  if (q.from && q.to && *q.from > *q.to) return respond_error(400, "bad_message", "from is after to");
+  if (const std::string* v = target_.param("district")) {
+    if (v->empty() || v->size() > 128) return respond_error(400, "bad_message", "district must be a district's name");
+    q.district = *v;
+  }
+  if (const std::string* v = target_.param("severity")) {
+    if (!engine::parse_severity(*v)) return respond_error(400, "bad_message", "severity must be minor, injury or critical");
+    q.severity = *v;
+  }
+  if (const std::string* v = target_.param("plate")) {
+    if (v->empty() || v->size() > 64) return respond_error(400, "bad_message", "plate must be a licence plate");
+    q.plate = *v;
+  }
+  if (const std::string* v = target_.param("format")) {
+    if (*v == "csv") csv = true;
+    else if (*v != "json") return respond_error(400, "bad_message", "format must be json or csv");
+  }
   waiting_ = self();
   auto s = self();
+  if (csv) {
+    auto x = std::make_shared<CsvExport>();
+    x->remaining = q.limit;
+    x->query = std::move(q);
+    x->res = std::make_shared<http::response<http::empty_body>>(http::status::ok, req_.version());
+    auto& res = *x->res;
+    res.set(http::field::server, "dispatchd");
+    res.set(http::field::content_type, "text/csv; charset=utf-8");
+    res.set(http::field::cache_control, "no-store");
+    res.set(http::field::content_disposition,
+            "attachment; filename=\"incidents-" + csv_file_stamp(wall_now()) + ".csv\"");
+    res.keep_alive(keep_alive_);
+    res.chunked(true);
+    x->sr = std::make_shared<http::response_serializer<http::empty_body>>(res);
+    Ops::expires_after(stream_, std::chrono::seconds(30));
+    // HEAD: the header alone (no chunks, not even the last one).
+    return http::async_write_header(stream_, *x->sr, [s, x](error_code ec, std::size_t) {
+      if (ec) return s->waiting_.reset();
+      if (!s->head_) return s->csv_next_page(x);
+      s->waiting_.reset();
+      if (!s->keep_alive_) return Ops::shutdown_send(s->stream_);
+      s->do_read();
+    });
+  }
   asio::post(srv_.reads, [s, q = std::move(q)] {
     const auto rows = s->srv_.store->incidents(q);
     std::string body;
@@ -98,6 +170,53 @@ void BasicHttpSession<Stream>::get_incidents() {
     for (const auto& r : rows) w.raw(render_incident_record(r.incident, r.assignments, r.timeline, liability_ms));
     w.end_array();
     s->respond_later(200, std::move(body), "application/json");
+  });
+}
+
+// One page of the export: read on the reads pool (a page at a time, so that memory stays
+// bounded and other reads interleave), written as one chunk; the next page is read only
+// once this one is written (a slow reader holds nothing but its page).
+template <class Stream>
+void BasicHttpSession<Stream>::csv_next_page(std::shared_ptr<CsvExport> x) {
+  static constexpr std::size_t page = 500;
+  auto s = self();
+  asio::post(srv_.reads, [s, x] {
+    auto q = x->query;
+    q.limit = std::min(page, x->remaining);
+    auto data = std::make_shared<std::string>();
+    if (x->first) *data = render_incidents_csv_header();
+    x->first = false;
+    std::size_t got = 0;
+    if (q.limit > 0) {
+      const auto rows = s->srv_.store->incidents(q);
+      got = rows.size();
+      data->reserve(data->size() + rows.size() * 200);
+      for (const auto& r : rows) append_incident_csv(*data, r.incident, r.assignments);
+      if (!rows.empty()) x->query.before = rows.back().incident.id;
+    }
+    x->remaining -= got;
+    const bool done = got < q.limit || x->remaining == 0;
+    asio::post(s->stream_.get_executor(), [s, x, data, done] {
+      if (data->empty()) return s->csv_finish();  // an empty chunk would end the body
+      Ops::expires_after(s->stream_, std::chrono::seconds(30));
+      asio::async_write(s->stream_, http::make_chunk(asio::buffer(*data)), [s, x, data, done](error_code ec, std::size_t) {
+        if (ec) return s->waiting_.reset();
+        if (done) return s->csv_finish();
+        s->csv_next_page(x);
+      });
+    });
+  });
+}
+
+template <class Stream>
+void BasicHttpSession<Stream>::csv_finish() {
+  auto s = self();
+  Ops::expires_after(stream_, std::chrono::seconds(30));
+  asio::async_write(stream_, http::make_chunk_last(), [s](error_code ec, std::size_t) {
+    s->waiting_.reset();
+    if (ec) return;
+    if (!s->keep_alive_) return Ops::shutdown_send(s->stream_);
+    s->do_read();
   });
 }
 

@@ -23,7 +23,7 @@ void Server::Impl::register_peer(std::shared_ptr<Peer> p) {
       case Role::console:
         feed.add(p->id, p->batch_frames);
         // The snapshot shows the state of this moment, once that state is durable.
-        release_to(p, std::make_shared<const std::string>(render_snapshot(engine, wall_now())));
+        release_to(p, std::make_shared<const std::string>(render_snapshot(engine, wall_now(), console_config)));
         break;
       case Role::pager:
         pagers.push_back(p->id);

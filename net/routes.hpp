@@ -20,6 +20,7 @@ enum class RouteId : std::uint8_t {
   healthz, metrics, geo_districts, geo_places,
   api_units, api_unit_track, api_stats, api_incidents, api_incident, post_incident,
   geo_roads, api_assignment_route,
+  api_config, api_incidents_csv,
 };
 
 // Roles as a bit set; 0 = no token needed.
@@ -33,7 +34,7 @@ struct Route {
   RouteId id;
 };
 
-inline constexpr std::array<Route, 12> route_table{{
+inline constexpr std::array<Route, 14> route_table{{
     {Method::get, "/healthz", 0, RouteId::healthz},
     {Method::get, "/metrics", 0, RouteId::metrics},
     {Method::get, "/geo/districts.geojson", 0, RouteId::geo_districts},
@@ -46,6 +47,8 @@ inline constexpr std::array<Route, 12> route_table{{
     {Method::post, "/api/incidents", mask(Role::console) | mask(Role::reporter), RouteId::post_incident},
     {Method::get, "/geo/roads.geojson", 0, RouteId::geo_roads},
     {Method::get, "/api/assignments/{}/route", mask(Role::console), RouteId::api_assignment_route},
+    {Method::get, "/api/config", mask(Role::console), RouteId::api_config},
+    {Method::get, "/api/incidents.csv", mask(Role::console), RouteId::api_incidents_csv},
 }};
 
 struct RouteMatch {

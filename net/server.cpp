@@ -84,6 +84,10 @@ void Server::Impl::start_signals() {
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
   auto& m = *impl_;
   m.tokens = load_tokens(m.opt.tokens_path);
+  ConsoleConfig console;
+  console.tiles = m.opt.tiles;
+  console.tiles_attribution = m.opt.tiles_attribution;
+  m.console_config = render_console_config(console);
   if (!m.opt.insurers_path.empty()) {
     for (const auto& ins : load_insurers(m.opt.insurers_path)) {
       m.insurer_alias[ins.code] = ins.code;

@@ -25,6 +25,8 @@ struct ServerOptions {
   std::string places_path;       // heli bases, landing zones, hospitals (GeoJSON)
   std::string insurers_path;     // the insurers and their other names (JSON)
   std::string roads_path;        // OpenStreetMap .osm/.osm.pbf: ground ETAs by road (contract v2 section 8)
+  std::string tiles;             // the console's base map: a tile URL template ({z}, {x}, {y}); "" = none
+  std::string tiles_attribution; // shown under that base map
   engine::Config engine;
   data::StoreOptions store;
   int io_threads = 1;

@@ -111,6 +111,7 @@ struct Server::Impl {
   std::unique_ptr<geo::RoadNetwork> roads;
   std::shared_ptr<const std::string> roads_geojson;
   std::unordered_map<std::string, std::string> insurer_alias;  // any name -> code
+  std::string console_config;  // render_console_config(): the snapshot's "config", GET /api/config
   engine::Engine engine;
   // Before the io_contexts: sessions destroyed with their pending handlers still count.
   Metrics metrics;

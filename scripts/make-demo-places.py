@@ -11,7 +11,7 @@ Inputs (all in the repository):
       converted to WGS84 here with the standard public GCJ-02 inverse (the same formula
       and iteration as geo/gcj02.cpp).
   assets/places/ourairports-cn50.csv  the Chongqing (iso_region CN-50) rows of OurAirports'
-      China export (public domain), cut from ../shared/data/chongqing/airports/.
+      China export (public domain), cut from https://ourairports.com/countries/CN/airports.csv.
 
 What it writes (see assets/places/README.md):
   heli_base     the real civil and general-aviation airfields of Chongqing (OurAirports);

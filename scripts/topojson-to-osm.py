@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Convert the Chongqing core-city road network (TopoJSON, WGS84) to OpenStreetMap XML.
 
-The data has no licence: read it from ../shared/data/chongqing/roads/ and write the .osm
-into a build directory, never into the repository.
+The data has no licence and is not part of the repository: read it from the team's shared
+data set (shared/data/chongqing/roads/ beside the checkout, where present) and write the
+.osm into a build directory, never into the repository.
 
 Two inputs are understood (chosen by what the file holds):
 

@@ -1017,3 +1017,131 @@ TEST_CASE("load: service samples from the history on disk, closed incidents incl
   CHECK(sl.call_to_hospital.sum_s == doctest::Approx(1000));
   s.close();
 }
+
+TEST_CASE("history filters: time range, district, severity, state, plate; combined; paged with before") {
+  TempDb t;
+  data::Store s(t.options());
+  // 300 incidents: reported a minute apart; districts, severities and states in cycles;
+  // every seventh with the plate 渝C77777 (written "渝c 77777" on some).
+  const char* districts[] = {"渝中区", "江北区", "沙坪坝区"};
+  const Severity severities[] = {Severity::minor, Severity::injury, Severity::critical, Severity::minor};
+  const IncidentState states[] = {IncidentState::closed, IncidentState::assigned, IncidentState::remote,
+                                  IncidentState::cancelled, IncidentState::on_scene};
+  const std::int64_t t0 = 1'700'000'000'000;
+  std::vector<Write> w;
+  for (std::uint64_t k = 1; k <= 300; ++k) {
+    auto i = incident(k, "r" + std::to_string(k), states[k % 5]);
+    i.district = districts[k % 3];
+    i.severity = severities[k % 4];
+    i.reported_ts = t0 + static_cast<std::int64_t>(k) * 60'000;
+    i.vehicles = {{"渝A" + std::to_string(10000 + k), "PICC"}};
+    if (k % 7 == 0) i.vehicles.push_back({k % 2 ? "渝c 77777" : "渝C77777", "平安"});
+    w.push_back(std::move(i));
+  }
+  s.submit(std::move(w), [] {});
+  s.flush();
+
+  // Every id the query gives, paging through with `before` in pages of `page`.
+  auto all_pages = [&](data::IncidentQuery q, std::size_t page) {
+    q.limit = page;
+    std::vector<std::uint64_t> seqs;
+    for (int n = 0; n < 1000; ++n) {
+      const auto got = s.incidents(q);
+      CHECK(got.size() <= page);
+      for (const auto& r : got) seqs.push_back(r.incident.seq);
+      if (got.size() < page) break;
+      q.before = got.back().incident.id;
+    }
+    return seqs;
+  };
+  auto expect = [](auto pred) {
+    std::vector<std::uint64_t> seqs;
+    for (std::uint64_t k = 300; k >= 1; --k)
+      if (pred(k)) seqs.push_back(k);
+    return seqs;
+  };
+  data::IncidentQuery base;
+  base.open_only = false;
+
+  SUBCASE("from and to are inclusive") {
+    auto q = base;
+    q.from = t0 + 10 * 60'000;
+    q.to = t0 + 20 * 60'000;
+    CHECK(all_pages(q, 4) == expect([](auto k) { return k >= 10 && k <= 20; }));
+    q.to.reset();
+    CHECK(all_pages(q, 50) == expect([](auto k) { return k >= 10; }));
+    q.from.reset();
+    q.to = t0 + 60'000;
+    CHECK(all_pages(q, 50) == std::vector<std::uint64_t>{1});
+  }
+  SUBCASE("district exact") {
+    auto q = base;
+    q.district = "江北区";
+    CHECK(all_pages(q, 17) == expect([](auto k) { return k % 3 == 1; }));
+    q.district = "江北";
+    CHECK(all_pages(q, 17).empty());
+  }
+  SUBCASE("severity") {
+    auto q = base;
+    q.severity = "critical";
+    CHECK(all_pages(q, 9) == expect([](auto k) { return k % 4 == 2; }));
+  }
+  SUBCASE("state: one state, or open only") {
+    auto q = base;
+    q.state = "remote";
+    CHECK(all_pages(q, 11) == expect([](auto k) { return k % 5 == 2; }));
+    auto open = base;
+    open.open_only = true;
+    open.district = "渝中区";  // filtered: through the filtered statement
+    CHECK(all_pages(open, 11) == expect([](auto k) { return k % 3 == 0 && k % 5 != 0 && k % 5 != 3; }));
+    open.state = "closed";  // open and closed: nothing
+    CHECK(all_pages(open, 11).empty());
+  }
+  SUBCASE("plate: any vehicle of the incident, spaces and case ignored") {
+    auto q = base;
+    q.plate = "渝C77777";
+    CHECK(all_pages(q, 5) == expect([](auto k) { return k % 7 == 0; }));
+    q.plate = "渝c 77777";
+    CHECK(all_pages(q, 5) == expect([](auto k) { return k % 7 == 0; }));
+    q.plate = "渝A10123";
+    CHECK(all_pages(q, 5) == std::vector<std::uint64_t>{123});
+    q.plate = "渝A1012";  // not a prefix search
+    CHECK(all_pages(q, 5).empty());
+    q.plate = "渝A1012_";  // LIKE's wildcards are plain characters here
+    CHECK(all_pages(q, 5).empty());
+    q.plate = "%";
+    CHECK(all_pages(q, 5).empty());
+    q.plate = "PICC";  // an insurer is not a plate
+    CHECK(all_pages(q, 5).empty());
+  }
+  SUBCASE("all combined, and a page boundary inside the matches") {
+    auto q = base;
+    q.from = t0 + 50 * 60'000;
+    q.to = t0 + 280 * 60'000;
+    q.district = "渝中区";
+    q.severity = "minor";
+    q.state = "closed";
+    // k % 3 == 0, k % 4 in {0, 3}, k % 5 == 0, 50 <= k <= 280
+    const auto want =
+        expect([](auto k) { return k >= 50 && k <= 280 && k % 3 == 0 && (k % 4 == 0 || k % 4 == 3) && k % 5 == 0; });
+    REQUIRE(want.size() >= 4);
+    CHECK(all_pages(q, 1) == want);
+    CHECK(all_pages(q, 2) == want);
+    CHECK(all_pages(q, 1000) == want);
+    q.plate = "渝C77777";
+    CHECK(all_pages(q, 2) ==
+          expect([](auto k) { return k >= 50 && k <= 280 && k % 3 == 0 && (k % 4 == 0 || k % 4 == 3) && k % 5 == 0 && k % 7 == 0; }));
+  }
+  SUBCASE("the records carry their assignments like unfiltered pages") {
+    s.submit({assignment(1, "I-7", "M1")}, [] {});
+    s.flush();
+    auto q = base;
+    q.plate = "渝C77777";
+    q.limit = 300;
+    const auto got = s.incidents(q);
+    REQUIRE(!got.empty());
+    CHECK(got.back().incident.id == "I-7");
+    CHECK(got.back().assignments.size() == 1);
+    CHECK(got.back().incident.vehicles.size() == 2);
+  }
+}

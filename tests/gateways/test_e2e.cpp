@@ -3,6 +3,8 @@
 // the server and the terminal are restarted mid-stream.
 #include <doctest/doctest.h>
 
+#include "tests/shared_data.hpp"
+
 #include <atomic>
 #include <cmath>
 #include <map>
@@ -136,6 +138,7 @@ double nmea_rounded(double v, int deg_digits) {
 }  // namespace
 
 TEST_CASE("dispatch-avl: gpsd (gpsfake) and NMEA over TCP into dispatchd, restarted mid-stream") {
+  DISPATCH_NEEDS_SHARED_DATA(gpsd_dir / "sirfstarv-nmea.log");
   const auto dir = scratch_dir("e2e_avl");
   Dispatchd server(dir);
   const auto gpsd_port = free_port();

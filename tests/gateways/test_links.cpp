@@ -3,6 +3,8 @@
 // in for dispatchd that records every frame and can be killed and restarted.
 #include <doctest/doctest.h>
 
+#include "tests/shared_data.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -231,6 +233,7 @@ TEST_CASE("AVL backlog: bounded while the server is away, the oldest dropped and
 }
 
 TEST_CASE("AVL over plain NMEA TCP: UNIT line, sentences of a real receiver, bad input") {
+  DISPATCH_NEEDS_SHARED_DATA(gpsd_dir / "sirfstarv-nmea.log");
   WsRecorder server;
   auto opt = avl_options(server.port());
   opt.nmea_listen = Endpoint{"127.0.0.1", 0};
@@ -274,6 +277,7 @@ TEST_CASE("AVL over plain NMEA TCP: UNIT line, sentences of a real receiver, bad
 }
 
 TEST_CASE("AVL from Debian's gpsd fed by gpsfake, the server restarted mid-stream") {
+  DISPATCH_NEEDS_SHARED_DATA(gpsd_dir / "sirfstarv-nmea.log");
   const auto dir = scratch_dir("avl_gpsd");
   auto server = std::make_unique<WsRecorder>();
   const auto port = server->port();

@@ -3,6 +3,8 @@
 // fed with real receiver logs, SNPP replies, pages and the delivered-page file.
 #include <doctest/doctest.h>
 
+#include "tests/shared_data.hpp"
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -135,6 +137,7 @@ TEST_CASE("backlog: oldest dropped first and counted; batches bounded in count a
 }
 
 TEST_CASE("gpsd JSON: every TPV in gpsd's own output reads back with its time and position") {
+  DISPATCH_NEEDS_SHARED_DATA(gpsd_dir);
   int tpvs = 0, usable = 0;
   for (const auto& e : fs::directory_iterator(gpsd_dir)) {
     if (e.path().extension() != ".chk") continue;
@@ -199,6 +202,7 @@ TEST_CASE("device map: by path, else the default unit, else none") {
 }
 
 TEST_CASE("NMEA connection: UNIT line first, then one position per instant") {
+  DISPATCH_NEEDS_SHARED_DATA(gpsd_dir / "sirfstarv-nmea.log");
   // The gateway's clock on the day of the capture: dates are taken as they are.
   const std::int64_t capture_day = 1549332000000;  // 2019-02-05T02:00:00Z, sirfstarv-nmea.log
   NmeaSession s(capture_day);

@@ -2,6 +2,8 @@
 // gpsd's own decoded output for them (the .chk files, JSON lines) are the oracle.
 #include <doctest/doctest.h>
 
+#include "tests/shared_data.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -71,6 +73,7 @@ bool near(double a, double b) { return std::abs(a - b) <= 1e-6; }
 }  // namespace
 
 TEST_CASE("every gpsd TPV with a position is found among the parser's fixes") {
+  DISPATCH_NEEDS_SHARED_DATA(gpsd_dir);
   const auto all = logs();
   REQUIRE(all.size() >= 25);
   int checked = 0, timed = 0;
@@ -222,6 +225,7 @@ TEST_CASE("bad sentences are rejected with a reason") {
     CHECK(e.reason.find("run together") != std::string::npos);
   }
   SUBCASE("one character flipped anywhere in any position sentence of the logs") {
+    DISPATCH_NEEDS_SHARED_DATA(gpsd_dir);
     int flipped = 0;
     for (const auto& log : logs()) {
       for (const auto& raw : sentences(log)) {

@@ -1,5 +1,7 @@
 // Zones on GEOS with the project's real district file, GCJ-02. (The demo places: test_places.cpp.)
 #include <doctest/doctest.h>
+
+#include "tests/shared_data.hpp"
 #include <geos_c.h>
 
 #include <boost/json.hpp>
@@ -400,8 +402,7 @@ TEST_CASE("unreadable or ill-formed zone files are refused with the file's name"
 }
 
 TEST_CASE("the DataV boundaries from the shared data: GCJ-02, six invalid and repaired") {
-  if (!std::filesystem::exists(datav)) {
-    MESSAGE("shared data not present (" << datav << "); skipped");
+  if (!dispatch::test::shared_data_present(datav)) {
     return;
   }
   std::vector<std::string> warnings;
