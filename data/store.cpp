@@ -17,6 +17,7 @@
 
 #include "data/schema.hpp"
 #include "data/sqlite.hpp"
+#include "data/stations_store.hpp"
 
 namespace dispatch::data {
 
@@ -337,13 +338,15 @@ Millis wall_ms() {
       .count();
 }
 
-// One round of pruning: tracks, then unit events, a chunk at a time.
+// One round of pruning: tracks, then unit events, then sightings, a chunk at a time.
 struct PruneRound {
   Millis track_cutoff = 0;
   Millis event_cutoff = 0;
+  Millis sighting_cutoff = 0;
   bool tracks_left = false;
   bool events_left = false;
-  bool active() const { return tracks_left || events_left; }
+  bool sightings_left = false;
+  bool active() const { return tracks_left || events_left || sightings_left; }
 };
 
 }  // namespace
@@ -359,10 +362,12 @@ struct Store::Impl {
     wdb->exec_or_throw(options.synchronous_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
                        "cannot set synchronous");
     ws = std::make_unique<WriteStatements>(*wdb);
+    sw = std::make_unique<StationWrites>(*wdb);
     rdb = std::make_unique<sql::Db>(options.path, SQLITE_OPEN_READWRITE);
     sqlite3_busy_timeout(rdb->get(), busy_timeout_ms);
     rdb->exec_or_throw("PRAGMA query_only = 1", "cannot set up the read connection");
     rs = std::make_unique<ReadStatements>(*rdb);
+    sr = std::make_unique<StationReads>(*rdb);
     // The prune "at start" runs here, before anything can be submitted: the writer's own
     // rounds come every prune_every after it, so a point submitted now is never pruned
     // by surprise before then.
@@ -393,9 +398,11 @@ struct Store::Impl {
     {
       // Statements before their connections; readers wait for the read in progress.
       std::lock_guard rl(read_mu);
+      sr.reset();
       rs.reset();
       rdb.reset();
     }
+    sw.reset();
     ws.reset();
     // Fails at once on a failing disk, and waits for no other process past the deadline.
     if (wdb) wdb->exec("PRAGMA wal_checkpoint(TRUNCATE)");
@@ -609,11 +616,12 @@ struct Store::Impl {
           } else if constexpr (std::is_same_v<R, rec::Page>) {
             return ws->upsert_page.run(r.id, r.seq, r.unit, r.capcode, r.assignment, r.text, r.delivered,
                                        r.created_ts, ts_or_null(r.delivered_ts));
-          } else {
-            static_assert(std::is_same_v<R, rec::Claim>);
+          } else if constexpr (std::is_same_v<R, rec::Claim>) {
             return ws->upsert_claim.run(r.id, r.seq, r.incident, r.insurer, strings_json(r.plates),
                                         r.insured_at_fault, r.paid, r.created_ts, r.deadline_ts,
                                         ts_or_null(r.paid_ts), r.amount);
+          } else {
+            return sw->apply(r);  // rural stations (stations_store.cpp)
           }
         },
         w);
@@ -625,18 +633,24 @@ struct Store::Impl {
     PruneRound r;
     r.track_cutoff = now - options.track_retention_ms;
     r.event_cutoff = now - options.unit_event_retention_ms;
-    r.tracks_left = r.events_left = true;
+    r.sighting_cutoff = now - options.sighting_retention_ms;
+    r.tracks_left = r.events_left = r.sightings_left = true;
     return r;
   }
 
   // Deletes one chunk (tracks first, then unit events); returns the rows deleted. A
   // failure (disk trouble) ends the round: the next one tries again.
   std::int64_t prune_step(PruneRound& r) {
+    if (!r.tracks_left && !r.events_left) {
+      const std::int64_t n = sw->prune(r.sighting_cutoff, prune_chunk);
+      if (n < prune_chunk) r.sightings_left = false;
+      return std::max<std::int64_t>(n, 0);
+    }
     const bool tracks = r.tracks_left;
     auto& st = tracks ? ws->prune_tracks : ws->prune_unit_events;
     const int rc = st.run(tracks ? r.track_cutoff : r.event_cutoff, prune_chunk);
     const std::int64_t n = rc == SQLITE_OK ? wdb->changes() : 0;
-    if (rc != SQLITE_OK) r.tracks_left = r.events_left = false;
+    if (rc != SQLITE_OK) r.tracks_left = r.events_left = r.sightings_left = false;
     if (n < prune_chunk) (tracks ? r.tracks_left : r.events_left) = false;
     return n;
   }
@@ -722,6 +736,8 @@ struct Store::Impl {
   std::unique_ptr<WriteStatements> ws;
   std::unique_ptr<sql::Db> rdb;  // null once closed
   std::unique_ptr<ReadStatements> rs;
+  std::unique_ptr<StationWrites> sw;  // rural stations, on the write connection
+  std::unique_ptr<StationReads> sr;   // and on the read connection
   std::mutex read_mu;
 
   std::mutex mu;  // guards the queue, queued_writes, controls, stop and writer_exited
@@ -800,6 +816,7 @@ engine::Snapshot Store::load() {
       s.max_claim_seq = static_cast<std::uint64_t>(q.int64(3));
     }
   }
+  m.sr->load(s.stations, wall_ms());
   return s;
 }
 
@@ -877,7 +894,8 @@ void Store::on_commit(std::function<void(std::int64_t, std::size_t)> hook) {
 
 namespace {
 
-void read_children(ReadStatements& rs, IncidentRecord& r) {
+void read_children(ReadStatements& rs, StationReads& sr, IncidentRecord& r) {
+  r.signals = sr.signals_of(r.incident.id);
   {
     sql::Query q(rs.assignments_of, r.incident.id);
     while (q.next()) r.assignments.push_back(read_assignment(q));
@@ -898,7 +916,7 @@ std::optional<IncidentRecord> Store::incident(const std::string& id) {
     if (!q.next()) return std::nullopt;
     r.incident = read_incident(q);
   }
-  read_children(*m.rs, r);
+  read_children(*m.rs, *m.sr, r);
   return r;
 }
 
@@ -921,7 +939,7 @@ std::vector<IncidentRecord> Store::incidents(const IncidentQuery& query) {
     sql::Query q(query.open_only ? m.rs->newest_open : m.rs->newest, before_seq, query.before, limit);
     while (q.next()) out.push_back(IncidentRecord{read_incident(q), {}, {}});
   }
-  for (auto& r : out) read_children(*m.rs, r);
+  for (auto& r : out) read_children(*m.rs, *m.sr, r);
   return out;
 }
 
@@ -945,6 +963,20 @@ std::vector<engine::rec::UnitEvent> Store::unit_events(const std::string& unit) 
   sql::Query q(m.rs->unit_events, unit);
   while (q.next()) out.push_back(read_unit_event(q));
   return out;
+}
+
+std::vector<HazardRecord> Store::hazards(const HazardQuery& query) {
+  auto& m = *impl_;
+  std::lock_guard lk(m.read_mu);
+  if (!m.sr) return {};
+  return m.sr->hazards(query);
+}
+
+VehicleHistory Store::vehicle(const VehicleQuery& query) {
+  auto& m = *impl_;
+  std::lock_guard lk(m.read_mu);
+  if (!m.sr) return {};
+  return m.sr->vehicle(query);
 }
 
 std::size_t Store::prune_tracks(engine::Millis now) {

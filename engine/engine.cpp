@@ -333,6 +333,7 @@ void Engine::restore(const Snapshot& s, Millis now) {
     pages_.push_back(PendingPage{p, 0});
     page_seq_ = std::max(page_seq_, p.seq);
   }
+  restore_stations(s.stations, now);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -456,6 +457,9 @@ void Engine::handle(const Command& command, const Origin& origin, Millis now, Ou
         else if constexpr (std::is_same_v<C, cmd::Escalate>) on_escalate(c, origin, now, out);
         else if constexpr (std::is_same_v<C, cmd::Rescue>) on_rescue(c, origin, now, out);
         else if constexpr (std::is_same_v<C, cmd::ClaimPaid>) on_claim_paid(c, origin, now, out);
+        else if constexpr (std::is_same_v<C, cmd::Sighting>) on_sighting(c, origin, now, out);
+        else if constexpr (std::is_same_v<C, cmd::Hazard>) on_hazard(c, origin, now, out);
+        else if constexpr (std::is_same_v<C, cmd::ClearHazard>) on_clear_hazard(c, origin, now, out);
       },
       command);
 }
@@ -656,6 +660,7 @@ void Engine::on_report(const cmd::Report& c, const Origin& o, Millis now, Output
            std::string(to_string(c.severity)) + " reported by " + actor.role + " " + actor.name,
            actor, out);
   out.must_wait = true;
+  compute_signals(ref, "report", now, out);  // fraud signals (engine/stations.cpp)
   if (c.severity == Severity::minor && c.drivable && c.parties_agree) {
     ref.rec.state = IncidentState::remote;
     timeline(ref, now, "remote", "remote fast handling: waiting for a liability decision", system_actor, out);
@@ -1135,6 +1140,7 @@ void Engine::on_liability(const cmd::Liability& c, const Origin& o, Millis now, 
   timeline(*inc, now, "liability",
            "at fault: " + c.at_fault + (c.note.empty() ? "" : " (" + c.note + ")"), actor, out);
   out.must_wait = true;
+  compute_signals(*inc, "liability", now, out);  // again, before the claims carry them
   if (inc->claims.empty()) open_claims(*inc, now, actor, out);
   // Remote fast handling ends with the liability decision once no claim is left unpaid.
   const bool unpaid = std::any_of(inc->claims.begin(), inc->claims.end(), [&](const std::string& id) {
@@ -1293,6 +1299,7 @@ ServiceLevels& Engine::service_of(const Incident& inc) {
 // Timers
 
 void Engine::tick(Millis now, Output& out) {
+  tick_stations(now);
   // Ack timeouts lapse to the next nearest unit.
   std::vector<Assignment*> due;
   for (Assignment* a : pending_ack_)

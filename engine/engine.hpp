@@ -41,6 +41,8 @@
 
 #include "engine/geography.hpp"
 #include "engine/records.hpp"
+#include "engine/signals.hpp"
+#include "engine/stations.hpp"
 #include "engine/types.hpp"
 #include "geo/geo.hpp"
 #include "geo/unit_index.hpp"
@@ -54,6 +56,7 @@ struct Principal {
   bool all_units = false;
   std::vector<std::string> units;
   std::string insurer;  // insurer tokens: whose claims
+  std::string station{};  // station tokens: which station (a place of kind station)
   bool may_speak_for(std::string_view unit) const;
 };
 
@@ -160,7 +163,8 @@ struct Rescue {
 
 using Command = std::variant<cmd::Status, cmd::Ack, cmd::Decline, cmd::Arrived, cmd::Cleared,
                              cmd::Report, cmd::Assign, cmd::Cancel, cmd::Liability, cmd::Close,
-                             cmd::Delivered, cmd::Escalate, cmd::Rescue, cmd::ClaimPaid>;
+                             cmd::Delivered, cmd::Escalate, cmd::Rescue, cmd::ClaimPaid,
+                             cmd::Sighting, cmd::Hazard, cmd::ClearHazard>;
 
 namespace ev {
 struct Accepted {
@@ -199,7 +203,8 @@ struct IncidentChanged {
 }  // namespace ev
 
 using Payload = std::variant<ev::Accepted, ev::Assign, ev::Cancel, ev::Page, ev::Error,
-                             ev::UnitChanged, ev::IncidentChanged, ev::Claim>;
+                             ev::UnitChanged, ev::IncidentChanged, ev::Claim,
+                             ev::HazardAccepted, ev::HazardChanged, ev::SightingAccepted>;
 
 struct Target {
   enum class Kind : std::uint8_t { conn, consoles, pagers, insurer };
@@ -249,6 +254,10 @@ struct Stats {
   std::uint64_t pages_resent = 0;
   std::uint64_t claims = 0;
   std::uint64_t claims_paid = 0;
+  std::uint64_t sightings = 0;          // taken (stored)
+  std::uint64_t sightings_windowed = 0; // of them, in the signals' window
+  std::uint64_t hazards = 0;
+  std::uint64_t signals_raised = 0;     // incidents that got a new signal
 };
 
 // Service levels: how long things took, by district and severity (in memory since start).
@@ -341,6 +350,7 @@ struct Incident {
   // waiting queues it is in.
   std::uint8_t wait_kinds = 0;
   bool counted = false;  // counts towards its source's open incidents (max_open_per_source)
+  std::vector<Signal> signals;  // fraud signals (engine/signals.hpp), [] when none
   // Where this incident's IncidentChanged was last pushed in an Output (see the top).
   std::size_t out_mark = static_cast<std::size_t>(-1);
 };
@@ -396,6 +406,11 @@ class Engine {
   };
   std::vector<Candidate> candidates(std::string_view incident, std::size_t k, Millis now) const;
 
+  // Rural stations (engine/stations.cpp): hazards, and the signals' room.
+  const rec::Hazard* hazard(std::string_view id) const;
+  std::vector<const rec::Hazard*> open_hazards() const;  // oldest first
+  const SignalBook& signal_book() const { return signals_; }
+
   // Keyed by "district|severity" (district empty when unknown).
   const std::map<std::string, ServiceLevels>& service_levels() const { return service_; }
   const Config& config() const { return config_; }
@@ -423,6 +438,17 @@ class Engine {
   void on_escalate(const cmd::Escalate&, const Origin&, Millis, Output&);
   void on_rescue(const cmd::Rescue&, const Origin&, Millis, Output&);
   void on_claim_paid(const cmd::ClaimPaid&, const Origin&, Millis, Output&);
+  // Rural stations (engine/stations.cpp).
+  void on_sighting(const cmd::Sighting&, const Origin&, Millis, Output&);
+  void on_hazard(const cmd::Hazard&, const Origin&, Millis, Output&);
+  void on_clear_hazard(const cmd::ClearHazard&, const Origin&, Millis, Output&);
+  void restore_stations(const StationSnapshot& s, Millis now);
+  void tick_stations(Millis now);  // windows evicted, cleared hazards leave memory
+  // Computes the incident's fraud signals (at the report, at the liability decision),
+  // keeps what was raised before, and writes and shows them when they changed.
+  void compute_signals(Incident& inc, const char* stage, Millis now, Output& out);
+  void hazard_event(const rec::Hazard& h, Millis ts, std::string event, std::string detail,
+                    const Actor& actor, Output& out);
   // After a liability decision: one claim per insurer of the incident's vehicles.
   void open_claims(Incident& inc, Millis now, const Actor& actor, Output& out);
 
@@ -522,6 +548,13 @@ class Engine {
   std::uint64_t incident_seq_ = 0, assignment_seq_ = 0, page_seq_ = 0, claim_seq_ = 0;
   std::size_t pagers_connected_ = 0;
   std::deque<std::pair<Millis, std::string>> closed_;  // closed incidents, oldest first
+  // Rural stations: the signals' room, hazards (open ones, and every cleared one since
+  // start: a console may clear only once), and per token its hazard ids.
+  SignalBook signals_;
+  std::unordered_map<std::string, rec::Hazard, Hash, std::equal_to<>> hazards_;
+  std::unordered_map<std::string, std::string, Hash, std::equal_to<>> hazard_keys_;  // source \n id -> hazard
+  std::uint64_t hazard_seq_ = 0;
+  std::deque<std::pair<Millis, std::string>> cleared_hazards_;  // oldest first
 };
 
 }  // namespace dispatch::engine

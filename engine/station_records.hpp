@@ -76,12 +76,16 @@ struct HazardEvent {
   std::string actor_name;
 };
 
-// An incident's signals as last computed (replaces the earlier set).
+// An incident's signals as last computed (replaces the earlier set), and its plates (for
+// the vehicle history and the 30-day window after a restart). Written when the incident is
+// reported, and again when a recomputation changed the signals.
 struct IncidentSignals {
   std::string incident;
   Millis computed_ts = 0;
   std::string stage;  // report, liability
   std::vector<Signal> signals;
+  Millis reported_ts = 0;
+  std::vector<std::string> plates;
 };
 
 }  // namespace rec
