@@ -15,6 +15,7 @@ const char* kind_name(PlaceKind k) {
     case PlaceKind::heli_base: return "heli_base";
     case PlaceKind::landing_zone: return "landing_zone";
     case PlaceKind::hospital: return "hospital";
+    case PlaceKind::station: return "station";
   }
   return "?";
 }
@@ -63,6 +64,7 @@ Places Places::parse(const std::string& text, const std::string& what) {
     if (kind == "heli_base") p.kind = PlaceKind::heli_base;
     else if (kind == "landing_zone") p.kind = PlaceKind::landing_zone;
     else if (kind == "hospital") p.kind = PlaceKind::hospital;
+    else if (kind == "station") p.kind = PlaceKind::station;  // rural traffic-safety station
     else throw std::runtime_error(what + ": place '" + p.name + "' has an unknown kind '" + kind + "'");
     p.trauma = flag("trauma");
     p.helipad = flag("helipad");

@@ -8,7 +8,7 @@
 
 namespace dispatch::geo {
 
-enum class PlaceKind { heli_base, landing_zone, hospital };
+enum class PlaceKind { heli_base, landing_zone, hospital, station };
 
 struct Place {
   std::string id;
@@ -22,7 +22,7 @@ struct Place {
 class Places {
  public:
   // A GeoJSON FeatureCollection of Points with properties id, name, kind
-  // (heli_base | landing_zone | hospital), trauma, helipad (WGS84). Throws std::runtime_error.
+  // (heli_base | landing_zone | hospital | station), trauma, helipad (WGS84). Throws std::runtime_error.
   static Places load(const std::string& path);
   static Places parse(const std::string& text, const std::string& what);
 

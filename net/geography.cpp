@@ -1,5 +1,7 @@
 #include "net/geography.hpp"
 
+#include <unordered_map>
+
 #include "geo/places.hpp"
 #include "geo/zones.hpp"
 
@@ -8,6 +10,7 @@ namespace dispatch::net {
 struct MapGeography::Impl {
   std::optional<geo::Zones> zones;
   std::optional<geo::Places> places;
+  std::unordered_map<std::string_view, const geo::Place*> stations;  // by id (into places)
 };
 
 MapGeography::MapGeography(const std::string& zones_path, bool zones_gcj02, std::vector<std::string> urban,
@@ -23,6 +26,9 @@ MapGeography::MapGeography(const std::string& zones_path, bool zones_gcj02, std:
   if (!places_path.empty()) {
     impl_->places.emplace(geo::Places::load(places_path));
     places_json_ = impl_->places->to_geojson();
+    for (const auto& p : impl_->places->all())
+      if (p.kind == geo::PlaceKind::station && !impl_->stations.emplace(p.id, &p).second)
+        warnings.push_back("station " + p.id + " appears twice; the first one counts");
   }
 }
 
@@ -59,6 +65,11 @@ std::optional<engine::PlaceRef> MapGeography::helipad_hospital(geo::LatLon p) co
 std::optional<engine::PlaceRef> MapGeography::landing_zone(geo::LatLon p) const {
   if (!impl_->places) return std::nullopt;
   return ref(impl_->places->nearest(p, geo::PlaceKind::landing_zone));
+}
+
+std::optional<engine::PlaceRef> MapGeography::station(std::string_view id) const {
+  auto it = impl_->stations.find(id);
+  return it == impl_->stations.end() ? std::nullopt : ref(it->second);
 }
 
 }  // namespace dispatch::net

@@ -48,6 +48,9 @@ class BasicHttpSession : public Peer {
   void get_incident(const std::string& id);
   void get_track(const std::string& unit);
   void post_incident(std::shared_ptr<const engine::Principal> principal);
+  // Rural stations (rest_stations.ipp).
+  void get_hazards();
+  void get_vehicle(const std::string& plate);
 
   // Answers. Every answer goes through respond(), which drops the body for HEAD.
   void respond(unsigned status, std::string body, std::string_view type,

@@ -45,8 +45,10 @@ std::string render_accepted(const engine::ev::Accepted& a);
 std::string render_assign(const engine::ev::Assign& a);
 std::string render_cancel(const engine::ev::Cancel& c);
 std::string render_page(const engine::ev::Page& p);
-// {"type":"claim",...} for an insurer; `inc` adds the accident's facts when known.
-std::string render_claim(const engine::rec::Claim& c, const engine::rec::Incident* inc);
+// {"type":"claim",...} for an insurer; `inc` adds the accident's facts when known, and
+// `signals` the incident's fraud signals ("signals":[...], rural stations).
+std::string render_claim(const engine::rec::Claim& c, const engine::rec::Incident* inc,
+                         const std::vector<engine::Signal>* signals = nullptr);
 // A unit's state at one moment, copied on the engine thread so that it can be rendered on
 // another (the console feed). id and callsign point into the engine's roster arena, which
 // never moves or changes once restored; status is a static wire name.
@@ -75,6 +77,7 @@ std::string render_service_levels(const engine::Engine& e);
 // An incident object from its stored record (REST reads).
 std::string render_incident_record(const engine::rec::Incident& inc,
                                    const std::vector<engine::rec::Assignment>& assignments,
-                                   const std::vector<engine::rec::Timeline>& timeline);
+                                   const std::vector<engine::rec::Timeline>& timeline,
+                                   const std::vector<engine::Signal>& signals = {});
 
 }  // namespace dispatch::net

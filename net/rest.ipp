@@ -33,6 +33,8 @@ void BasicHttpSession<Stream>::route(const RouteMatch& m, std::shared_ptr<const 
     case RouteId::api_incident: return get_incident(m.captures.at(0));
     case RouteId::api_unit_track: return get_track(m.captures.at(0));
     case RouteId::post_incident: return post_incident(std::move(principal));
+    case RouteId::api_hazards: return get_hazards();
+    case RouteId::api_vehicle: return get_vehicle(m.captures.at(0));
   }
   respond_error(404, "not_found", "no such path");
 }
@@ -90,7 +92,7 @@ void BasicHttpSession<Stream>::get_incidents() {
     std::string body;
     JsonWriter w(body);
     w.begin_array();
-    for (const auto& r : rows) w.raw(render_incident_record(r.incident, r.assignments, r.timeline));
+    for (const auto& r : rows) w.raw(render_incident_record(r.incident, r.assignments, r.timeline, r.signals));
     w.end_array();
     s->respond_later(200, std::move(body), "application/json");
   });
@@ -103,7 +105,7 @@ void BasicHttpSession<Stream>::get_incident(const std::string& iid) {
   asio::post(srv_.reads, [s, iid] {
     auto r = s->srv_.store->incident(iid);
     if (!r) return s->respond_later(404, json_error_body("unknown_incident", "no such incident"), "application/json");
-    s->respond_later(200, render_incident_record(r->incident, r->assignments, r->timeline), "application/json");
+    s->respond_later(200, render_incident_record(r->incident, r->assignments, r->timeline, r->signals), "application/json");
   });
 }
 
@@ -170,3 +172,5 @@ void BasicHttpSession<Stream>::post_incident(std::shared_ptr<const engine::Princ
 }
 
 }  // namespace dispatch::net
+
+#include "net/rest_stations.ipp"

@@ -19,6 +19,7 @@ enum class Method : std::uint8_t { get, head, post, other };
 enum class RouteId : std::uint8_t {
   healthz, metrics, geo_districts, geo_places,
   api_units, api_unit_track, api_stats, api_incidents, api_incident, post_incident,
+  api_hazards, api_vehicle,
 };
 
 // Roles as a bit set; 0 = no token needed.
@@ -32,7 +33,7 @@ struct Route {
   RouteId id;
 };
 
-inline constexpr std::array<Route, 10> route_table{{
+inline constexpr std::array<Route, 12> route_table{{
     {Method::get, "/healthz", 0, RouteId::healthz},
     {Method::get, "/metrics", 0, RouteId::metrics},
     {Method::get, "/geo/districts.geojson", 0, RouteId::geo_districts},
@@ -43,6 +44,9 @@ inline constexpr std::array<Route, 10> route_table{{
     {Method::get, "/api/incidents", mask(Role::console), RouteId::api_incidents},
     {Method::get, "/api/incidents/{}", mask(Role::console), RouteId::api_incident},
     {Method::post, "/api/incidents", mask(Role::console) | mask(Role::reporter), RouteId::post_incident},
+    // Rural stations (contract v2 section 10).
+    {Method::get, "/api/hazards", mask(Role::console), RouteId::api_hazards},
+    {Method::get, "/api/vehicles/{}", mask(Role::console), RouteId::api_vehicle},
 }};
 
 struct RouteMatch {
