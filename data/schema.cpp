@@ -202,8 +202,8 @@ CREATE INDEX unit_events_ts ON unit_events(ts);
 )sql"},
 
     {4, "reserved for version 5 (another branch's step; at a merge, its step replaces this "
-        "empty one, and the rural stations' step stays the step to version 6)",
-     ""},
+        "one, and the rural stations' step stays the step to version 6)",
+     "SELECT 1;"},
 
     {5, "rural stations: sightings, hazards and their history, incidents' plates and signals",
      // Additive: new tables only. The incidents already stored get their plates indexed

@@ -1,5 +1,6 @@
-// The durable store: SQLite in WAL mode, one writer thread with group commit, and a
-// separate read connection for REST and history. <sqlite3.h> stays out of this header.
+// The durable store: SQLite in WAL mode (a file path) or PostgreSQL (a postgresql:// or
+// postgres:// URL), one writer thread with group commit, and a separate read connection
+// for REST and history. Neither <sqlite3.h> nor <libpq-fe.h> appears in this header.
 #pragma once
 
 #include <chrono>
@@ -21,6 +22,7 @@ struct StoreError : std::runtime_error {
 };
 
 struct StoreOptions {
+  // A SQLite file, or postgresql://USER:PASSWORD@HOST:PORT/DB (libpq's URI form).
   std::string path;
   bool synchronous_full = true;          // false: synchronous=NORMAL
   std::size_t batch_max = 1024;          // commit when this many writes are pending ...
@@ -160,6 +162,19 @@ class Store {
   std::int64_t set_max_page_count_for_test(std::int64_t pages);
 
   static int schema_version();
+
+  // ---- several servers on one database (PostgreSQL; wire contract section 9)
+  // True when other dispatchd may share this database, so that a lease (data/lease.hpp)
+  // decides which one is active. False for SQLite: always active, no lease.
+  bool shared() const;
+  // Every commit from now on first checks, in its own transaction, that the lease still
+  // has this epoch (0: no check). Blocks until the writer has taken it.
+  void set_epoch(std::int64_t epoch);
+  // True once a commit found the lease's epoch changed: that batch and everything queued
+  // were given up (their done never runs), and every later write is refused. Final.
+  bool fenced() const;
+  // Called once, on the writer thread, when the store becomes fenced.
+  void on_fenced(std::function<void()> hook);
 
  private:
   struct Impl;

@@ -23,6 +23,16 @@
 //   per message. The engine only appends to `messages`; callers may append too, but must
 //   not erase or reorder messages while they keep passing the same Output to the engine.
 //   Filling two Outputs alternately may let a change message be sent twice (never lost).
+//
+// The engine's rooms, one job each (this facade's members are defined across them):
+//   engine.cpp     the facade: commands, reports, rescue steps, the timeline, the timers
+//   fleet.cpp      the roster, the id table, the spatial index, positions, staleness, duty
+//   lifecycle.cpp  needs and assignments: create, ack, arrive, and one retire path
+//   policy.cpp     the policy (policy.hpp: a pure function returning a plan and its reasons)
+//                  and the choice of the nearest unit, by road ETA when roads are set
+//   claims.cpp     liability decisions and insurers' claims
+//   pages.cpp      pages to pagers, resent until delivered
+//   restore.cpp    the engine rebuilt from the store's snapshot
 #pragma once
 
 #include <array>
@@ -40,11 +50,13 @@
 #include <vector>
 
 #include "engine/geography.hpp"
+#include "engine/policy.hpp"
 #include "engine/records.hpp"
 #include "engine/signals.hpp"
 #include "engine/stations.hpp"
 #include "engine/types.hpp"
 #include "geo/geo.hpp"
+#include "geo/travel_times.hpp"
 #include "geo/unit_index.hpp"
 
 namespace dispatch::engine {
@@ -89,6 +101,9 @@ struct Config {
   // writes nothing. Status changes the engine makes itself (assign, clear) do not count.
   // 0: no cap.
   std::uint32_t max_status_changes_per_min = 30;
+  // With road travel times: how many nearest ground units by straight line are asked for
+  // their road ETA (the least wins).
+  std::size_t road_candidates = 16;
 };
 
 namespace cmd {
@@ -365,6 +380,9 @@ class Engine {
   // Districts and rescue places; without them every scene counts as urban and critical
   // incidents get a motorcycle team only. Not owned; must outlive the engine.
   void set_geography(const Geography* g) { geography_ = g; }
+  // Road travel times for ground units (contract v2 section 8); null: straight lines.
+  // Not owned; must outlive the engine.
+  void set_travel_times(const geo::TravelTimes* t) { travel_ = t; }
 
   // At start: the store's snapshot (roster, open incidents, counters).
   void restore(const Snapshot& snapshot, Millis now);
@@ -468,12 +486,28 @@ class Engine {
   void set_waiting(Incident& inc, std::uint8_t kinds);
   // Whether any unit of this kind is assignable now (declines aside).
   bool any_assignable(UnitKind kind, geo::LatLon near, Millis now) const;
-  std::optional<geo::UnitIndex::Hit> nearest(const Need& need, Millis now) const;
+  // The nearest assignable unit for a target (policy.cpp): by ETA, road ETA for ground
+  // units when travel times are set.
+  std::optional<policy::Choice> choose(UnitKind kind, geo::LatLon target,
+                                       const std::vector<std::uint32_t>& skip, Millis now) const;
+  // `eta_s`: as the policy found it; none: eta_to() (a manual assignment).
   Assignment& create_assignment(Incident& inc, std::size_t need, Unit& u, Millis now,
-                                const Actor& actor, Output& out);
-  // Ends an active assignment (declined, lapsed, cancelled): frees the unit, reopens the need.
-  void end_assignment(Assignment& a, AssignmentState state, const std::string& reason,
-                      bool tell_unit, Millis now, const Actor& actor, Output& out);
+                                const Actor& actor, Output& out,
+                                std::optional<double> eta_s = std::nullopt);
+  // One unit's ETA to a target: by road for ground units when roads are set and reachable.
+  double eta_to(const Unit& u, geo::LatLon target) const;
+  // The one way an assignment ends (lifecycle.cpp): cleared, declined, lapsed or cancelled.
+  struct RetireHow {
+    bool tell_unit = false;   // send the unit a cancel
+    bool redispatch = false;  // the need takes the next nearest at once
+  };
+  void retire(Assignment& a, AssignmentState end, const std::string& reason, RetireHow how,
+              Millis now, const Actor& actor, Output& out);
+  // Timers, one per room.
+  void lapse_due(Millis now, Output& out);     // lifecycle: acks not in time
+  void sweep_stale(Millis now, Output& out);   // fleet: a slice of the units per tick
+  void resend_pages(Millis now, Output& out);  // pages: undelivered ones again
+  void evict_closed(Millis now);               // closed incidents leave memory
   void free_unit(Unit& u, Millis now, const Actor& actor, const std::string& why, Output& out);
   void set_unit_status(Unit& u, UnitStatus s, Millis now, const Actor& actor,
                        const std::string& why, Output& out);
@@ -495,6 +529,7 @@ class Engine {
   Stats stats_;
   std::map<std::string, ServiceLevels> service_;
   const Geography* geography_ = nullptr;
+  const geo::TravelTimes* travel_ = nullptr;
   std::vector<Unit> units_;
   std::uint32_t slot_of(const Unit& u) const { return static_cast<std::uint32_t>(&u - units_.data()); }
   // The units' roster data (Unit::roster_): append-only blocks, so addresses stay put.

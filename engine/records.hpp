@@ -126,11 +126,14 @@ namespace dispatch::engine {
 using Write = std::variant<rec::Unit, rec::Incident, rec::Assignment, rec::Timeline,
                            rec::UnitEvent, rec::TrackPoint, rec::Page, rec::Claim,
                            // rural stations (station_records.hpp)
-                           rec::Sighting, rec::Hazard, rec::HazardEvent, rec::IncidentSignals>;
+                           rec::Sighting, rec::Hazard, rec::HazardEvent, rec::IncidentSignals,
+                           rec::IncidentPlate>;
 
 // What the store hands the engine at start: everything still open, and the counters.
 struct Snapshot {
   std::vector<rec::Unit> units;
+  // Each unit's last known position and its time (its newest track point), if any.
+  std::vector<rec::TrackPoint> last_positions;
   std::vector<rec::Incident> open_incidents;     // state not closed/cancelled
   std::vector<rec::Assignment> assignments;      // every assignment of the open incidents
   std::vector<rec::Timeline> timeline;           // every line of the open incidents, by ts

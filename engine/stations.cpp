@@ -162,24 +162,24 @@ void Engine::compute_signals(Incident& inc, const char* stage, Millis now, Outpu
   std::vector<std::string> plates;
   plates.reserve(inc.rec.vehicles.size());
   for (const auto& v : inc.rec.vehicles) plates.push_back(v.plate);
-  if (at_report) signals_.add_incident(inc.rec.id, inc.rec.reported_ts, plates, now);
+  if (at_report) {
+    signals_.add_incident(inc.rec.id, inc.rec.reported_ts, plates, now);
+    for (const auto& p : plates) out.writes.push_back(rec::IncidentPlate{p, inc.rec.id, inc.rec.reported_ts});
+  }
   auto merged = SignalBook::merge(inc.signals, signals_.check(inc.rec.id, {inc.rec.lat, inc.rec.lon},
                                                               inc.rec.reported_ts, plates));
-  const bool changed = merged != inc.signals;
-  if (!changed && !at_report) return;
-  if (changed) {
-    // A timeline line for each signal not raised before (by kind and plates).
-    for (const auto& s : merged) {
-      const bool known = std::any_of(inc.signals.begin(), inc.signals.end(), [&](const Signal& old) {
-        return old.kind == s.kind && old.plates == s.plates;
-      });
-      if (!known) timeline(inc, now, "signal", s.kind + ": " + s.detail, system_actor, out);
-    }
-    if (inc.signals.empty()) ++stats_.signals_raised;
-    inc.signals = std::move(merged);
-    incident_changed(inc, out);
+  if (merged == inc.signals) return;
+  // A timeline line for each signal not raised before (by kind and plates).
+  for (const auto& s : merged) {
+    const bool known = std::any_of(inc.signals.begin(), inc.signals.end(), [&](const Signal& old) {
+      return old.kind == s.kind && old.plates == s.plates;
+    });
+    if (!known) timeline(inc, now, "signal", s.kind + ": " + s.detail, system_actor, out);
   }
-  out.writes.push_back(rec::IncidentSignals{inc.rec.id, now, stage, inc.signals, inc.rec.reported_ts, plates});
+  if (inc.signals.empty()) ++stats_.signals_raised;
+  inc.signals = std::move(merged);
+  incident_changed(inc, out);
+  out.writes.push_back(rec::IncidentSignals{inc.rec.id, now, stage, inc.signals});
   out.must_wait = true;
 }
 

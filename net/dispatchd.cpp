@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <iostream>
 
+#include "geo/share_dir.hpp"
+#include "net/check_config.hpp"
 #include "net/server.hpp"
 
 int main(int argc, char** argv) {
@@ -19,21 +21,26 @@ int main(int argc, char** argv) {
   std::size_t batch_max = opt.store.batch_max;
   long batch_delay_us = 0;
 
-  // Sane defaults from the source tree this binary was built from (the console, the map).
-  auto default_path = [](const char* rel) {
-    const std::string p = std::string(DISPATCH_SOURCE_DIR) + "/" + rel;
-    return std::filesystem::exists(p) ? p : std::string();
-  };
-  opt.web_root = default_path("web");
-  opt.zones_path = default_path("assets/geo/chongqing_districts_gcj02.geojson");
-  opt.places_path = default_path("assets/places/chongqing-demo.geojson");
-  opt.insurers_path = default_path("config/insurers.json");
+  // Defaults from the files shipped beside this program: <prefix>/share/dispatch when
+  // installed, <build>/share/dispatch in the build tree (geo/share_dir.hpp); none when absent.
+  opt.web_root = geo::shared_file("web");
+  opt.zones_path = geo::shared_file("assets/geo/chongqing_districts_gcj02.geojson");
+  opt.places_path = geo::shared_file("assets/places/chongqing-demo.geojson");
+  opt.insurers_path = geo::shared_file("config/insurers.json");
   bool zones_wgs84 = false;
+  bool check_only = false;
 
   CLI::App app{"dispatchd: real-time dispatch of joint police-insurance patrol teams"};
   app.add_option("--listen", listen, "HOST:PORT to listen on (port 0 picks a free one)")
       ->capture_default_str();
-  app.add_option("--db", db, "SQLite database file (created when missing)")->capture_default_str();
+  app.add_option("--db", db,
+                 "SQLite database file (created when missing), or postgresql://USER:PASSWORD@HOST:PORT/DB "
+                 "(several dispatchd may share it: one active, the others standby)")
+      ->capture_default_str();
+  long lease_ms = opt.lease.count();
+  app.add_option("--lease-ms", lease_ms, "PostgreSQL: the active server's lease, renewed every third of it")
+      ->capture_default_str();
+  app.add_option("--node-name", opt.node_name, "PostgreSQL: this server's name in the lease (default host:pid)");
   app.add_option("--tokens", opt.tokens_path, "tokens.json: who may connect")->required();
   app.add_option("--fleet", opt.fleet_path, "fleet.json: the roster of units");
   app.add_option("--web-root", opt.web_root, "folder served at / (the dispatch console)")
@@ -45,6 +52,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--insurers", opt.insurers_path, "the insurers and their other names (JSON; '' for none)")
       ->capture_default_str();
+  app.add_option("--roads", opt.roads_path,
+                 "OpenStreetMap extract (.osm or .osm.pbf): moto and car ETAs by road (default: straight line)");
   app.add_option("--urban", opt.urban, "urban districts by name or adcode (default: the nine central ones)");
   double track_days = 7, track_metres = opt.engine.track_min_distance_m, track_secs = 60;
   app.add_option("--track-retention-days", track_days, "days unit tracks are kept")->capture_default_str();
@@ -103,6 +112,9 @@ int main(int argc, char** argv) {
   app.add_option("--console-max-queue", opt.console_hard_bytes,
                  "bytes queued to a console before it is dropped as too slow")
       ->capture_default_str();
+  app.add_flag("--check-config", check_only,
+               "read the tokens, fleet, zones, places and insurers files and the console's folder, "
+               "say what is wrong with each, and exit (0: all good)");
   CLI11_PARSE(app, argc, argv);
 
   const auto colon = listen.rfind(':');
@@ -123,6 +135,7 @@ int main(int argc, char** argv) {
   opt.store.unit_event_retention_ms = static_cast<std::int64_t>(unit_event_days * 86400 * 1000);
   opt.store.sighting_retention_ms = static_cast<std::int64_t>(sighting_days * 86400 * 1000);
   opt.store.path = db;
+  opt.lease = std::chrono::milliseconds(std::max(30L, lease_ms));
   opt.store.synchronous_full = !sync_normal;
   opt.store.batch_max = batch_max;
   opt.store.batch_delay = std::chrono::microseconds(batch_delay_us);
@@ -134,6 +147,15 @@ int main(int argc, char** argv) {
   opt.engine.track_min_interval_ms = static_cast<engine::Millis>(track_secs * 1000);
   opt.store.track_retention_ms = static_cast<std::int64_t>(track_days * 86400 * 1000);
 
+  if (check_only) {
+    const int problems = net::check_config(opt, db, std::cout, std::cerr);
+    if (problems) std::cerr << "dispatchd: --check-config: " << problems << (problems == 1 ? " problem\n" : " problems\n");
+    else std::cout << "dispatchd: --check-config: all good\n";
+    return problems ? 1 : 0;
+  }
+  auto shown = [](const std::string& p) { return p.empty() ? std::string("(none)") : p; };
+  std::cerr << "dispatchd: web root " << shown(opt.web_root) << "; zones " << shown(opt.zones_path) << "; places "
+            << shown(opt.places_path) << "; insurers " << shown(opt.insurers_path) << '\n';
   try {
     net::Server server(opt);
     const std::string where = server.start();

@@ -1,7 +1,5 @@
 #include "net/geography.hpp"
 
-#include <unordered_map>
-
 #include "geo/places.hpp"
 #include "geo/zones.hpp"
 
@@ -10,7 +8,6 @@ namespace dispatch::net {
 struct MapGeography::Impl {
   std::optional<geo::Zones> zones;
   std::optional<geo::Places> places;
-  std::unordered_map<std::string_view, const geo::Place*> stations;  // by id (into places)
 };
 
 MapGeography::MapGeography(const std::string& zones_path, bool zones_gcj02, std::vector<std::string> urban,
@@ -26,9 +23,6 @@ MapGeography::MapGeography(const std::string& zones_path, bool zones_gcj02, std:
   if (!places_path.empty()) {
     impl_->places.emplace(geo::Places::load(places_path));
     places_json_ = impl_->places->to_geojson();
-    for (const auto& p : impl_->places->all())
-      if (p.kind == geo::PlaceKind::station && !impl_->stations.emplace(p.id, &p).second)
-        warnings.push_back("station " + p.id + " appears twice; the first one counts");
   }
 }
 
@@ -68,8 +62,9 @@ std::optional<engine::PlaceRef> MapGeography::landing_zone(geo::LatLon p) const 
 }
 
 std::optional<engine::PlaceRef> MapGeography::station(std::string_view id) const {
-  auto it = impl_->stations.find(id);
-  return it == impl_->stations.end() ? std::nullopt : ref(it->second);
+  if (!impl_->places) return std::nullopt;
+  const geo::Place* p = impl_->places->by_id(id);
+  return p && p->kind == geo::PlaceKind::station ? ref(p) : std::nullopt;
 }
 
 }  // namespace dispatch::net

@@ -47,6 +47,7 @@ class BasicHttpSession : public Peer {
   void get_incidents();
   void get_incident(const std::string& id);
   void get_track(const std::string& unit);
+  void get_route(const std::string& assignment);
   void post_incident(std::shared_ptr<const engine::Principal> principal);
   // Rural stations (rest_stations.ipp).
   void get_hazards();

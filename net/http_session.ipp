@@ -115,6 +115,10 @@ void BasicHttpSession<Stream>::handle() {
   }
   target_ = std::move(*parsed);
   const Method method = detail::method_of(req_.method());
+  if (!srv_.serving()) {  // contract section 9: a standby serves nothing
+    if (target_.path == "/healthz") return respond(503, "standby", "text/plain");
+    return respond_error(503, "unavailable", "standby: this server is not the active one");
+  }
 
   if (beast::websocket::is_upgrade(req_) || is_ws_path(target_.path)) {
     if (!is_ws_path(target_.path)) return respond_error(404, "not_found", "no such path");

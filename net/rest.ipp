@@ -35,6 +35,10 @@ void BasicHttpSession<Stream>::route(const RouteMatch& m, std::shared_ptr<const 
     case RouteId::post_incident: return post_incident(std::move(principal));
     case RouteId::api_hazards: return get_hazards();
     case RouteId::api_vehicle: return get_vehicle(m.captures.at(0));
+    case RouteId::geo_roads:
+      if (!srv_.roads_geojson) return respond_error(404, "not_found", "no road network loaded (--roads)");
+      return respond(200, *srv_.roads_geojson, "application/geo+json");
+    case RouteId::api_assignment_route: return get_route(m.captures.at(0));
   }
   respond_error(404, "not_found", "no such path");
 }
@@ -146,6 +150,68 @@ void BasicHttpSession<Stream>::get_track(const std::string& unit) {
       }
       w.end_array().end_object().end_object();
       s->respond_later(200, std::move(body), "application/geo+json");
+    });
+  });
+}
+
+// A GeoJSON Feature: the unit's way from where it is now to where the assignment sends it,
+// along the roads when --roads is loaded (computed on the reads thread, so that a long
+// search never holds the engine up), else the straight line. Released through the gate
+// like every read of engine state.
+template <class Stream>
+void BasicHttpSession<Stream>::get_route(const std::string& assignment) {
+  id = srv_.next_conn.fetch_add(1);
+  waiting_ = self();
+  auto s = self();
+  asio::post(srv_.engine_ioc, [s, assignment] {
+    auto& srv = s->srv_;
+    const engine::Assignment* found = nullptr;
+    for (const auto* inc : srv.engine.open_incidents()) {
+      for (const auto& a : inc->assignments)
+        if (a->rec.id == assignment) found = a.get();
+      if (found) break;
+    }
+    if (!found)
+      return s->respond_later(404, json_error_body("unknown_assignment", "no such assignment open"), "application/json");
+    const auto& u = srv.engine.units().at(found->unit);
+    if (!u.has_pos)
+      return s->respond_later(404, json_error_body("unknown_unit", "the unit has no position yet"), "application/json");
+    struct Job {
+      std::string assignment, unit, incident;
+      geo::LatLon from, to;
+      bool ground;
+    };
+    Job job{found->rec.id, std::string(u.id()), found->rec.incident, u.pos, {found->rec.lat, found->rec.lon},
+            u.kind != engine::UnitKind::heli};
+    srv.peers[s->id] = s;
+    asio::post(srv.reads, [s, job = std::move(job)] {
+      const auto* roads = s->srv_.roads.get();
+      geo::RouteResult r;
+      if (job.ground && roads) r = roads->route(job.from, job.to);
+      const bool road = r.found;
+      if (!road) {
+        const double m = geo::distance_m(job.from, job.to);
+        r.points = {job.from, job.to};
+        r.metres = m;
+        r.seconds = job.ground ? geo::ground_eta_s(m) : geo::air_eta_s(m);
+      }
+      std::string body;
+      JsonWriter w(body);
+      w.begin_object().field("type", "Feature");
+      w.key("properties").begin_object().field("assignment", job.assignment).field("unit", job.unit)
+          .field("incident", job.incident).field("road", road)
+          .field("eta_s", static_cast<std::int64_t>(std::lround(r.seconds)))
+          .field("distance_m", static_cast<std::int64_t>(std::lround(r.metres))).end_object();
+      w.key("geometry").begin_object().field("type", "LineString").key("coordinates").begin_array();
+      for (const auto& p : r.points) {
+        w.begin_array();
+        w.coord(p.lon);
+        w.coord(p.lat);
+        w.end_array();
+      }
+      w.end_array().end_object().end_object();
+      auto text = std::make_shared<const std::string>(std::move(body));
+      asio::post(s->srv_.engine_ioc, [s, text = std::move(text)]() mutable { s->srv_.release_to(s, std::move(text)); });
     });
   });
 }

@@ -233,6 +233,7 @@ void Server::Impl::release_to(const std::shared_ptr<Peer>& p, Text text) {
 }
 
 void Server::Impl::send(Outgoing& o) {
+  if (!serving()) return;  // a standby, or an active whose lease may have lapsed: says nothing
   const auto now_us = mono_us();
   if (!o.assign_incident.empty()) {
     auto it = report_started_us.find(o.assign_incident);

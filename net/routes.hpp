@@ -20,6 +20,7 @@ enum class RouteId : std::uint8_t {
   healthz, metrics, geo_districts, geo_places,
   api_units, api_unit_track, api_stats, api_incidents, api_incident, post_incident,
   api_hazards, api_vehicle,
+  geo_roads, api_assignment_route,
 };
 
 // Roles as a bit set; 0 = no token needed.
@@ -33,7 +34,7 @@ struct Route {
   RouteId id;
 };
 
-inline constexpr std::array<Route, 12> route_table{{
+inline constexpr std::array<Route, 14> route_table{{
     {Method::get, "/healthz", 0, RouteId::healthz},
     {Method::get, "/metrics", 0, RouteId::metrics},
     {Method::get, "/geo/districts.geojson", 0, RouteId::geo_districts},
@@ -47,6 +48,8 @@ inline constexpr std::array<Route, 12> route_table{{
     // Rural stations (contract v2 section 10).
     {Method::get, "/api/hazards", mask(Role::console), RouteId::api_hazards},
     {Method::get, "/api/vehicles/{}", mask(Role::console), RouteId::api_vehicle},
+    {Method::get, "/geo/roads.geojson", 0, RouteId::geo_roads},
+    {Method::get, "/api/assignments/{}/route", mask(Role::console), RouteId::api_assignment_route},
 }};
 
 struct RouteMatch {

@@ -54,6 +54,20 @@ std::size_t connection_cap(std::size_t asked) {
   if (asked == 0) return std::min<std::size_t>(room, 10000);
   return std::min(asked, room);
 }
+
+// The engine takes road times once the policy knows them (Engine::set_travel_times, from
+// the `rescue` branch); until that is merged the roads are loaded and served but the
+// policy keeps its straight line, and says so.
+template <class E>
+void attach_travel_times(E& engine, const geo::TravelTimes* t) {
+  if constexpr (requires { engine.set_travel_times(t); }) {
+    engine.set_travel_times(t);
+  } else {
+    (void)engine;
+    (void)t;
+    log_line("roads: this engine has no set_travel_times yet; assignments stay straight-line");
+  }
+}
 }  // namespace
 
 Server::Impl::Impl(ServerOptions o)
@@ -105,12 +119,26 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(o
     if (who->role == "station" && (!m.geography || !m.geography->station(who->station)))
       throw std::runtime_error("station token '" + who->name + "' names station '" + who->station +
                                "', which is not a place of kind station in --places");
+  if (!m.opt.roads_path.empty()) {
+    const auto t0 = std::chrono::steady_clock::now();
+    m.roads = geo::RoadNetwork::load_osm(m.opt.roads_path);
+    m.roads_geojson = std::make_shared<const std::string>(m.roads->to_geojson());
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+    log_line(fmt::format("roads: {} nodes, {} edges, {} segments, {:.1f} MiB, loaded in {} ms from {}",
+                         m.roads->node_count(), m.roads->edge_count(), m.roads->segment_count(),
+                         static_cast<double>(m.roads->memory_bytes()) / (1 << 20), ms, m.opt.roads_path));
+    attach_travel_times(m.engine, m.roads.get());
+  }
   std::vector<engine::rec::Unit> fleet;
   if (!m.opt.fleet_path.empty()) fleet = load_fleet(m.opt.fleet_path);
   m.store = std::make_unique<data::Store>(m.opt.store);
   m.store->on_commit([&m](std::int64_t us, std::size_t) { m.metrics.commit_latency.observe_us(us); });
-  if (!fleet.empty()) m.store->add_units(fleet);
-  m.engine.restore(m.store->load(), wall_now());
+  if (m.store->shared()) {
+    m.fleet = std::move(fleet);  // stored and restored once this server holds the lease
+  } else {
+    if (!fleet.empty()) m.store->add_units(fleet);
+    m.engine.restore(m.store->load(), wall_now());
+  }
   fleet.clear();
   fleet.shrink_to_fit();
 #ifdef __GLIBC__
@@ -149,6 +177,10 @@ std::string Server::start() {
   m.threads.emplace_back([&m] { m.engine_ioc.run(); });
   m.threads.emplace_back([&m] { m.console_ioc.run(); });
   for (int i = 0; i < std::max(1, m.opt.io_threads); ++i) m.threads.emplace_back([&m] { m.ioc.run(); });
+  if (m.store->shared()) {
+    m.lease = make_lease_loop(m);
+    m.lease->start();
+  }
   const std::string host =
       bound.address().is_v6() ? "[" + bound.address().to_string() + "]" : bound.address().to_string();
   return host + ":" + std::to_string(bound.port());
@@ -185,6 +217,7 @@ void Server::stop() {
   // SIGTERM up for longer.
   const bool all = m.store->close();
   if (!all) log_line("stop: the store could not commit everything in time; unconfirmed writes are given up");
+  if (m.lease) m.lease->stop(true);  // a standby need not wait for the lease to lapse
   // Released messages go to the sessions' queues on the engine thread, then to sockets.
   if (!m.threads.empty()) {
     auto posted = std::make_shared<std::promise<void>>();

@@ -24,6 +24,7 @@ struct ServerOptions {
   std::vector<std::string> urban;  // urban districts by name or code; empty: the nine central ones
   std::string places_path;       // heli bases, landing zones, hospitals (GeoJSON)
   std::string insurers_path;     // the insurers and their other names (JSON)
+  std::string roads_path;        // OpenStreetMap .osm/.osm.pbf: ground ETAs by road (contract v2 section 8)
   engine::Config engine;
   data::StoreOptions store;
   int io_threads = 1;
@@ -47,6 +48,10 @@ struct ServerOptions {
   std::chrono::milliseconds tick{100};
   std::chrono::milliseconds console_flush{250};
   bool handle_signals = true;
+  // Several dispatchd on one PostgreSQL database (contract section 9): the lease's length,
+  // renewed every third of it; and this server's name in the lease row ("" = host:pid).
+  std::chrono::milliseconds lease{3000};
+  std::string node_name;
 };
 
 class Server {

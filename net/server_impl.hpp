@@ -21,10 +21,12 @@
 
 #include "data/store.hpp"
 #include "engine/engine.hpp"
+#include "geo/roads.hpp"
 #include "net/config.hpp"
 #include "net/console_feed.hpp"
 #include "net/error_catalog.hpp"
 #include "net/geography.hpp"
+#include "net/lease.hpp"
 #include "net/metrics.hpp"
 #include "net/protocol.hpp"
 #include "net/release_gate.hpp"
@@ -104,6 +106,10 @@ struct Server::Impl {
   Tokens tokens;
   std::unique_ptr<data::Store> store;
   std::unique_ptr<MapGeography> geography;
+  // --roads: the network the engine's policy times ground units on (null: straight line),
+  // and its GeoJSON layer, rendered once at start.
+  std::unique_ptr<geo::RoadNetwork> roads;
+  std::shared_ptr<const std::string> roads_geojson;
   std::unordered_map<std::string, std::string> insurer_alias;  // any name -> code
   engine::Engine engine;
   // Before the io_contexts: sessions destroyed with their pending handlers still count.
@@ -143,6 +149,12 @@ struct Server::Impl {
   ReleaseGate<Outgoing> gate;
   std::unordered_map<std::string, std::int64_t> report_started_us;  // incident -> its report's arrival
 
+  // A shared store (PostgreSQL): the lease decides whether this server serves; the roster
+  // is stored and the engine restored once the lease is taken (net/lease.cpp).
+  std::unique_ptr<LeaseLoop> lease;
+  std::vector<engine::rec::Unit> fleet;
+  bool serving() const { return !lease || lease->serving(); }
+
   explicit Impl(ServerOptions o);
   ~Impl();
 
@@ -173,6 +185,8 @@ struct Server::Impl {
   void request_stop();
   void start_signals();
 };
+
+std::unique_ptr<LeaseLoop> make_lease_loop(Server::Impl& m);
 
 // A parse/route problem on the HTTP side, as a JSON body: {"code","message"}.
 std::string json_error_body(std::string_view code, std::string_view message);

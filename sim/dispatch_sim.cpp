@@ -32,6 +32,7 @@
 #include <unordered_map>
 
 #include "geo/geo.hpp"
+#include "geo/share_dir.hpp"
 #include "geo/zones.hpp"
 #include "sim/fleet.hpp"
 
@@ -1190,7 +1191,8 @@ int main(int argc, char** argv) {
   std::size_t n = 300;
   std::uint64_t seed = 1;
   std::string out = "fleet.json", tokens_out;
-  std::string zones = std::string(DISPATCH_SOURCE_DIR) + "/assets/geo/chongqing_districts_gcj02.geojson";
+  // The shipped districts, from <prefix>/share/dispatch (geo/share_dir.hpp).
+  std::string zones = geo::shared_file("assets/geo/chongqing_districts_gcj02.geojson");
   mk->add_option("--units", n, "how many units")->capture_default_str();
   mk->add_option("--seed", seed, "random seed")->capture_default_str();
   mk->add_option("--out", out, "fleet file to write")->capture_default_str();
@@ -1224,6 +1226,12 @@ int main(int argc, char** argv) {
 
   try {
     if (*mk) {
+      if (zones.empty()) {
+        std::cerr << "dispatch-sim: no districts file: pass --zones (none found under "
+                  << (geo::share_dir().empty() ? std::string("<prefix>/share/dispatch") : geo::share_dir().string())
+                  << ")\n";
+        return 2;
+      }
       geo::ZoneOptions zo;
       zo.gcj02 = true;
       auto z = geo::Zones::load(zones, zo);

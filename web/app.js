@@ -1,25 +1,64 @@
 // The dispatch console: wires the store, the connection, the map and the panels.
 import * as L from './node_modules/leaflet/dist/leaflet-src.esm.js';
 import {
-  Store, POLICY, SEVERITY_RANK, UNIT_STATUSES, activeAssignments, buildReport, candidatesFor,
-  fmtDuration, incidentClocks, sortByUrgency,
+  Store, Alerts, SEVERITY_RANK, UNIT_STATUSES, activeAssignments, buildReport, candidatesFor,
+  fmtDuration, incidentClocks, sortByUrgency, rescueChain, historyQuery, matchesHistory, replaySpan,
+  trackAt, parseServers, incidentsToCsv,
 } from './model.js';
 import { Connection } from './connection.js';
 import { UnitLayer, STATUS_COLOURS } from './unit-layer.js';
+import { t, word, setLang, getLang, reasonText } from './i18n.js';
 
 const SEVERITY_COLOURS = { minor: '#facc15', injury: '#fb923c', critical: '#ef4444' };
-const KIND_LABEL = { moto: 'MOTO', car: 'CAR', heli: 'HELI' };
+const REPLAY_COLOURS = ['#38bdf8', '#f472b6', '#a3e635', '#fbbf24', '#c084fc', '#f87171'];
 const QUEUE_MAX_ROWS = 200;
 const CORE_VIEW = { center: [29.57, 106.53], zoom: 11 };
+const LANG_KEY = 'dispatch.console.lang';
 
 const params = new URLSearchParams(location.search);
 const token = params.get('token') || '';
 const $ = (id) => document.getElementById(id);
 
+// ---------------------------------------------------------------- language
+
+let langChosen = false; // by ?lang= or the switch (remembered): then the server's default does not apply
+try {
+  const chosen = params.get('lang') || localStorage.getItem(LANG_KEY);
+  langChosen = !!chosen;
+  setLang(chosen || 'zh-CN');
+} catch {
+  setLang('zh-CN');
+}
+
+// Static text carries data-i18n (text), data-i18n-title, data-i18n-aria.
+function applyStatic(root = document) {
+  document.documentElement.lang = getLang();
+  for (const el of root.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
+  for (const el of root.querySelectorAll('[data-i18n-title]')) el.title = t(el.dataset.i18nTitle);
+  for (const el of root.querySelectorAll('[data-i18n-aria]')) el.setAttribute('aria-label', t(el.dataset.i18nAria));
+}
+applyStatic();
+
 const esc = (v) => String(v ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
-const hhmmss = (ts) => (ts == null ? '—' : new Date(ts).toLocaleTimeString('en-GB', { hour12: false }));
-const fmtKm = (m) => (m < 1000 ? `${Math.round(m)} m` : `${(m / 1000).toFixed(m < 10_000 ? 2 : 1)} km`);
-const apiUrl = (path) => `${path}${path.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}`;
+const pad2 = (n) => String(n).padStart(2, '0');
+const hhmmss = (ts) => {
+  if (ts == null) return '—';
+  const d = new Date(ts);
+  return `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+};
+const fmtDateTime = (ts) => {
+  if (ts == null) return '—';
+  const d = new Date(ts);
+  return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${hhmmss(ts)}`;
+};
+const fmtKm = (m) => (m == null ? '—' : m < 1000 ? `${Math.round(m)} m` : `${(m / 1000).toFixed(m < 10_000 ? 2 : 1)} km`);
+const kindTag = (kind) => `<span class="kind-tag">${esc(word('kind', kind || '?'))}</span>`;
+const sevTag = (sev) => `<span class="sev sev-${esc(sev)}">${esc(word('sev', sev))}</span>`;
+const stateTag = (group, state, title = '') => `<span class="state state-${esc(state)}"${title ? ` title="${esc(title)}"` : ''}>${esc(word(group, state))}</span>`;
+
+// The server REST calls go to: this page's own, or the one the connection moved to.
+let serverBase = '';
+const apiUrl = (path) => `${serverBase}${path}${path.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}`;
 
 // ---------------------------------------------------------------- map
 
@@ -34,24 +73,46 @@ const map = L.map('map', {
 });
 map.attributionControl.setPrefix('Leaflet');
 map.createPane('districtPane').style.zIndex = 250;
+map.createPane('roadPane').style.zIndex = 300;
+map.createPane('routePane').style.zIndex = 420;
 map.createPane('unitPane').style.zIndex = 450;
 map.createPane('incidentPane').style.zIndex = 460;
+map.createPane('hazardPane').style.zIndex = 620;
 map.getPane('unitPane').style.pointerEvents = 'none';
+map.getPane('roadPane').style.pointerEvents = 'none';
 const incidentRenderer = L.svg({ pane: 'incidentPane', padding: 0.3 });
+const roadRenderer = L.canvas({ pane: 'roadPane', padding: 0.2 });
 
 const store = new Store();
+const alerts = new Alerts();
 const unitLayer = new UnitLayer(store).addTo(map);
 const incidentLayer = L.layerGroup().addTo(map);
 const placesLayer = L.layerGroup().addTo(map);
 const districtLayer = L.layerGroup().addTo(map);
 const pendingLayer = L.layerGroup().addTo(map);
+const hazardLayer = L.layerGroup().addTo(map);
+const routeLayer = L.layerGroup().addTo(map);
+const replayLayer = L.layerGroup().addTo(map);
+let roadLayer = null;
+let tileLayer = null;
+let layerControl = null;
 
-L.control.layers(null, {
-  Districts: districtLayer,
-  'Units & assignment lines': unitLayer,
-  Incidents: incidentLayer,
-  'Landing zones & hospitals': placesLayer,
-}, { position: 'topleft', collapsed: true }).addTo(map);
+function buildLayerControl() {
+  if (layerControl) layerControl.remove();
+  const overlays = {
+    [t('layer.districts')]: districtLayer,
+    [t('layer.units')]: unitLayer,
+    [t('layer.incidents')]: incidentLayer,
+    [t('layer.places')]: placesLayer,
+    [t('layer.hazards')]: hazardLayer,
+    [t('layer.routes')]: routeLayer,
+    [t('layer.replay')]: replayLayer,
+  };
+  if (roadLayer) overlays[t('layer.roads')] = roadLayer;
+  const bases = tileLayer ? { [t('layer.tiles')]: tileLayer } : null;
+  layerControl = L.control.layers(bases, overlays, { position: 'topleft', collapsed: true }).addTo(map);
+}
+buildLayerControl();
 
 function updateLabelClass() {
   const z = map.getZoom();
@@ -99,19 +160,29 @@ async function loadDistricts() {
         color: f.properties?.urban ? '#3b5b8a' : '#2a3a55',
         weight: f.properties?.urban ? 1.4 : 1,
         fillColor: f.properties?.urban ? '#13233d' : '#0e1829',
-        fillOpacity: 1,
+        fillOpacity: tileLayer ? 0.15 : 1,
       }),
     });
     districtLayer.addLayer(layer);
+    debug.districtGeo = layer;
+    const names = [];
     for (const f of gj.features || []) {
+      if (f.properties?.name) names.push(f.properties.name);
       const p = f.geometry && labelPoint(f.geometry);
       if (!p || !f.properties?.name) continue;
       districtLayer.addLayer(L.tooltip({ permanent: true, direction: 'center', className: 'district-label', interactive: false })
         .setLatLng(p).setContent(esc(f.properties.name)));
     }
+    const sel = $('hist-district');
+    for (const n of [...new Set(names)].sort((a, b) => a.localeCompare(b, 'zh-CN'))) {
+      const o = document.createElement('option');
+      o.value = n;
+      o.textContent = n;
+      sel.appendChild(o);
+    }
     debug.districts = (gj.features || []).length;
   } catch (e) {
-    toast(`District boundaries not loaded: ${e.message}`, 'err');
+    toast(t('toast.districtsFailed', { err: e.message }), 'err');
   }
 }
 
@@ -120,8 +191,8 @@ async function loadPlaces() {
     const r = await fetch('/geo/places.geojson');
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
     const gj = await r.json();
-    const glyph = { hospital: '✚', landing_zone: 'H', heli_base: 'HB' };
-    const size = { hospital: 16, landing_zone: 18, heli_base: 22 };
+    const glyph = { hospital: '✚', landing_zone: 'H', heli_base: 'HB', station: '站' };
+    const size = { hospital: 16, landing_zone: 18, heli_base: 22, station: 16 };
     placesLayer.addLayer(L.geoJSON(gj, {
       pointToLayer: (f, latlng) => {
         const p = f.properties || {};
@@ -133,16 +204,46 @@ async function loadPlaces() {
           iconSize: [s, s],
           iconAnchor: [s / 2, s / 2],
         });
-        const what = { hospital: p.trauma ? 'Trauma hospital' : 'Hospital', landing_zone: 'Landing zone', heli_base: 'Helicopter base' }[kind] || kind;
-        const extra = kind === 'hospital' && p.helipad ? ' · helipad' : '';
+        const what = kind === 'hospital' && p.trauma ? t('place.trauma') : word('place', kind);
+        const extra = kind === 'hospital' && p.helipad ? ` · ${t('place.helipad')}` : '';
         return L.marker(latlng, { icon, keyboard: false })
-          .bindTooltip(`<b>${esc(p.name || p.id)}</b><br>${what}${extra}`, { className: 'dark-tip', direction: 'top', offset: [0, -s / 2] });
+          .bindTooltip(`<b>${esc(p.name || p.id)}</b><br>${esc(what)}${extra}`, { className: 'dark-tip', direction: 'top', offset: [0, -s / 2] });
       },
     }));
     debug.places = (gj.features || []).length;
   } catch (e) {
-    toast(`Places not loaded: ${e.message}`, 'err');
+    toast(t('toast.placesFailed', { err: e.message }), 'err');
   }
+}
+
+// The road network, when the server loaded one (404 otherwise: then no layer at all).
+async function loadRoads() {
+  try {
+    const r = await fetch('/geo/roads.geojson');
+    if (!r.ok) return;
+    const gj = await r.json();
+    roadLayer = L.geoJSON(gj, {
+      renderer: roadRenderer,
+      interactive: false,
+      style: () => ({ color: '#475569', weight: 1, opacity: 0.7 }),
+    }).addTo(map);
+    debug.roads = (gj.features || []).length;
+    buildLayerControl();
+  } catch {
+    /* no roads: the districts are the map */
+  }
+}
+
+// The operator's own tile server, when the server's config names one.
+function syncTiles() {
+  const url = store.policy.tiles;
+  if (!url || (tileLayer && tileLayer._url === url)) return;
+  if (tileLayer) tileLayer.remove();
+  tileLayer = L.tileLayer(url, { maxZoom: 18, attribution: esc(store.config?.tiles_attribution || '') }).addTo(map);
+  tileLayer.bringToBack();
+  debug.districtGeo?.setStyle({ fillOpacity: 0.15 });
+  debug.tiles = url;
+  buildLayerControl();
 }
 
 // ---------------------------------------------------------------- incidents on the map
@@ -160,6 +261,10 @@ function incidentStyle(inc) {
     fillOpacity: waiting ? 0.2 : 0.6,
     dashArray: inc.state === 'remote' ? '4 3' : null,
   };
+}
+
+function incidentTip(inc) {
+  return `<b>${esc(inc.id)}</b> ${esc(word('sev', inc.severity))} · ${esc(word('state', inc.state))}${inc.district ? `<br>${esc(inc.district)}` : ''}`;
 }
 
 function syncIncidentMarker(inc) {
@@ -184,7 +289,7 @@ function syncIncidentMarker(inc) {
     m.setLatLng([inc.lat, inc.lon]);
     m.setStyle(incidentStyle(inc));
   }
-  m.setTooltipContent(`<b>${esc(inc.id)}</b> ${esc(inc.severity)} · ${esc(inc.state)}${inc.district ? `<br>${esc(inc.district)}` : ''}`);
+  m.setTooltipContent(incidentTip(inc));
   const el = m.getElement();
   if (el) {
     el.classList.toggle('selected', inc.id === selectedId);
@@ -198,26 +303,99 @@ function rebuildIncidentMarkers() {
   for (const inc of store.incidents.values()) syncIncidentMarker(inc);
 }
 
+// ---------------------------------------------------------------- hazards on the map
+
+const hazardMarkers = new Map();
+
+function syncHazard(h) {
+  const id = String(h.hazard);
+  let m = hazardMarkers.get(id);
+  if (typeof h.lat !== 'number' || typeof h.lon !== 'number') return;
+  const cleared = h.state === 'cleared';
+  const icon = L.divIcon({
+    className: '',
+    html: `<div class="hazard-icon${cleared ? ' cleared' : ''}" data-hazard="${esc(id)}">!</div>`,
+    iconSize: [20, 18],
+    iconAnchor: [10, 12],
+  });
+  if (!m) {
+    m = L.marker([h.lat, h.lon], { icon, pane: 'hazardPane', keyboard: false });
+    m.on('click', (ev) => {
+      L.DomEvent.stopPropagation(ev);
+      showHazardPopup(id);
+    });
+    hazardLayer.addLayer(m);
+    hazardMarkers.set(id, m);
+  } else {
+    m.setLatLng([h.lat, h.lon]);
+    m.setIcon(icon);
+  }
+  m.bindTooltip(`<b>${esc(t('hazard.title', { id }))}</b><br>${esc(h.kind || '')} · ${esc(word('hazard', cleared ? 'cleared' : 'open'))}`, { className: 'dark-tip', direction: 'top' });
+}
+
+function rebuildHazards() {
+  hazardLayer.clearLayers();
+  hazardMarkers.clear();
+  for (const h of store.hazards.values()) syncHazard(h);
+}
+
+function showHazardPopup(id) {
+  const h = store.hazards.get(id);
+  if (!h) return;
+  const cleared = h.state === 'cleared';
+  const div = document.createElement('div');
+  div.className = 'hazard-popup';
+  div.innerHTML = `<b>${esc(t('hazard.title', { id }))}</b> ${stateTag('hazard', cleared ? 'cleared' : 'open')}<br>
+    ${esc(h.kind || '')}${h.note ? ` · ${esc(h.note)}` : ''}<br>
+    <span class="muted">${esc(t('hazard.station'))} ${esc(h.station || '—')} · ${fmtDateTime(h.ts)}${cleared && h.cleared_ts ? ` · ${esc(word('hazard', 'cleared'))} ${hhmmss(h.cleared_ts)}` : ''}</span>
+    <div class="actions">${cleared ? '' : `<button type="button" class="primary" data-act="clear">${esc(t('hazard.clear'))}</button>`}</div>`;
+  div.querySelector('[data-act=clear]')?.addEventListener('click', () => {
+    sendCommand({ type: 'clear_hazard', hazard: h.hazard }, t('toast.clearHazardSent', { hazard: id }));
+    map.closePopup();
+  });
+  L.popup({ className: 'unit-popup' }).setLatLng([h.lat, h.lon]).setContent(div).openOn(map);
+}
+
 // ---------------------------------------------------------------- store events
 
-let queueDirty = true;
 let queueTimer = 0;
 function scheduleQueue() {
-  queueDirty = true;
   if (!queueTimer) queueTimer = setTimeout(() => { queueTimer = 0; renderQueue(); }, 150);
 }
 
 store.on((what, obj) => {
   if (what === 'unit') {
     unitLayer.markDirty();
+    if (obj.status === 'stale' && obj._prevStatus && obj._prevStatus !== 'stale') {
+      raiseAlert(`stale:${obj.id}`, { kind: 'stale', unit: obj.id, textKey: 'alert.stale', vars: { unit: obj.callsign || obj.id } });
+    } else if (obj.status !== 'stale' && obj._prevStatus === 'stale') {
+      alerts.resolve(`stale:${obj.id}`);
+      scheduleAlerts();
+    }
     return;
   }
   if (what === 'snapshot') {
+    // The server's default language, unless this dispatcher chose one.
+    const dflt = store.config?.lang_default;
+    if (!langChosen && typeof dflt === 'string' && dflt !== getLang() && (dflt === 'en' || dflt === 'zh-CN')) switchLang(dflt, false);
     rebuildIncidentMarkers();
+    rebuildHazards();
+    syncTiles();
     unitLayer.markDirty();
     scheduleQueue();
     renderStats();
     if (selectedId) refreshDetail(true);
+    return;
+  }
+  if (what === 'hazard') {
+    syncHazard(obj);
+    return;
+  }
+  if (what === 'alert') {
+    if (obj.alert === 'overdue' && obj.incident) {
+      raiseAlert(`overdue:${obj.incident}:${obj.clock}`, { kind: 'overdue', incident: obj.incident, ts: obj.ts,
+        textKey: 'alert.overdue', vars: { incident: obj.incident, clock: word('clock', obj.clock) } });
+    }
     return;
   }
   if (what === 'incident') {
@@ -235,21 +413,115 @@ store.on((what, obj) => {
   }
 });
 
+// ---------------------------------------------------------------- alerts
+
+let alertsTimer = 0;
+function scheduleAlerts() {
+  if (!alertsTimer) alertsTimer = setTimeout(() => { alertsTimer = 0; renderAlerts(); }, 100);
+}
+
+function raiseAlert(key, a) {
+  if (alerts.raise(key, { ts: store.now(), ...a })) {
+    scheduleAlerts();
+    // Stale units can come by the dozen: those only count on the tab.
+    if (a.kind !== 'stale') toast(`⚠ ${t(a.textKey, a.vars)}`, 'err');
+    return true;
+  }
+  return false;
+}
+
+// Our own clock's view of what is late, raised once each (the server's alerts share keys).
+function checkLocalAlerts(sorted) {
+  for (const { inc, c } of sorted) {
+    if (c.ackWait?.overdue) {
+      const u = store.units.get(c.ackWait.unit);
+      raiseAlert(`ack:${inc.id}:${c.ackWait.unit}`, { kind: 'overdue', incident: inc.id, textKey: 'alert.ackOverdue', vars: { incident: inc.id, unit: u?.callsign || c.ackWait.unit } });
+    }
+    if (c.remote?.overdue) {
+      raiseAlert(`overdue:${inc.id}:liability`, { kind: 'overdue', incident: inc.id, textKey: 'alert.overdue', vars: { incident: inc.id, clock: word('clock', 'liability') } });
+    }
+    for (const k of c.clocks) {
+      if (!k.overdue || k.done) continue;
+      raiseAlert(`overdue:${inc.id}:${k.clock}`, { kind: 'overdue', incident: inc.id, textKey: 'alert.overdue', vars: { incident: inc.id, clock: word('clock', k.clock) } });
+    }
+  }
+}
+
+function renderAlerts() {
+  const list = alerts.active();
+  const live = list.filter((a) => !a.resolved).length;
+  $('alert-count').textContent = String(live);
+  $('alert-count').classList.toggle('hot', live > 0);
+  $('alerts-empty').hidden = list.length > 0;
+  reconcile($('alerts'), list, (a) => a.key,
+    () => {
+      const li = document.createElement('li');
+      li.innerHTML = '<span class="a-time"></span><span class="a-text"></span><button type="button" class="icon-btn a-dismiss">✕</button>';
+      return li;
+    },
+    (li, a) => {
+      li.className = `alert-item alert-${a.kind}${a.resolved ? ' resolved' : ''}`;
+      li.dataset.incident = a.incident || '';
+      li.dataset.hazard = a.hazard || '';
+      li.dataset.alertKey = a.key;
+      const [time, text, btn] = li.children;
+      setHTML(time, hhmmss(a.ts));
+      setHTML(text, esc(t(a.textKey, a.vars)));
+      btn.title = t('alerts.dismiss');
+    });
+}
+
+$('alerts').addEventListener('click', (ev) => {
+  const li = ev.target.closest('li.alert-item');
+  if (!li) return;
+  if (ev.target.closest('.a-dismiss')) {
+    alerts.dismiss(li.dataset.alertKey);
+    renderAlerts();
+    return;
+  }
+  if (li.dataset.incident) openIncident(li.dataset.incident, { pan: true });
+  else if (li.dataset.hazard) {
+    const h = store.hazards.get(li.dataset.hazard);
+    if (h) {
+      map.setView([h.lat, h.lon], Math.max(map.getZoom(), 13));
+      showHazardPopup(li.dataset.hazard);
+    }
+  }
+});
+$('alerts-clear').addEventListener('click', () => {
+  alerts.dismissAll();
+  renderAlerts();
+});
+
+// ---------------------------------------------------------------- side tabs
+
+function showTab(id) {
+  for (const b of document.querySelectorAll('.tab')) b.classList.toggle('active', b.dataset.tab === id);
+  for (const p of document.querySelectorAll('#side .panel')) p.hidden = p.id !== id;
+}
+document.querySelector('.tabs').addEventListener('click', (ev) => {
+  const b = ev.target.closest('.tab');
+  if (b) showTab(b.dataset.tab);
+});
+
 // ---------------------------------------------------------------- queue
 
-let queueOrder = [];
-
 function clockSpans(c) {
-  const parts = [`<span class="clk">age <b>${fmtDuration(c.sinceReport)}</b></span>`];
+  const P = store.policy;
+  const parts = [`<span class="clk">${esc(t('clk.age'))} <b>${fmtDuration(c.sinceReport)}</b></span>`];
   if (c.toAssign) {
-    const late = c.toAssign.running && c.toAssign.ms > POLICY.assignTargetMs;
-    parts.push(`<span class="clk${late ? ' late' : ''}">${c.toAssign.running ? 'unassigned' : 'assigned in'} <b>${fmtDuration(c.toAssign.ms)}</b></span>`);
+    const late = c.toAssign.running && c.toAssign.ms > P.assignTargetMs;
+    parts.push(`<span class="clk${late ? ' late' : ''}">${esc(t(c.toAssign.running ? 'clk.unassigned' : 'clk.assignedIn'))} <b>${fmtDuration(c.toAssign.ms)}</b></span>`);
   }
   if (c.ackWait) {
-    parts.push(`<span class="clk${c.ackWait.overdue ? ' late' : ''}">ack wait <b>${fmtDuration(c.ackWait.ms)}</b></span>`);
+    parts.push(`<span class="clk${c.ackWait.overdue ? ' late' : ''}">${esc(t('clk.ackWait'))} <b>${fmtDuration(c.ackWait.ms)}</b></span>`);
   }
   if (c.remote) {
-    parts.push(`<span class="clk${c.remote.overdue ? ' late' : ''}">liability ${c.remote.overdue ? 'overdue' : 'in'} <b>${fmtDuration(Math.abs(c.remote.remainingMs))}</b></span>`);
+    parts.push(`<span class="clk${c.remote.overdue ? ' late' : ''}">${esc(t(c.remote.overdue ? 'clk.liabilityOver' : 'clk.liabilityIn'))} <b>${fmtDuration(Math.abs(c.remote.remainingMs))}</b></span>`);
+  }
+  for (const k of c.clocks) {
+    if (k.done || !Number.isFinite(k.remainingMs) || (k.clock === 'liability' && c.remote)) continue;
+    parts.push(`<span class="clk${k.overdue ? ' late' : ''}">${esc(word('clock', k.clock))} <b>${fmtDuration(k.remainingMs)}</b></span>`);
   }
   return parts.join('');
 }
@@ -287,10 +559,9 @@ function setHTML(el, html) {
 }
 
 function renderQueue() {
-  queueDirty = false;
   const now = store.now();
-  const sorted = sortByUrgency([...store.incidents.values()], now);
-  queueOrder = sorted.map((k) => k.inc.id);
+  const sorted = sortByUrgency([...store.incidents.values()], now, store.policy);
+  checkLocalAlerts(sorted);
   reconcile($('queue'), sorted.slice(0, QUEUE_MAX_ROWS), (k) => k.inc.id,
     (k) => {
       const li = document.createElement('li');
@@ -299,16 +570,16 @@ function renderQueue() {
       return li;
     },
     (li, { inc, c }) => {
-      const cls = `qrow sev-${inc.severity}${c.overdue ? ' overdue' : ''}${inc.id === selectedId ? ' selected' : ''}`;
+      const cls = `qrow sev-${inc.severity}${c.overdue ? ' overdue' : ''}${inc.id === selectedId ? ' selected' : ''}${inc.signals?.length ? ' flagged' : ''}`;
       if (li.className !== cls) li.className = cls;
       const units = activeAssignments(inc).map((a) => store.units.get(a.unit)?.callsign || a.unit);
       const [, main, state, clocks] = li.children;
-      setHTML(main, `<span class="sev">${esc(inc.severity)}</span><span class="q-id" title="${esc(inc.id)}">${esc(inc.id)}</span><span class="q-district">${esc(inc.district || '')}</span>`);
-      setHTML(state, `${c.overdue ? '<span class="late-tag">LATE</span>' : ''}<span class="state state-${esc(inc.state)}">${esc(inc.state)}</span>`);
+      setHTML(main, `${sevTag(inc.severity)}<span class="q-id" title="${esc(inc.id)}">${esc(inc.id)}</span><span class="q-district">${esc(inc.district || '')}</span>${inc.signals?.length ? '<span class="flag-tag">⚑</span>' : ''}${inc.rescue ? `<span class="kind-tag">${esc(word('kind', 'heli'))}</span>` : ''}`);
+      setHTML(state, `${c.overdue ? `<span class="late-tag">${esc(t('queue.late'))}</span>` : ''}${stateTag('state', inc.state)}`);
       setHTML(clocks, `${clockSpans(c)}${units.length ? `<span class="clk">→ <b>${esc(units.join(', '))}</b></span>` : ''}`);
     });
   $('queue-more').hidden = sorted.length <= QUEUE_MAX_ROWS;
-  $('queue-more').textContent = `+${sorted.length - QUEUE_MAX_ROWS} more, less urgent`;
+  $('queue-more').textContent = t('queue.more', { n: sorted.length - QUEUE_MAX_ROWS });
   $('queue-count').textContent = String(sorted.length);
   $('queue-empty').hidden = sorted.length > 0;
   let overdue = 0;
@@ -316,10 +587,10 @@ function renderQueue() {
   const waiting = sorted.filter((k) => k.inc.state === 'dispatching').length;
   const remote = sorted.filter((k) => k.inc.state === 'remote').length;
   setHTML($('incident-stats'),
-    `<span class="stat">open <b>${sorted.length}</b></span>` +
-    `<span class="stat${overdue ? ' alert' : ''}">overdue <b>${overdue}</b></span>` +
-    `<span class="stat${waiting ? ' alert' : ''}">no unit <b>${waiting}</b></span>` +
-    `<span class="stat">remote <b>${remote}</b></span>`);
+    `<span class="stat">${esc(t('stat.open'))} <b>${sorted.length}</b></span>` +
+    `<span class="stat${overdue ? ' alert' : ''}">${esc(t('stat.overdue'))} <b>${overdue}</b></span>` +
+    `<span class="stat${waiting ? ' alert' : ''}">${esc(t('stat.nounit'))} <b>${waiting}</b></span>` +
+    `<span class="stat">${esc(t('stat.remote'))} <b>${remote}</b></span>`);
   for (const { inc, c } of sorted) {
     const el = incidentMarkers.get(inc.id)?.getElement();
     if (el) el.classList.toggle('overdue', c.overdue);
@@ -333,9 +604,8 @@ $('queue').addEventListener('click', (ev) => {
 
 function renderStats() {
   const n = store.countByStatus();
-  const label = { available: 'avail', assigned: 'paged', en_route: 'en route', on_scene: 'on scene', stale: 'stale', off_duty: 'off' };
-  $('unit-stats').innerHTML = `<span class="stat">units <b>${store.units.size}</b></span>` +
-    UNIT_STATUSES.map((s) => `<span class="stat" title="${s}"><span class="pip" style="--c:${STATUS_COLOURS[s]}"></span>${label[s]} <b>${n[s] || 0}</b></span>`).join('');
+  setHTML($('unit-stats'), `<span class="stat">${esc(t('stat.units'))} <b>${store.units.size}</b></span>` +
+    UNIT_STATUSES.map((s) => `<span class="stat" title="${esc(word('ustate', s))}"><span class="pip" style="--c:${STATUS_COLOURS[s]}"></span>${esc(word('ustate', s))} <b>${n[s] || 0}</b></span>`).join(''));
 }
 
 // ---------------------------------------------------------------- incident detail
@@ -372,6 +642,29 @@ function selectIncident(id, { pan = false } = {}) {
   if (pan && inc.lat != null) map.panTo([inc.lat, inc.lon]);
 }
 
+// Any incident, open or past: a past one is read from the store's record.
+async function openIncident(id, { pan = false } = {}) {
+  if (store.incidents.has(id)) {
+    selectIncident(id, { pan });
+    return;
+  }
+  try {
+    const r = await fetch(apiUrl(`/api/incidents/${encodeURIComponent(id)}`), { cache: 'no-store' });
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    const rec = await r.json();
+    const prev = selectedId;
+    selectedId = id;
+    selectedLive = null;
+    selectedRecord = rec && rec.incident && !rec.id ? rec.incident : rec;
+    $('detail').hidden = false;
+    if (prev !== id) buildDetail();
+    refreshDetail(true);
+    if (pan && selectedRecord.lat != null) map.panTo([selectedRecord.lat, selectedRecord.lon]);
+  } catch (e) {
+    toast(`${id}: ${e.message}`, 'err');
+  }
+}
+
 function closeDetail() {
   selectedId = null;
   selectedLive = null;
@@ -379,6 +672,8 @@ function closeDetail() {
   $('detail').hidden = true;
   unitLayer.highlight.clear();
   unitLayer.markDirty();
+  routeLayer.clearLayers();
+  routeShown.clear();
   for (const m of incidentMarkers.values()) m.getElement()?.classList.remove('selected');
   scheduleQueue();
 }
@@ -407,36 +702,62 @@ function buildDetail() {
   $('detail-body').innerHTML = `
     <div id="d-summary"></div>
     <div id="d-clocks" class="clocks"></div>
-    <h3>Actions</h3>
+    <div id="d-signals" class="signals" hidden></div>
+    <h3>${esc(t('detail.actions'))}</h3>
     <div class="actions">
-      <button type="button" id="d-close-inc" class="danger">Close incident</button>
-      <button type="button" id="d-zoom">Zoom to</button>
+      <button type="button" id="d-escalate" class="primary" hidden>${esc(t('detail.escalate'))}</button>
+      <input type="text" id="d-escalate-reason" placeholder="${esc(t('detail.escalateReason'))}" hidden>
+      <button type="button" id="d-close-inc" class="danger">${esc(t('detail.closeInc'))}</button>
+      <button type="button" id="d-zoom">${esc(t('detail.zoom'))}</button>
+      <button type="button" id="d-replay">${esc(t('detail.replay'))}</button>
     </div>
     <form id="liability-form" autocomplete="off">
-      <div class="form-row"><label for="lia-fault">At fault</label>
-        <input type="text" id="lia-fault" list="lia-plates" placeholder="plate, or none" required>
+      <div class="form-row"><label for="lia-fault">${esc(t('detail.atFaultLabel'))}</label>
+        <input type="text" id="lia-fault" list="lia-plates" placeholder="${esc(t('detail.atFaultPh'))}" required>
         <datalist id="lia-plates"></datalist></div>
-      <div class="form-row"><label for="lia-note">Note</label><input type="text" id="lia-note" placeholder="optional"></div>
-      <div class="form-row"><label></label><button type="submit" id="lia-submit">Record liability decision</button></div>
+      <div class="form-row"><label for="lia-note">${esc(t('detail.liaNote'))}</label><input type="text" id="lia-note" placeholder="${esc(t('detail.liaNotePh'))}"></div>
+      <div class="form-row"><label></label><button type="submit" id="lia-submit">${esc(t('detail.liaSubmit'))}</button></div>
     </form>
-    <h3>Assignments</h3>
-    <table id="d-assignments" class="grid"><thead><tr><th>Unit</th><th>Task</th><th>State</th><th>Times</th><th></th></tr></thead><tbody></tbody></table>
-    <p id="d-assignments-empty" class="note">No unit assigned yet.</p>
-    <h3>Assign by hand</h3>
-    <div class="form-row"><label for="cand-kind">Kind</label>
-      <select id="cand-kind"><option value="">any</option><option value="moto">moto team</option><option value="car">survey car</option><option value="heli">helicopter</option></select>
-      <label class="inline"><input type="checkbox" id="cand-busy"> busy units too</label></div>
-    <table id="d-candidates" class="grid"><thead><tr><th>Unit</th><th class="num">Distance</th><th class="num">ETA</th><th></th></tr></thead><tbody></tbody></table>
+    <div id="d-plate" class="plate-box" hidden></div>
+    <div id="d-rescue-wrap" hidden>
+      <h3>${esc(t('detail.rescue'))}</h3>
+      <div id="d-rescue"></div>
+    </div>
+    <h3>${esc(t('detail.assignments'))}</h3>
+    <table id="d-assignments" class="grid"><thead><tr><th>${esc(t('col.unit'))}</th><th>${esc(t('col.task'))}</th><th>${esc(t('col.state'))}</th><th>${esc(t('col.times'))}</th><th></th></tr></thead><tbody></tbody></table>
+    <p id="d-assignments-empty" class="note">${esc(t('detail.noAssignment'))}</p>
+    <div id="d-weighed-wrap" hidden>
+      <h3>${esc(t('detail.weighed'))}</h3>
+      <table id="d-weighed" class="grid"><thead><tr><th>${esc(t('col.unit'))}</th><th class="num">${esc(t('col.distance'))}</th><th class="num">${esc(t('col.eta'))}</th><th>${esc(t('col.why'))}</th></tr></thead><tbody></tbody></table>
+    </div>
+    <h3>${esc(t('detail.assignByHand'))}</h3>
+    <div class="form-row"><label for="cand-kind">${esc(t('detail.kind'))}</label>
+      <select id="cand-kind"><option value="">${esc(t('detail.anyKind'))}</option><option value="moto">${esc(t('kind.moto.long'))}</option><option value="car">${esc(t('kind.car.long'))}</option><option value="heli">${esc(t('kind.heli.long'))}</option></select>
+      <label class="inline"><input type="checkbox" id="cand-busy"> ${esc(t('detail.busyToo'))}</label></div>
+    <table id="d-candidates" class="grid"><thead><tr><th>${esc(t('col.unit'))}</th><th class="num">${esc(t('col.distance'))}</th><th class="num">${esc(t('col.eta'))}</th><th></th></tr></thead><tbody></tbody></table>
     <p id="d-candidates-note" class="note" hidden></p>
-    <h3>Timeline</h3>
+    <div id="d-claims-wrap" hidden><h3>${esc(t('detail.claims'))}</h3><div id="d-claims"></div></div>
+    <h3>${esc(t('detail.timeline'))}</h3>
     <ol id="d-timeline" class="timeline"></ol>`;
-  armTwoStep($('d-close-inc'), 'Confirm close', () => {
+  armTwoStep($('d-close-inc'), t('detail.closeConfirm'), () => {
     const inc = selected();
-    if (inc) sendCommand({ type: 'close', incident: inc.id }, `Close sent for ${inc.id}`);
+    if (inc) sendCommand({ type: 'close', incident: inc.id }, t('toast.closeSent', { incident: inc.id }));
+  });
+  armTwoStep($('d-escalate'), t('detail.escalateConfirm'), () => {
+    const inc = selected();
+    if (!inc) return;
+    const msg = { type: 'escalate', incident: inc.id };
+    const reason = $('d-escalate-reason').value.trim();
+    if (reason) msg.reason = reason;
+    if (sendCommand(msg, t('toast.escalateSent', { incident: inc.id }))) $('d-escalate-reason').value = '';
   });
   $('d-zoom').addEventListener('click', () => {
     const inc = selected();
     if (inc?.lat != null) map.setView([inc.lat, inc.lon], Math.max(map.getZoom(), 14));
+  });
+  $('d-replay').addEventListener('click', () => {
+    const inc = selected();
+    if (inc) startReplay(inc);
   });
   $('liability-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
@@ -446,10 +767,23 @@ function buildDetail() {
     const msg = { type: 'liability', incident: inc.id, at_fault: atFault };
     const note = $('lia-note').value.trim();
     if (note) msg.note = note;
-    if (sendCommand(msg, `Liability for ${inc.id}: ${atFault}`)) {
+    if (sendCommand(msg, t('toast.liabilitySent', { incident: inc.id, at: atFault }))) {
       $('lia-fault').value = '';
       $('lia-note').value = '';
     }
+  });
+  $('d-signals').addEventListener('click', (ev) => {
+    const a = ev.target.closest('a[data-plate], a[data-open]');
+    if (!a) return;
+    ev.preventDefault();
+    if (a.dataset.plate) showPlate(a.dataset.plate);
+    else openIncident(a.dataset.open, { pan: true });
+  });
+  $('d-summary').addEventListener('click', (ev) => {
+    const a = ev.target.closest('a[data-plate]');
+    if (!a) return;
+    ev.preventDefault();
+    showPlate(a.dataset.plate);
   });
   $('cand-kind').addEventListener('change', renderCandidates);
   $('cand-busy').addEventListener('change', renderCandidates);
@@ -458,18 +792,18 @@ function buildDetail() {
     const inc = selected();
     if (!b || !inc) return;
     const u = store.units.get(b.dataset.unit);
-    sendCommand({ type: 'assign', incident: inc.id, unit: b.dataset.unit }, `Assign ${u?.callsign || b.dataset.unit} → ${inc.id} sent`);
+    sendCommand({ type: 'assign', incident: inc.id, unit: b.dataset.unit }, t('toast.assignSent', { unit: u?.callsign || b.dataset.unit, incident: inc.id }));
   });
   $('d-assignments').addEventListener('click', (ev) => {
     const b = ev.target.closest('button[data-assignment]');
     if (!b) return;
     if (b.dataset.armed !== '1') {
       b.dataset.armed = '1';
-      b.textContent = 'Confirm';
-      setTimeout(() => { if (b.isConnected) { b.dataset.armed = ''; b.textContent = 'Cancel'; } }, 3000);
+      b.textContent = t('detail.cancelConfirm');
+      setTimeout(() => { if (b.isConnected) { b.dataset.armed = ''; b.textContent = t('detail.cancel'); } }, 3000);
       return;
     }
-    sendCommand({ type: 'cancel', assignment: b.dataset.assignment }, `Cancel sent for ${b.dataset.assignment}`);
+    sendCommand({ type: 'cancel', assignment: b.dataset.assignment }, t('toast.cancelSent', { assignment: b.dataset.assignment }));
   });
 }
 
@@ -489,33 +823,63 @@ function armTwoStep(button, confirmText, act) {
   });
 }
 
+// A fraud signal with its evidence: the sighting (station, time, distance) or the earlier
+// incidents, each a link.
+function signalText(s) {
+  const parts = [`<b>${esc(word('signal', s.kind))}</b>`];
+  if (s.detail) parts.push(`<span class="muted">${esc(typeof s.detail === 'object' ? JSON.stringify(s.detail) : s.detail)}</span>`);
+  const e = s.sighting;
+  if (e && typeof e === 'object') {
+    parts.push(`<br>${esc(t('signal.sighting', { station: e.station || '—', time: fmtDateTime(e.ts), km: e.distance_m != null ? (e.distance_m / 1000).toFixed(0) : '?' }))}`);
+  }
+  const plates = Array.isArray(s.plates) ? s.plates : [];
+  if (plates.length) parts.push(`<br>${plates.map((p) => `<a href="#" data-plate="${esc(p)}">${esc(p)}</a>`).join(' ')}`);
+  const incs = Array.isArray(s.incidents) ? s.incidents : [];
+  if (incs.length) parts.push(`<br>${esc(t('signal.earlier'))} ${incs.slice(0, 10).map((i) => `<a href="#" data-open="${esc(i)}">${esc(i)}</a>`).join(' ')}`);
+  return parts.join(' ');
+}
+
 function refreshDetail(full) {
   const inc = selected();
   if (!inc || $('detail').hidden) return;
   const open = store.incidents.has(inc.id);
   if (full) {
-    $('detail-title').innerHTML = `<span class="sev sev-${esc(inc.severity)}">${esc(inc.severity)}</span> ${esc(inc.id)}`;
-    const vehicles = (inc.vehicles || []).map((v) => `${esc(v.plate)}${v.insurer ? ` (${esc(v.insurer)})` : ''}`).join(', ');
+    $('detail-title').innerHTML = `${sevTag(inc.severity)} ${esc(inc.id)}`;
+    const vehicles = (inc.vehicles || []).map((v) => `<a href="#" data-plate="${esc(v.plate)}">${esc(v.plate)}</a>${v.insurer ? ` (${esc(v.insurer)})` : ''}`).join(', ');
     const flags = [];
-    if (inc.injured != null) flags.push(`injured ${esc(inc.injured)}`);
-    if (inc.drivable != null) flags.push(inc.drivable ? 'drivable' : 'not drivable');
-    if (inc.parties_agree != null) flags.push(inc.parties_agree ? 'parties agree' : 'parties disagree');
+    if (inc.injured != null) flags.push(esc(t('detail.injured', { n: inc.injured })));
+    if (inc.drivable != null) flags.push(esc(t(inc.drivable ? 'detail.drivable' : 'detail.notDrivable')));
+    if (inc.parties_agree != null) flags.push(esc(t(inc.parties_agree ? 'detail.agree' : 'detail.disagree')));
+    const hospital = inc.rescue?.hospital?.name || (typeof inc.hospital === 'string' ? inc.hospital : inc.hospital?.name);
     $('d-summary').innerHTML = `<dl class="kv">
-      <dt>State</dt><dd><span class="state state-${esc(inc.state)}">${esc(inc.state)}</span></dd>
-      <dt>District</dt><dd>${esc(inc.district || '—')}</dd>
-      <dt>Report</dt><dd>${esc(inc.report_id || '—')}</dd>
-      <dt>Reported</dt><dd>${hhmmss(inc.reported_ts)}</dd>
-      <dt>Position</dt><dd>${inc.lat?.toFixed?.(5) ?? '—'}, ${inc.lon?.toFixed?.(5) ?? '—'}</dd>
-      ${flags.length ? `<dt>Details</dt><dd>${flags.join(' · ')}</dd>` : ''}
-      ${vehicles ? `<dt>Vehicles</dt><dd>${vehicles}</dd>` : ''}
-      ${inc.note ? `<dt>Note</dt><dd>${esc(inc.note)}</dd>` : ''}
-      ${inc.at_fault ? `<dt>At fault</dt><dd>${esc(inc.at_fault)}</dd>` : ''}
+      <dt>${esc(t('detail.state'))}</dt><dd>${stateTag('state', inc.state)}</dd>
+      <dt>${esc(t('detail.district'))}</dt><dd>${esc(inc.district || '—')}</dd>
+      <dt>${esc(t('detail.report'))}</dt><dd>${esc(inc.report_id || '—')}</dd>
+      <dt>${esc(t('detail.reported'))}</dt><dd>${fmtDateTime(inc.reported_ts)}</dd>
+      <dt>${esc(t('detail.position'))}</dt><dd>${inc.lat?.toFixed?.(5) ?? '—'}, ${inc.lon?.toFixed?.(5) ?? '—'}</dd>
+      ${flags.length ? `<dt>${esc(t('detail.details'))}</dt><dd>${flags.join(' · ')}</dd>` : ''}
+      ${vehicles ? `<dt>${esc(t('detail.vehicles'))}</dt><dd>${vehicles}</dd>` : ''}
+      ${inc.note ? `<dt>${esc(t('detail.note'))}</dt><dd>${esc(inc.note)}</dd>` : ''}
+      ${inc.at_fault ? `<dt>${esc(t('detail.atFault'))}</dt><dd>${esc(inc.at_fault)}</dd>` : ''}
+      ${hospital ? `<dt>${esc(t('detail.hospital'))}</dt><dd>${esc(hospital)}</dd>` : ''}
     </dl>`;
     $('lia-plates').innerHTML = ['none', ...(inc.vehicles || []).map((v) => v.plate).filter(Boolean)]
       .map((p) => `<option value="${esc(p)}">`).join('');
     $('d-close-inc').disabled = !open;
     $('lia-submit').disabled = !open;
+    $('d-escalate').hidden = !(open && inc.state === 'remote');
+    $('d-escalate-reason').hidden = $('d-escalate').hidden;
     $('liability-form').classList.toggle('emph', inc.state === 'remote');
+
+    // Fraud signals sit right above the liability decision, where they are weighed.
+    const signals = Array.isArray(inc.signals) ? inc.signals : [];
+    $('d-signals').hidden = signals.length === 0;
+    $('d-signals').innerHTML = signals.length
+      ? `<div class="signals-head">⚑ ${esc(t('detail.signals'))}</div><ul>${signals.map((s) => `<li data-signal="${esc(s.kind)}">${signalText(s)}</li>`).join('')}</ul>`
+      : '';
+    $('liability-form').before($('d-signals'));
+
+    renderRescue(inc);
 
     const list = inc.assignments || [];
     $('d-assignments-empty').hidden = list.length > 0;
@@ -530,41 +894,99 @@ function refreshDetail(full) {
         const u = store.units.get(a.unit);
         const active = open && ['assigned', 'en_route', 'on_scene'].includes(a.state);
         const [unitTd, taskTd, stateTd, timesTd, actTd] = tr.children;
-        setHTML(unitTd, `<span class="kind-tag">${esc(KIND_LABEL[u?.kind] || '?')}</span> ${esc(u?.callsign || a.unit)}`);
-        setHTML(taskTd, esc(a.task || ''));
-        setHTML(stateTd, `<span class="state state-${esc(a.state)}" title="${esc(a.reason || '')}">${esc(a.state)}</span>${a.reason && !active ? `<br><span class="muted">${esc(a.reason)}</span>` : ''}`);
-        timesTd.title = 'assigned / acked / arrived; ETA when assigned';
-        setHTML(timesTd, `${hhmmss(a.assigned_ts)}${a.eta_s != null ? ` <span class="muted">eta ${fmtDuration(a.eta_s * 1000)}</span>` : ''}<br>${a.acked_ts ? `ack +${fmtDuration(a.acked_ts - a.assigned_ts)}` : ''}${a.arrived_ts ? ` · arr +${fmtDuration(a.arrived_ts - a.assigned_ts)}` : ''}`);
-        let b = actTd.querySelector('button');
+        tr.dataset.assignment = a.assignment;
+        setHTML(unitTd, `${kindTag(u?.kind)} ${esc(u?.callsign || a.unit)}`);
+        setHTML(taskTd, esc(word('task', a.task)));
+        setHTML(stateTd, `${stateTag('astate', a.state, reasonText(a.reason))}${a.reason && !active ? `<br><span class="muted">${esc(reasonText(a.reason))}</span>` : ''}`);
+        timesTd.title = t('times.title');
+        setHTML(timesTd, `${hhmmss(a.assigned_ts)}${a.eta_s != null ? ` <span class="muted">${esc(t('times.eta', { d: fmtDuration(a.eta_s * 1000) }))}</span>` : ''}<br>${a.acked_ts ? esc(t('times.ack', { d: fmtDuration(a.acked_ts - a.assigned_ts) })) : ''}${a.arrived_ts ? ` · ${esc(t('times.arr', { d: fmtDuration(a.arrived_ts - a.assigned_ts) }))}` : ''}`);
+        const b = actTd.querySelector('button');
         if (active && !b) {
-          actTd.innerHTML = `<button type="button" class="danger" data-assignment="${esc(a.assignment)}">Cancel</button>`;
+          actTd.innerHTML = `<button type="button" class="danger" data-assignment="${esc(a.assignment)}">${esc(t('detail.cancel'))}</button>`;
         } else if (!active && b) {
           actTd.innerHTML = '';
         }
       });
 
+    renderWeighed(inc);
+    renderClaims(inc);
+
     const tl = [...(inc.timeline || [])].sort((a, b) => (a.ts ?? 0) - (b.ts ?? 0));
     $('d-timeline').innerHTML = tl.length
-      ? tl.map((t) => `<li><span class="t">${hhmmss(t.ts)}</span><span><span class="ev">${esc(t.event)}</span> <span class="dt">${esc(typeof t.detail === 'object' && t.detail ? JSON.stringify(t.detail) : t.detail ?? '')}</span>${t.by ? ` <span class="by">${esc(t.by)}</span>` : ''}</span></li>`).join('')
-      : '<li class="note">No events yet.</li>';
+      ? tl.map((e) => `<li><span class="t">${hhmmss(e.ts)}</span><span><span class="ev">${esc(word('ev', e.event))}</span> <span class="dt">${esc(typeof e.detail === 'object' && e.detail ? JSON.stringify(e.detail) : e.detail ?? '')}</span>${e.by ? ` <span class="by">${esc(e.by)}</span>` : ''}</span></li>`).join('')
+      : `<li class="note">${esc(t('detail.noEvents'))}</li>`;
 
-    unitLayer.highlight = new Set(activeAssignments(inc).map((a) => a.unit));
+    unitLayer.highlight = new Set(open ? activeAssignments(inc).map((a) => a.unit) : []);
     unitLayer.markDirty();
     renderCandidates();
+    syncRoutes(inc, open);
   }
   renderDetailClocks(inc, open);
 }
 
+// The air rescue chain, step by step, each with its time and who reported it.
+function renderRescue(inc) {
+  const chain = rescueChain(inc, store.now());
+  $('d-rescue-wrap').hidden = !chain;
+  if (!chain) return;
+  const target = chain.target === 'scene' ? t('detail.rescue.scene') : t('detail.rescue.lz', { name: chain.landingZone?.name || chain.landingZone?.id || '' });
+  const doneSteps = chain.steps.filter((s) => s.ts != null);
+  const lastDone = doneSteps.length ? doneSteps[doneSteps.length - 1].step : null;
+  const html = `<dl class="kv"><dt>${esc(t('detail.rescue.target'))}</dt><dd>${esc(target)}</dd>
+      ${chain.hospital ? `<dt>${esc(t('detail.hospital'))}</dt><dd>${esc(chain.hospital.name || chain.hospital.id)}</dd>` : ''}</dl>
+    <ol class="chain">${chain.steps.map((s) => `<li class="${s.ts != null ? 'done' : 'todo'}${s.step === lastDone ? ' last' : ''}" data-step="${esc(s.step)}">
+      <span class="c-step">${esc(word('ev', s.step))}</span><span class="c-time">${s.ts != null ? hhmmss(s.ts) : '—'}</span><span class="c-actor muted">${esc(s.actor || '')}</span>${stepClock(s.clock)}</li>`).join('')}</ol>`;
+  setHTML($('d-rescue'), html);
+}
+
+function stepClock(c) {
+  if (!c) return '';
+  const val = c.done ? t('box.done', { t: hhmmss(c.doneTs) }) : Number.isFinite(c.remainingMs)
+    ? t(c.remainingMs < 0 ? 'box.over' : 'box.due', { d: fmtDuration(Math.abs(c.remainingMs)) }) : '';
+  return `<span class="c-clock${c.overdue && !c.done ? ' late' : ''}" data-clock="${esc(c.clock)}">${esc(word('clock', c.clock))} ${esc(val)}</span>`;
+}
+
+// Why each unit was or was not chosen, as the server weighed them (roads: ETA by road).
+function renderWeighed(inc) {
+  const rows = [];
+  for (const a of inc.assignments || []) {
+    for (const c of Array.isArray(a.candidates) ? a.candidates : []) rows.push({ a, c });
+  }
+  $('d-weighed-wrap').hidden = rows.length === 0;
+  $('d-weighed').tBodies[0].innerHTML = rows.map(({ a, c }) => {
+    const u = store.units.get(c.unit);
+    return `<tr class="why-${esc(c.why)}" data-unit="${esc(c.unit)}"><td>${kindTag(u?.kind)} ${esc(u?.callsign || c.unit)} <span class="muted">${esc(a.assignment)}</span></td>
+      <td class="num">${fmtKm(c.distance_m)}</td><td class="num">${c.eta_s != null ? fmtDuration(c.eta_s * 1000) : '—'}</td>
+      <td><span class="why why-${esc(c.why)}">${esc(word('why', c.why))}</span></td></tr>`;
+  }).join('');
+}
+
+function renderClaims(inc) {
+  const claims = Array.isArray(inc.claims) ? inc.claims : [];
+  $('d-claims-wrap').hidden = claims.length === 0;
+  $('d-claims').innerHTML = claims.map((c) => `<div class="claim">${esc(c.claim)} · ${esc(c.insurer)} · ${esc(c.state)}${c.paid_ts ? ` · ${hhmmss(c.paid_ts)} ¥${esc(c.amount)}` : c.deadline_ts ? ` · ${esc(t('box.due', { d: fmtDuration(c.deadline_ts - store.now()) }))}` : ''}</div>`).join('');
+}
+
 function renderDetailClocks(inc, open) {
   const now = store.now();
-  const c = incidentClocks(inc, now);
-  const box = (lbl, val, late) => `<div class="clockbox${late ? ' late' : ''}"><div class="lbl">${lbl}</div><div class="val">${val}</div></div>`;
-  const parts = [box('since report', fmtDuration(c.sinceReport), false)];
-  if (c.toAssign) parts.push(box(c.toAssign.running ? 'unassigned for' : 'time to assign', fmtDuration(c.toAssign.ms), c.toAssign.running && c.toAssign.ms > POLICY.assignTargetMs));
-  if (c.ackWait) parts.push(box(`waiting ack (${esc(store.units.get(c.ackWait.unit)?.callsign || c.ackWait.unit)})`, fmtDuration(c.ackWait.ms), c.ackWait.overdue));
-  if (c.remote) parts.push(box(c.remote.overdue ? 'liability overdue' : 'liability due in', fmtDuration(Math.abs(c.remote.remainingMs)), c.remote.overdue));
-  if (!open) parts.push(box('state', esc(inc.state), false));
-  $('d-clocks').innerHTML = parts.join('');
+  const P = store.policy;
+  const c = incidentClocks(inc, now, P);
+  const box = (lbl, val, late, key = '') => `<div class="clockbox${late ? ' late' : ''}"${key ? ` data-clock="${esc(key)}"` : ''}><div class="lbl">${esc(lbl)}</div><div class="val">${val}</div></div>`;
+  const parts = [box(t('box.since'), fmtDuration(c.sinceReport), false)];
+  if (open) {
+    if (c.toAssign) parts.push(box(t(c.toAssign.running ? 'box.unassignedFor' : 'box.timeToAssign'), fmtDuration(c.toAssign.ms), c.toAssign.running && c.toAssign.ms > P.assignTargetMs));
+    if (c.ackWait) parts.push(box(t('box.ackWait', { unit: store.units.get(c.ackWait.unit)?.callsign || c.ackWait.unit }), fmtDuration(c.ackWait.ms), c.ackWait.overdue));
+    if (c.remote) parts.push(box(t(c.remote.overdue ? 'box.liabilityOver' : 'box.liabilityDue'), fmtDuration(Math.abs(c.remote.remainingMs)), c.remote.overdue, 'liability'));
+  }
+  for (const k of c.clocks) {
+    if (k.clock === 'liability' && c.remote && open) continue;
+    const val = k.done ? esc(t('box.done', { t: hhmmss(k.doneTs) })) : Number.isFinite(k.remainingMs)
+      ? esc(t(k.remainingMs < 0 ? 'box.over' : 'box.due', { d: fmtDuration(Math.abs(k.remainingMs)) })) : '—';
+    parts.push(box(word('clock', k.clock), val, k.overdue && !k.done, k.clock));
+  }
+  if (!open) parts.push(box(t('box.state'), esc(word('state', inc.state)), false));
+  setHTML($('d-clocks'), parts.join(''));
+  if (inc.rescue) renderRescue(inc);
 }
 
 function renderCandidates() {
@@ -576,26 +998,321 @@ function renderCandidates() {
   if (store.incidents.has(inc.id)) {
     const kind = $('cand-kind').value;
     list = candidatesFor(inc, store.units.values(), { limit: 8, kinds: kind ? new Set([kind]) : null, includeBusy: $('cand-busy').checked });
-    note.textContent = 'No assignable unit.';
+    note.textContent = t('detail.candidates.none');
   } else {
-    note.textContent = 'The incident is no longer open.';
+    note.textContent = t('detail.notOpen');
   }
   note.hidden = list.length > 0;
   table.hidden = list.length === 0;
   reconcile(table.tBodies[0], list, (c) => c.unit.id,
     (c) => {
       const tr = document.createElement('tr');
-      tr.innerHTML = `<td></td><td class="num"></td><td class="num"></td><td><button type="button" class="primary" data-unit="${esc(c.unit.id)}">Assign</button></td>`;
+      tr.innerHTML = `<td></td><td class="num"></td><td class="num"></td><td><button type="button" class="primary" data-unit="${esc(c.unit.id)}">${esc(t('detail.assign'))}</button></td>`;
       return tr;
     },
     (tr, c) => {
       const [nameTd, distTd, etaTd, actTd] = tr.children;
-      setHTML(nameTd, `<span class="kind-tag">${esc(KIND_LABEL[c.unit.kind] || c.unit.kind)}</span> ${esc(c.unit.callsign)} <span class="muted">${esc(c.unit.id)}</span>${c.unit.status !== 'available' ? ` <span class="state state-${esc(c.unit.status)}" title="busy: assigning it cancels its task">${esc(c.unit.status)}</span>` : ''}`);
+      setHTML(nameTd, `${kindTag(c.unit.kind)} ${esc(c.unit.callsign)} <span class="muted">${esc(c.unit.id)}</span>${c.unit.status !== 'available' ? ` ${stateTag('ustate', c.unit.status, t('busy.title'))}` : ''}`);
       setHTML(distTd, fmtKm(c.distanceM));
       setHTML(etaTd, fmtDuration(c.etaS * 1000));
       actTd.firstChild.disabled = !conn.live;
     });
 }
+
+// ---------------------------------------------------------------- routes
+
+// Routes drawn for the selected incident: assignment id -> layer (null while asked).
+const routeShown = new Map();
+
+function syncRoutes(inc, open) {
+  const want = new Set(open ? activeAssignments(inc).map((a) => a.assignment) : []);
+  for (const [id, layer] of routeShown) {
+    if (want.has(id)) continue;
+    if (layer) routeLayer.removeLayer(layer);
+    routeShown.delete(id);
+  }
+  for (const id of want) {
+    if (routeShown.has(id)) continue;
+    routeShown.set(id, null);
+    fetchRoute(id);
+  }
+}
+
+async function fetchRoute(id) {
+  try {
+    const r = await fetch(apiUrl(`/api/assignments/${encodeURIComponent(id)}/route`), { cache: 'no-store' });
+    if (!r.ok || !routeShown.has(id)) return;
+    const gj = await r.json();
+    if (gj?.geometry?.type !== 'LineString' || !routeShown.has(id)) return;
+    // Without a road (no roads loaded, a helicopter, no road between) the task line says it all.
+    if (gj.properties?.road === false) return;
+    const p = gj.properties || {};
+    const layer = L.geoJSON(gj, { pane: 'routePane', style: () => ({ color: '#38bdf8', weight: 4, opacity: 0.8, className: 'route-line' }) });
+    if (p.eta_s != null || p.distance_m != null) {
+      layer.bindTooltip(esc(t('route.tip', { unit: store.units.get(p.unit)?.callsign || p.unit || '', km: p.distance_m != null ? (p.distance_m / 1000).toFixed(1) : '?', eta: p.eta_s != null ? fmtDuration(p.eta_s * 1000) : '?' })), { className: 'dark-tip', sticky: true });
+    }
+    routeLayer.addLayer(layer);
+    routeShown.set(id, layer);
+    debug.routes.set(id, gj.geometry.coordinates.length);
+  } catch {
+    /* no route: the straight task line stays */
+  }
+}
+
+// ---------------------------------------------------------------- vehicle history
+
+async function showPlate(plate) {
+  const box = $('d-plate');
+  box.hidden = false;
+  box.innerHTML = `<h3>${esc(t('plate.title', { plate }))}</h3><p class="note">…</p>`;
+  try {
+    const r = await fetch(apiUrl(`/api/vehicles/${encodeURIComponent(plate)}`), { cache: 'no-store' });
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    const v = await r.json();
+    const sightings = Array.isArray(v.sightings) ? v.sightings : [];
+    const incidents = Array.isArray(v.incidents) ? v.incidents : [];
+    box.innerHTML = `<h3>${esc(t('plate.title', { plate }))}</h3>
+      <div class="muted">${esc(t('plate.sightings'))}</div>
+      <ul class="plate-list">${sightings.length ? sightings.slice(0, 30).map((s) => `<li>${fmtDateTime(s.ts)} · ${esc(s.station || '')}${s.lat != null ? ` · ${Number(s.lat).toFixed(4)}, ${Number(s.lon).toFixed(4)}` : ''}</li>`).join('') : `<li class="muted">${esc(t('plate.none'))}</li>`}</ul>
+      <div class="muted">${esc(t('plate.incidents'))}</div>
+      <ul class="plate-list">${incidents.length ? incidents.slice(0, 30).map((i) => `<li><a href="#" data-open="${esc(i.id || i.incident)}">${esc(i.id || i.incident)}</a> ${fmtDateTime(i.reported_ts ?? i.ts)} ${i.state ? esc(word('state', i.state)) : ''}</li>`).join('') : `<li class="muted">${esc(t('plate.none'))}</li>`}</ul>`;
+    box.onclick = (ev) => {
+      const a = ev.target.closest('a[data-open]');
+      if (!a) return;
+      ev.preventDefault();
+      openIncident(a.dataset.open, { pan: true });
+    };
+  } catch (e) {
+    box.innerHTML = `<h3>${esc(t('plate.title', { plate }))}</h3><p class="note">${esc(e.message)}</p>`;
+  }
+}
+
+// ---------------------------------------------------------------- history
+
+let histFilter = null;
+let histRows = [];
+let histLastId = null;
+let histEnd = false;
+let histSeq = 0;
+
+function readHistForm() {
+  const ms = (v) => (v ? new Date(v).getTime() : NaN);
+  const state = $('hist-state').value;
+  return {
+    from: ms($('hist-from').value),
+    to: ms($('hist-to').value),
+    district: $('hist-district').value,
+    severity: $('hist-severity').value,
+    state: state || 'all',
+    plate: $('hist-plate').value.trim(),
+    limit: Number($('hist-limit').value) || 50,
+  };
+}
+
+async function fetchHistoryPage(f) {
+  let r = await fetch(apiUrl(`/api/incidents?${historyQuery(f)}`), { cache: 'no-store' });
+  if (r.status === 400 && f.state !== 'all' && f.state !== 'open') {
+    // A server that knows only open|all: ask for all, keep the state filter here.
+    r = await fetch(apiUrl(`/api/incidents?${historyQuery({ ...f, state: 'all' })}`), { cache: 'no-store' });
+  }
+  if (!r.ok) throw new Error(`HTTP ${r.status}`);
+  const rows = await r.json();
+  if (!Array.isArray(rows)) throw new Error('not a list');
+  return { raw: rows, rows: rows.filter((inc) => matchesHistory(inc, f.state === 'open' ? { ...f, state: '' } : f)) };
+}
+
+// One page of matches. Filters the server does not apply yet are applied here, so a
+// page may need several requests; at most 20, then the rest waits for "older".
+async function searchHistory(more = false) {
+  if (!more) {
+    histFilter = readHistForm();
+    histRows = [];
+    histLastId = null;
+    histEnd = false;
+  }
+  $('hist-csv').href = apiUrl(`/api/incidents?${historyQuery(histFilter, { csv: true })}`);
+  $('hist-status').textContent = '…';
+  const seq = ++histSeq;
+  try {
+    let found = 0;
+    for (let i = 0; i < 20 && found < histFilter.limit && !histEnd; i++) {
+      const { raw, rows } = await fetchHistoryPage({ ...histFilter, before: histLastId || undefined });
+      if (seq !== histSeq) return;
+      const seen = new Set(histRows.map((x) => x.id));
+      const fresh = rows.filter((x) => !seen.has(x.id)).slice(0, histFilter.limit - found);
+      histRows.push(...fresh);
+      found += fresh.length;
+      if (raw.length) histLastId = fresh.length && found >= histFilter.limit ? fresh[fresh.length - 1].id : raw[raw.length - 1].id;
+      if (raw.length < histFilter.limit) histEnd = true;
+    }
+    $('hist-more').hidden = histEnd;
+    $('hist-status').textContent = histRows.length ? `${t('hist.count', { n: histRows.length })}${histEnd ? ` · ${t('hist.end')}` : ''}` : t('hist.none');
+    renderHistory();
+  } catch (e) {
+    $('hist-status').textContent = t('hist.failed', { err: e.message });
+  }
+}
+
+function renderHistory() {
+  reconcile($('hist-list'), histRows, (inc) => inc.id,
+    (inc) => {
+      const li = document.createElement('li');
+      li.dataset.id = inc.id;
+      li.innerHTML = '<span class="sevbar"></span><div class="q-main"></div><div class="q-state"></div><div class="q-clocks"></div>';
+      return li;
+    },
+    (li, inc) => {
+      li.className = `qrow hrow sev-${inc.severity}${inc.id === selectedId ? ' selected' : ''}`;
+      const [, main, state, clocks] = li.children;
+      setHTML(main, `${sevTag(inc.severity)}<span class="q-id">${esc(inc.id)}</span><span class="q-district">${esc(inc.district || '')}</span>`);
+      setHTML(state, stateTag('state', inc.state));
+      setHTML(clocks, `<span class="clk">${fmtDateTime(inc.reported_ts)}</span>${(inc.vehicles || []).map((v) => `<span class="clk">${esc(v.plate)}</span>`).join('')}`);
+    });
+}
+
+$('hist-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  searchHistory(false);
+});
+$('hist-more').addEventListener('click', () => searchHistory(true));
+
+// The export: the server's CSV when it makes one; otherwise every match it returns, as CSV
+// made here (filtered as the search is).
+$('hist-csv').addEventListener('click', async (ev) => {
+  ev.preventDefault();
+  const f = histFilter || readHistForm();
+  const href = apiUrl(`/api/incidents?${historyQuery(f, { csv: true })}`);
+  try {
+    let r = await fetch(href, { cache: 'no-store' });
+    if (r.status === 400 && f.state !== 'all' && f.state !== 'open') {
+      r = await fetch(apiUrl(`/api/incidents?${historyQuery({ ...f, state: 'all' }, { csv: true })}`), { cache: 'no-store' });
+    }
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    let text;
+    let source = 'server';
+    if (/text\/csv/.test(r.headers.get('content-type') || '')) {
+      text = await r.text();
+    } else {
+      const rows = (await r.json()).filter((inc) => matchesHistory(inc, f.state === 'open' ? { ...f, state: '' } : f));
+      text = incidentsToCsv(rows, fmtDateTime);
+      source = 'page';
+    }
+    debug.lastCsv = { source, length: text.length };
+    const url = URL.createObjectURL(new Blob([text], { type: 'text/csv;charset=utf-8' }));
+    const a = document.createElement('a');
+    const now = new Date(store.now());
+    a.href = url;
+    a.download = `incidents-${now.getFullYear()}${pad2(now.getMonth() + 1)}${pad2(now.getDate())}-${pad2(now.getHours())}${pad2(now.getMinutes())}.csv`;
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  } catch (e) {
+    toast(t('hist.failed', { err: e.message }), 'err');
+  }
+});
+$('hist-list').addEventListener('click', (ev) => {
+  const row = ev.target.closest('.hrow');
+  if (row) openIncident(row.dataset.id, { pan: true });
+});
+
+// ---------------------------------------------------------------- track replay
+
+const replay = { span: null, tracks: new Map(), markers: new Map(), playing: false, timer: 0, t: 0 };
+
+async function startReplay(inc) {
+  stopReplay();
+  replayLayer.clearLayers();
+  replay.tracks.clear();
+  replay.markers.clear();
+  const span = replaySpan(inc, store.now());
+  if (!span) return;
+  replay.span = span;
+  const units = [...new Set((inc.assignments || []).map((a) => a.unit))];
+  const bounds = [];
+  let i = 0;
+  for (const u of units) {
+    try {
+      const r = await fetch(apiUrl(`/api/units/${encodeURIComponent(u)}/track?since=${span.from}&until=${span.to}`), { cache: 'no-store' });
+      if (!r.ok) continue;
+      const gj = await r.json();
+      const coords = gj?.geometry?.coordinates || [];
+      replay.tracks.set(u, gj);
+      if (!coords.length) continue;
+      const colour = REPLAY_COLOURS[i++ % REPLAY_COLOURS.length];
+      const latlngs = coords.map((c) => [c[1], c[0]]);
+      bounds.push(...latlngs);
+      replayLayer.addLayer(L.polyline(latlngs, { color: colour, weight: 3, opacity: 0.75, dashArray: '6 4', interactive: false }));
+      const m = L.circleMarker(latlngs[0], { radius: 7, color: '#0b1020', weight: 2, fillColor: colour, fillOpacity: 1, className: 'replay-marker' })
+        .bindTooltip(esc(store.units.get(u)?.callsign || u), { permanent: true, direction: 'right', className: 'dark-tip replay-tip' });
+      replayLayer.addLayer(m);
+      replay.markers.set(u, m);
+    } catch {
+      /* one unit without a track: the others still replay */
+    }
+  }
+  if (inc.lat != null) bounds.push([inc.lat, inc.lon]);
+  $('replay-bar').hidden = false;
+  $('replay-slider').value = '0';
+  setReplayTime(span.from);
+  const pts = [...replay.tracks.values()].reduce((n, gj) => n + (gj?.geometry?.coordinates?.length || 0), 0);
+  if (!pts) toast(t('replay.none'));
+  if (bounds.length > 1) map.fitBounds(L.latLngBounds(bounds).pad(0.2), { maxZoom: 15 });
+}
+
+function setReplayTime(ts) {
+  replay.t = ts;
+  for (const [u, m] of replay.markers) {
+    const track = replay.tracks.get(u);
+    const p = trackAt(track, ts);
+    // Before its first fix: shown faded where it was first seen.
+    const first = track?.geometry?.coordinates?.[0];
+    if (p) m.setLatLng([p.lat, p.lon]);
+    else if (first) m.setLatLng([first[1], first[0]]);
+    m.setStyle({ opacity: p ? 1 : 0.3, fillOpacity: p ? 1 : 0.3 });
+  }
+  $('replay-time').textContent = fmtDateTime(ts);
+}
+
+function stopReplay() {
+  clearInterval(replay.timer);
+  replay.timer = 0;
+  replay.playing = false;
+  $('replay-play').textContent = t('replay.play');
+}
+
+$('replay-slider').addEventListener('input', () => {
+  if (!replay.span) return;
+  const f = Number($('replay-slider').value) / 1000;
+  setReplayTime(replay.span.from + f * (replay.span.to - replay.span.from));
+});
+$('replay-play').addEventListener('click', () => {
+  if (!replay.span) return;
+  if (replay.playing) {
+    stopReplay();
+    return;
+  }
+  replay.playing = true;
+  $('replay-play').textContent = t('replay.pause');
+  // The whole span in about 30 s of screen time.
+  replay.timer = setInterval(() => {
+    let v = Number($('replay-slider').value) + 1000 / 300;
+    if (v >= 1000) {
+      v = 1000;
+      stopReplay();
+    }
+    $('replay-slider').value = String(v);
+    setReplayTime(replay.span.from + (v / 1000) * (replay.span.to - replay.span.from));
+  }, 100);
+});
+$('replay-clear').addEventListener('click', () => {
+  stopReplay();
+  replayLayer.clearLayers();
+  replay.tracks.clear();
+  replay.markers.clear();
+  replay.span = null;
+  $('replay-bar').hidden = true;
+});
 
 // ---------------------------------------------------------------- reports from the map
 
@@ -614,17 +1331,17 @@ function settlePending(reportId) {
 function reportForm(latlng) {
   const div = document.createElement('div');
   div.innerHTML = `<form id="report-form" autocomplete="off">
-    <h4>New accident report</h4>
+    <h4>${esc(t('rf.title'))}</h4>
     <div class="coords">${latlng.lat.toFixed(5)}, ${latlng.lng.toFixed(5)}</div>
-    <div class="form-row"><label for="rf-severity">Severity</label>
-      <select id="rf-severity" name="severity"><option value="minor">minor</option><option value="injury" selected>injury</option><option value="critical">critical</option></select></div>
-    <div class="form-row"><label for="rf-injured">Injured</label><input type="number" id="rf-injured" name="injured" min="0" max="99" value="0"></div>
-    <div class="checks"><label><input type="checkbox" id="rf-drivable" name="drivable"> drivable</label>
-      <label><input type="checkbox" id="rf-agree" name="parties_agree"> parties agree</label></div>
-    <div class="form-row"><label for="rf-plate">Plate</label><input type="text" id="rf-plate" name="plate" placeholder="渝A12345"></div>
-    <div class="form-row"><label for="rf-insurer">Insurer</label><input type="text" id="rf-insurer" name="insurer" placeholder="PICC"></div>
-    <div class="form-row"><label for="rf-note">Note</label><input type="text" id="rf-note" name="note"></div>
-    <div class="actions"><button type="submit" class="primary" id="rf-submit">File report</button><button type="button" id="rf-cancel">Cancel</button></div>
+    <div class="form-row"><label for="rf-severity">${esc(t('rf.severity'))}</label>
+      <select id="rf-severity" name="severity"><option value="minor">${esc(t('sev.minor'))}</option><option value="injury" selected>${esc(t('sev.injury'))}</option><option value="critical">${esc(t('sev.critical'))}</option></select></div>
+    <div class="form-row"><label for="rf-injured">${esc(t('rf.injured'))}</label><input type="number" id="rf-injured" name="injured" min="0" max="99" value="0"></div>
+    <div class="checks"><label><input type="checkbox" id="rf-drivable" name="drivable"> ${esc(t('rf.drivable'))}</label>
+      <label><input type="checkbox" id="rf-agree" name="parties_agree"> ${esc(t('rf.agree'))}</label></div>
+    <div class="form-row"><label for="rf-plate">${esc(t('rf.plate'))}</label><input type="text" id="rf-plate" name="plate" placeholder="渝A12345"></div>
+    <div class="form-row"><label for="rf-insurer">${esc(t('rf.insurer'))}</label><input type="text" id="rf-insurer" name="insurer" placeholder="PICC"></div>
+    <div class="form-row"><label for="rf-note">${esc(t('rf.note'))}</label><input type="text" id="rf-note" name="note"></div>
+    <div class="actions"><button type="submit" class="primary" id="rf-submit">${esc(t('rf.submit'))}</button><button type="button" id="rf-cancel">${esc(t('rf.cancel'))}</button></div>
   </form>`;
   const form = div.querySelector('form');
   form.addEventListener('submit', (ev) => {
@@ -639,14 +1356,16 @@ function reportForm(latlng) {
       insurer: f.get('insurer'),
       note: f.get('note'),
     }, latlng.lat, latlng.lng, store.now());
-    if (!sendCommand(report, null)) return;
+    // Offline, the report waits here and goes out as soon as a server answers (its id
+    // makes a second sending the same incident).
+    const sent = conn.send(report);
     const marker = L.circleMarker(latlng, { renderer: incidentRenderer, radius: 9, color: '#f8fafc', weight: 2, dashArray: '3 3', fillOpacity: 0, className: 'pending-marker' })
-      .bindTooltip(`Report ${esc(report.id)}: waiting for the server`, { className: 'dark-tip' });
+      .bindTooltip(esc(t('rf.pending', { id: report.id })), { className: 'dark-tip' });
     pendingLayer.addLayer(marker);
     pendingReports.set(report.id, { marker, report });
     debug.lastReportId = report.id;
     map.closePopup();
-    toast(`Report ${report.id} sent`);
+    toast(t(sent ? 'toast.reportSent' : 'toast.reportKept', { id: report.id }), sent ? '' : 'err');
   });
   div.querySelector('#rf-cancel').addEventListener('click', () => map.closePopup());
   L.DomEvent.disableClickPropagation(div);
@@ -672,12 +1391,12 @@ function showUnitPopup(u, clickedAt) {
   const inc = selectedId && store.incidents.get(selectedId);
   const div = document.createElement('div');
   div.innerHTML = `<b>${esc(u.callsign)}</b> <span class="muted">${esc(u.id)}</span><br>
-    <span class="kind-tag">${esc(KIND_LABEL[u.kind] || u.kind)}</span> <span class="state state-${esc(u.status)}">${esc(u.status)}</span><br>
-    <span class="muted">last fix ${age} ago</span>${u.incident ? `<br>on <a href="#" data-act="open">${esc(u.incident)}</a>` : ''}
-    <div class="actions">${inc && u.status === 'available' ? `<button type="button" class="primary" data-act="assign">Assign to ${esc(inc.id)}</button>` : ''}
-      <button type="button" data-act="report">Report here</button></div>`;
+    ${kindTag(u.kind)} ${stateTag('ustate', u.status)}<br>
+    <span class="muted">${esc(t('unit.lastFix', { age }))}</span>${u.incident ? `<br>${esc(t('unit.on'))} <a href="#" data-act="open">${esc(u.incident)}</a>` : ''}
+    <div class="actions">${inc && u.status === 'available' ? `<button type="button" class="primary" data-act="assign">${esc(t('unit.assignTo', { incident: inc.id }))}</button>` : ''}
+      <button type="button" data-act="report">${esc(t('unit.reportHere'))}</button></div>`;
   div.querySelector('[data-act=assign]')?.addEventListener('click', () => {
-    sendCommand({ type: 'assign', incident: inc.id, unit: u.id }, `Assign ${u.callsign} → ${inc.id} sent`);
+    sendCommand({ type: 'assign', incident: inc.id, unit: u.id }, t('toast.assignSent', { unit: u.callsign, incident: inc.id }));
     map.closePopup();
   });
   div.querySelector('[data-act=open]')?.addEventListener('click', (ev) => {
@@ -689,34 +1408,70 @@ function showUnitPopup(u, clickedAt) {
   L.popup({ className: 'unit-popup', offset: [0, -4] }).setLatLng([u.lat, u.lon]).setContent(div).openOn(map);
 }
 
+// A unit's callsign on hover, for the units whose label did not fit.
+const hoverTip = L.tooltip({ className: 'dark-tip unit-hover', direction: 'right', offset: [10, 0] });
+let hoverFrame = 0;
+let hoverPoint = null;
+map.on('mousemove', (ev) => {
+  hoverPoint = ev.containerPoint;
+  if (hoverFrame) return;
+  hoverFrame = requestAnimationFrame(() => {
+    hoverFrame = 0;
+    const u = hoverPoint && unitLayer.hit(hoverPoint);
+    if (u) {
+      hoverTip.setLatLng([u.lat, u.lon]).setContent(`<b>${esc(u.callsign)}</b> ${esc(word('kind', u.kind))} · ${esc(word('ustate', u.status))}`);
+      if (!map.hasLayer(hoverTip)) hoverTip.addTo(map);
+      debug.hovered = u.id;
+    } else if (map.hasLayer(hoverTip)) {
+      hoverTip.remove();
+      debug.hovered = null;
+    }
+  });
+});
+map.on('mouseout', () => { if (map.hasLayer(hoverTip)) hoverTip.remove(); });
+
 // ---------------------------------------------------------------- connection
 
 function sendCommand(msg, okText) {
   if (!conn.send(msg)) {
-    toast('Not connected: the command was not sent', 'err');
+    toast(t('toast.notsent'), 'err');
     return false;
   }
+  debug.sent.push(msg.type);
   if (okText) toast(okText);
   return true;
 }
 
 function onMessage(msg) {
+  if (msg.type === 'hazard') {
+    const isNew = !store.hazards.has(String(msg.hazard));
+    store.apply(msg);
+    if (isNew && msg.state !== 'cleared') {
+      raiseAlert(`hazard:${msg.hazard}`, { kind: 'hazard', hazard: String(msg.hazard), ts: msg.ts, textKey: 'alert.hazard', vars: { kind: msg.kind || '', station: msg.station || '' } });
+    } else if (msg.state === 'cleared') {
+      alerts.resolve(`hazard:${msg.hazard}`);
+      scheduleAlerts();
+    }
+    return;
+  }
   if (store.apply(msg)) return;
   if (msg.type === 'accepted') {
     if (settlePending(msg.id)) {
-      toast(`Report accepted as incident ${msg.incident}`, 'ok');
+      toast(t('toast.reportAccepted', { incident: msg.incident }), 'ok');
       if (store.incidents.has(msg.incident)) selectIncident(msg.incident);
       else awaitingSelect.add(msg.incident);
     }
     debug.accepted.set(msg.id, msg.incident);
   } else if (msg.type === 'error') {
     if (msg.ref) settlePending(msg.ref);
-    toast(`${msg.code || 'error'}: ${msg.message || ''}${msg.ref ? ` (${msg.ref})` : ''}`, 'err');
+    debug.errors.push(msg);
+    toast(`${t('toast.error', { code: msg.code || 'error', message: msg.message || '' })}${msg.ref ? ` (${msg.ref})` : ''}`, 'err');
   }
 }
 
 let connDetail = {};
 let lastLive = 0;
+let everLive = false;
 function onState(state, detail) {
   connDetail = detail;
   const el = $('conn');
@@ -725,32 +1480,45 @@ function onState(state, detail) {
   if (state === 'live') lastLive = 0;
   else if (!lastLive && store.snapshots) lastLive = store.now();
   document.body.classList.toggle('offline', state !== 'live' && store.snapshots > 0);
-  $('offline-banner').textContent = lastLive ? `Connection lost: showing the situation as of ${hhmmss(lastLive)}` : '';
+  $('offline-banner').textContent = lastLive ? t('offline.banner', { time: hhmmss(lastLive) }) : '';
+  if (detail.host) serverBase = detail.host === location.host ? '' : `${location.protocol}//${detail.host}`;
   renderConnText();
   if (state === 'live') {
-    toast('Connected: snapshot loaded', 'ok');
+    everLive = true;
+    if (alerts.resolve('conn')) scheduleAlerts();
+    toast(t('toast.connected'), 'ok');
     for (const { report } of pendingReports.values()) conn.send(report);
     if (selectedId && !store.incidents.has(selectedId)) refreshDetail(true);
+  } else if (everLive && (state === 'reconnecting' || state === 'connecting' || state === 'standby')) {
+    raiseAlert('conn', { kind: 'conn', textKey: 'alert.connLost', vars: {}, again: true });
   }
   renderCandidates();
 }
 
 function renderConnText() {
   const s = conn.state;
+  const secs = () => Math.max(0, Math.ceil((connDetail.until - Date.now()) / 1000));
   let text = s;
-  if (s === 'live') text = 'live';
-  else if (s === 'connecting') text = connDetail.attempt ? `connecting (try ${connDetail.attempt + 1})` : 'connecting';
-  else if (s === 'syncing') text = 'loading snapshot';
-  else if (s === 'reconnecting') text = `offline · retry in ${Math.max(0, Math.ceil((connDetail.until - Date.now()) / 1000))} s`;
-  else if (s === 'refused') text = `token refused · retry in ${Math.max(0, Math.ceil((connDetail.until - Date.now()) / 1000))} s`;
-  else if (s === 'notoken') text = 'no token';
+  if (s === 'live') text = t('conn.live');
+  else if (s === 'connecting') text = connDetail.attempt ? t('conn.connecting.try', { n: connDetail.attempt + 1 }) : t('conn.connecting');
+  else if (s === 'syncing') text = t('conn.syncing');
+  else if (s === 'reconnecting') text = t('conn.reconnecting', { s: secs() });
+  else if (s === 'refused') text = t('conn.refused', { s: secs() });
+  else if (s === 'standby') text = t('conn.standby');
+  else if (s === 'notoken') text = t('conn.notoken');
+  else if (s === 'closed') text = t('conn.closed');
   $('conn-text').textContent = text;
+  $('conn').title = conn.host ? t('conn.server', { host: conn.host }) : '';
 }
 
+// Several servers (?servers=host:port,...): the connection moves to whichever answers;
+// a standby refuses (503) until it takes over.
+const servers = parseServers(params.get('servers'), location.host);
 const wsScheme = location.protocol === 'https:' ? 'wss' : 'ws';
 const conn = new Connection({
-  url: `${wsScheme}://${location.host}/ws/console?token=${encodeURIComponent(token)}&batch=1`,
-  probeUrl: apiUrl('/api/units'),
+  servers,
+  url: (host) => `${wsScheme}://${host}/ws/console?token=${encodeURIComponent(token)}&batch=1`,
+  probeUrl: (host) => `${location.protocol}//${host}/api/units?token=${encodeURIComponent(token)}`,
   onMessage,
   onState,
 });
@@ -769,7 +1537,7 @@ function toast(text, kind = '') {
 let tickCount = 0;
 setInterval(() => {
   tickCount += 1;
-  $('clock').textContent = new Date(store.now()).toLocaleTimeString('en-GB', { hour12: false });
+  $('clock').textContent = hhmmss(store.now());
   renderQueue();
   renderStats();
   renderConnText();
@@ -794,22 +1562,58 @@ document.addEventListener('keydown', (ev) => {
   }
 });
 
+// The language switch: everything is redrawn in the other language, nothing reloads.
+function switchLang(next, remember) {
+  setLang(next);
+  if (remember) {
+    langChosen = true;
+    try { localStorage.setItem(LANG_KEY, next); } catch { /* private mode: this page only */ }
+  }
+  applyStatic();
+  buildLayerControl();
+  for (const inc of store.incidents.values()) syncIncidentMarker(inc);
+  rebuildHazards();
+  renderStats();
+  renderQueue();
+  renderAlerts();
+  renderHistory();
+  renderConnText();
+  if (selectedId) {
+    buildDetail();
+    refreshDetail(true);
+  }
+}
+$('lang-switch').addEventListener('click', () => switchLang(getLang() === 'en' ? 'zh-CN' : 'en', true));
+
 // ---------------------------------------------------------------- read-only hook for tests
 
 const debug = {
   districts: 0,
   places: 0,
+  roads: 0,
+  tiles: null,
   accepted: new Map(),
   lastReportId: null,
+  routes: new Map(),
+  errors: [],
+  sent: [],
+  lastCsv: null,
+  hovered: null,
+  districtGeo: null,
 };
 window.__console = Object.freeze({
   connection: () => conn.state,
+  server: () => conn.host,
   snapshots: () => store.snapshots,
   unitCount: () => store.units.size,
   unitsDrawn: () => unitLayer.drawn,
   unitPosition: (id) => unitLayer.drawnAt(id),
   unitPixel: (id) => unitLayer.pixelAt(id),
   unitStatus: (id) => store.units.get(id)?.status ?? null,
+  labels: () => unitLayer.labelBoxes(),
+  // The task lines of the last frame: which unit, to where.
+  taskLines: () => (unitLayer.lines || []).map((l) => ({ ...l })),
+  hovered: () => debug.hovered,
   incidentIds: () => [...store.incidents.keys()],
   incident: (id) => structuredClone(store.incidents.get(id) ?? null),
   incidentMarkerCount: () => incidentMarkers.size,
@@ -820,25 +1624,44 @@ window.__console = Object.freeze({
     return { lat: m.getLatLng().lat, lon: m.getLatLng().lng, x: p.x, y: p.y };
   },
   queueIds: () => [...$('queue').querySelectorAll('.qrow')].map((r) => r.dataset.id),
+  historyIds: () => [...$('hist-list').querySelectorAll('.hrow')].map((r) => r.dataset.id),
+  alerts: () => alerts.active().map(({ key, kind, incident, resolved }) => ({ key, kind, incident: incident ?? null, resolved })),
+  hazards: () => [...store.hazards.keys()],
+  policy: () => ({ ...store.policy }),
+  replayPoints: () => Object.fromEntries([...replay.tracks].map(([u, gj]) => [u, gj?.geometry?.coordinates?.length || 0])),
+  replayAt: (id) => {
+    const m = replay.markers.get(id);
+    return m ? { lat: m.getLatLng().lat, lon: m.getLatLng().lng } : null;
+  },
+  routes: () => Object.fromEntries(debug.routes),
   acceptedIncident: (reportId) => debug.accepted.get(reportId) ?? null,
   lastReportId: () => debug.lastReportId,
+  pendingReports: () => [...pendingReports.keys()],
+  lastCsv: () => debug.lastCsv,
+  errors: () => debug.errors.map((e) => ({ code: e.code, ref: e.ref ?? null })),
   districtCount: () => debug.districts,
   placeCount: () => debug.places,
+  roadCount: () => debug.roads,
+  tiles: () => debug.tiles,
+  lang: () => getLang(),
   containerPoint: (lat, lon) => {
     const p = map.latLngToContainerPoint([lat, lon]);
     return { x: p.x, y: p.y };
   },
+  setView: (lat, lon, zoom) => map.setView([lat, lon], zoom, { animate: false }),
   selectedIncident: () => selectedId,
   // Cost of keeping up: last canvas redraw, frames drawn, messages and time spent on them.
-  stats: () => ({ drawMs: unitLayer.drawMs, frames: unitLayer.frames, messages: conn.messages, handledMs: conn.handledMs }),
+  stats: () => ({ drawMs: unitLayer.drawMs, frames: unitLayer.frames, labelled: unitLayer.labelled, messages: conn.messages, handledMs: conn.handledMs }),
 });
 
 // ---------------------------------------------------------------- start
 
 renderStats();
 renderQueue();
+renderAlerts();
 loadDistricts();
 loadPlaces();
+loadRoads();
 if (!token) {
   $('notoken').hidden = false;
   conn.state = 'notoken';

@@ -1,12 +1,18 @@
 // The console's WebSocket: connects, reconnects with back-off, reports its state.
 // Every (re)connect starts with a fresh snapshot from the server, which the store uses
 // to replace everything it held, so a reconnect never leaves duplicates behind.
+// With several servers (primary and standbys) a connection that fails before its
+// snapshot moves on to the next one at once; the back-off starts only after a whole
+// round failed. A standby refuses (503) until it takes over.
 import { backoffMs } from './model.js';
 
 export class Connection {
-  constructor({ url, probeUrl, onMessage, onState }) {
-    this.url = url;
-    this.probeUrl = probeUrl;
+  constructor({ servers = [null], url, probeUrl, onMessage, onState }) {
+    this.servers = servers.length ? servers : [null];
+    this.index = 0;
+    this.failedInRound = 0;
+    this.urlFor = typeof url === 'function' ? url : () => url;
+    this.probeFor = typeof probeUrl === 'function' ? probeUrl : () => probeUrl;
     this.onMessage = onMessage;
     this.onState = onState;
     this.ws = null;
@@ -35,13 +41,17 @@ export class Connection {
     this.onState(state, detail);
   }
 
+  get host() {
+    return this.servers[this.index];
+  }
+
   open() {
     clearTimeout(this.timer);
     this.gotSnapshot = false;
-    this.setState('connecting', { attempt: this.attempt });
+    this.setState('connecting', { attempt: this.attempt, host: this.host });
     let ws;
     try {
-      ws = new WebSocket(this.url);
+      ws = new WebSocket(this.urlFor(this.host));
     } catch (e) {
       this.retry(String(e));
       return;
@@ -60,8 +70,9 @@ export class Connection {
         if (msg && msg.type === 'snapshot') {
           this.gotSnapshot = true;
           this.attempt = 0;
+          this.failedInRound = 0;
           this.onMessage(msg);
-          this.setState('live');
+          this.setState('live', { host: this.host });
         } else if (msg) {
           this.onMessage(msg);
         }
@@ -82,22 +93,37 @@ export class Connection {
   }
 
   async retry(reason) {
-    const delay = backoffMs(this.attempt);
-    this.attempt += 1;
-    const until = Date.now() + delay;
     // A socket refused before any snapshot may be a bad token: the browser hides the 401
-    // of a failed upgrade, so ask a plain endpoint that needs the same token.
+    // of a failed upgrade, so ask a plain endpoint that needs the same token. A 503 is a
+    // standby (or a server that cannot write): another server may answer.
     let refused = false;
-    if (!this.gotSnapshot && this.probeUrl) {
+    let standby = false;
+    const probe = this.probeFor(this.host);
+    if (!this.gotSnapshot && probe) {
       try {
-        const r = await fetch(this.probeUrl, { cache: 'no-store' });
+        const r = await fetch(probe, { cache: 'no-store' });
         refused = r.status === 401 || r.status === 403;
+        standby = r.status === 503;
       } catch {
         /* server down: an ordinary reconnect */
       }
     }
     if (this.stopped) return;
-    this.setState(refused ? 'refused' : 'reconnecting', { reason, until, attempt: this.attempt });
+    if (this.servers.length > 1) {
+      // Move on; wait only once every server has been tried in this round.
+      this.index = (this.index + 1) % this.servers.length;
+      this.failedInRound += 1;
+      if (this.failedInRound < this.servers.length) {
+        this.setState(standby ? 'standby' : 'connecting', { reason, attempt: this.attempt, host: this.host });
+        this.timer = setTimeout(() => this.open(), 50);
+        return;
+      }
+      this.failedInRound = 0;
+    }
+    const delay = backoffMs(this.attempt);
+    this.attempt += 1;
+    const until = Date.now() + delay;
+    this.setState(refused ? 'refused' : 'reconnecting', { reason, until, attempt: this.attempt, host: this.host });
     this.timer = setTimeout(() => this.open(), Math.max(0, until - Date.now()));
   }
 

@@ -7,13 +7,44 @@ export const CLOSED_STATES = new Set(['closed', 'cancelled']);
 export const UNIT_STATUSES = ['available', 'assigned', 'en_route', 'on_scene', 'stale', 'off_duty'];
 
 // Defaults of the engine's policy (contract section 7); the console only uses them to
-// say when something is late, never to decide anything.
-export const POLICY = {
+// say when something is late, never to decide anything. The server's own numbers come in
+// the snapshot's `config` (policyFrom); these stand in for a server that sends none.
+export const POLICY = Object.freeze({
   ackWithinMs: 30_000,
   remoteLiabilityMs: 300_000,
   // A report still without a unit after this long is flagged: there is no unit to send.
   assignTargetMs: 60_000,
-};
+  staleAfterMs: 60_000,
+  claimPaidWithinMs: 900_000,
+});
+
+// The snapshot's config ({"ack_within_s", "stale_after_s", "remote_liability_s",
+// "claim_paid_within_s", ...}) as the console's policy; a missing or bad field keeps
+// today's default.
+export function policyFrom(config) {
+  const sec = (v, dflt) => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? v * 1000 : dflt);
+  const c = config && typeof config === 'object' ? config : {};
+  return Object.freeze({
+    ackWithinMs: sec(c.ack_within_s, POLICY.ackWithinMs),
+    remoteLiabilityMs: sec(c.remote_liability_s, POLICY.remoteLiabilityMs),
+    assignTargetMs: POLICY.assignTargetMs,
+    staleAfterMs: sec(c.stale_after_s, POLICY.staleAfterMs),
+    claimPaidWithinMs: sec(c.claim_paid_within_s, POLICY.claimPaidWithinMs),
+    tiles: typeof c.tiles === 'string' && /^https?:\/\/|^\//.test(c.tiles) ? c.tiles : null,
+  });
+}
+
+// Where an assignment sends its unit: a helicopter with task landing_zone and the team
+// with task secure_lz go to the landing zone (the assignment's own lat/lon, else the
+// incident's rescue.landing_zone); everything else goes to the incident.
+export function taskTarget(inc, a) {
+  if (a && (a.task === 'landing_zone' || a.task === 'secure_lz')) {
+    if (typeof a.lat === 'number' && typeof a.lon === 'number') return { lat: a.lat, lon: a.lon };
+    const lz = inc.rescue?.landing_zone;
+    if (lz && typeof lz.lat === 'number' && typeof lz.lon === 'number') return lz;
+  }
+  return inc;
+}
 
 const EARTH_RADIUS_M = 6371008.8; // as geo/geo.hpp, so ETAs match the engine's
 const RAD = Math.PI / 180;
@@ -55,6 +86,9 @@ export class Store {
     this.listeners = new Set();
     this.snapshots = 0;
     this.offsetMs = 0; // server clock minus ours, from the snapshot's ts
+    this.config = null;
+    this.policy = POLICY;
+    this.hazards = new Map(); // hazard id -> hazard, open and cleared (cleared are drawn faded)
   }
 
   // The server's time, as near as we know it: the clocks count from its timestamps.
@@ -77,6 +111,10 @@ export class Store {
     this.incidents.clear();
     for (const u of msg.units || []) this.units.set(u.id, normaliseUnit({}, u));
     for (const inc of msg.incidents || []) if (isOpen(inc)) this.incidents.set(inc.id, inc);
+    this.config = msg.config && typeof msg.config === 'object' ? msg.config : null;
+    this.policy = policyFrom(this.config);
+    this.hazards.clear();
+    for (const h of msg.hazards || []) if (h && h.hazard != null) this.hazards.set(String(h.hazard), h);
     this.snapshots += 1;
     this.emit('snapshot', msg);
   }
@@ -99,12 +137,24 @@ export class Store {
     this.emit('incident', inc);
   }
 
+  // A hazard a station reported, or its clearing: returns whether it is new to us.
+  applyHazard(h) {
+    if (h == null || h.hazard == null) return false;
+    const id = String(h.hazard);
+    const isNew = !this.hazards.has(id);
+    this.hazards.set(id, { ...(this.hazards.get(id) || {}), ...h });
+    this.emit('hazard', this.hazards.get(id));
+    return isNew;
+  }
+
   // Dispatches one message from /ws/console; returns false for types it does not hold.
   apply(msg) {
     switch (msg.type) {
       case 'snapshot': this.applySnapshot(msg); return true;
       case 'unit': this.applyUnit(msg); return true;
       case 'incident': this.applyIncident(msg); return true;
+      case 'hazard': this.applyHazard(msg); return true;
+      case 'alert': this.emit('alert', msg); return true;
       default: return false;
     }
   }
@@ -117,6 +167,7 @@ export class Store {
 }
 
 function normaliseUnit(held, u) {
+  held._prevStatus = held.status;
   const moved = held.lat !== u.lat || held.lon !== u.lon;
   held.id = u.id;
   held.kind = u.kind || held.kind || 'moto';
@@ -163,8 +214,173 @@ export function incidentClocks(inc, now, policy = POLICY) {
     }
     out.slackMs = Math.min(out.slackMs, a.assigned_ts + policy.ackWithinMs - now);
   }
+  // The server's own clocks (liability, claim, air rescue stages), when it sends them.
+  out.clocks = serverClocks(inc, now);
+  for (const c of out.clocks) {
+    if (c.done) continue;
+    out.slackMs = Math.min(out.slackMs, c.overdue ? Math.min(-1, c.remainingMs) : c.remainingMs);
+  }
   out.overdue = out.slackMs < 0;
   return out;
+}
+
+// inc.clocks ([{clock, start_ts, due_ts, done_ts, overdue}]) read at `now`: remainingMs
+// until due (negative once late), done when done_ts is set, overdue as the server says or
+// as our clock sees it.
+export function serverClocks(inc, now) {
+  const out = [];
+  for (const c of Array.isArray(inc?.clocks) ? inc.clocks : []) {
+    if (!c || typeof c.clock !== 'string') continue;
+    const done = c.done_ts != null;
+    const due = typeof c.due_ts === 'number' ? c.due_ts : null;
+    const end = done ? c.done_ts : now;
+    const remainingMs = due == null ? Infinity : due - end;
+    out.push({ clock: c.clock, startTs: c.start_ts ?? null, dueTs: due, doneTs: c.done_ts ?? null, done,
+      remainingMs, overdue: !!c.overdue || remainingMs < 0 });
+  }
+  return out;
+}
+
+// The air rescue chain in Chongqing's order, each step with when and by whom (null when
+// not yet done). Steps the server adds later are appended after the known ones.
+export const RESCUE_STEPS = ['hospital_notified', 'heli_called', 'airborne', 'lz_secured', 'landed', 'patient_loaded', 'transferred'];
+// The service-level clock that ends at a step (call -> airborne, -> landed, -> hospital).
+export const STEP_CLOCK = { airborne: 'airborne', landed: 'landed', transferred: 'hospital' };
+export function rescueChain(inc, now = Date.now()) {
+  const r = inc?.rescue;
+  if (!r || typeof r !== 'object') return null;
+  const clocks = new Map(serverClocks(inc, now).map((c) => [c.clock, c]));
+  const seen = new Map();
+  for (const s of Array.isArray(r.steps) ? r.steps : []) if (s && typeof s.step === 'string' && !seen.has(s.step)) seen.set(s.step, s);
+  const names = RESCUE_STEPS.filter((n) => n !== 'lz_secured' || r.target !== 'scene');
+  for (const n of seen.keys()) if (!names.includes(n)) names.push(n);
+  return {
+    target: r.target === 'scene' ? 'scene' : 'landing_zone',
+    landingZone: r.landing_zone || null,
+    hospital: r.hospital || null,
+    steps: names.map((n) => ({ step: n, ts: seen.get(n)?.ts ?? null, actor: seen.get(n)?.actor ?? null,
+      clock: (STEP_CLOCK[n] && clocks.get(STEP_CLOCK[n])) || null })),
+  };
+}
+
+// Alerts on the console: each has a key, so the same alert raised twice (by the server
+// and by our own clock) shows once; a bounded list, newest first.
+export class Alerts {
+  constructor(max = 200) {
+    this.max = max;
+    this.items = new Map(); // key -> alert
+    this.seq = 0;
+  }
+
+  // Returns true when the alert is new (or was dismissed and is raised again later).
+  raise(key, alert) {
+    const held = this.items.get(key);
+    // Showing and unresolved: the same alert again says nothing new. Dismissed: it stays
+    // quiet unless it may come again (a connection lost a second time). Resolved: anew.
+    if (held && !held.dismissed && !held.resolved) return false;
+    if (held && held.dismissed && !held.resolved && !alert.again) return false;
+    this.items.delete(key);
+    this.items.set(key, { key, seq: ++this.seq, dismissed: false, resolved: false, ...alert });
+    while (this.items.size > this.max) this.items.delete(this.items.keys().next().value);
+    return true;
+  }
+
+  resolve(key) {
+    const a = this.items.get(key);
+    if (a) a.resolved = true;
+    return !!a;
+  }
+
+  dismiss(key) {
+    const a = this.items.get(key);
+    if (a) a.dismissed = true;
+  }
+
+  dismissAll() {
+    for (const a of this.items.values()) a.dismissed = true;
+  }
+
+  active() {
+    return [...this.items.values()].filter((a) => !a.dismissed).sort((a, b) => b.seq - a.seq);
+  }
+}
+
+// History search (GET /api/incidents): the query string for filters
+// {from, to (ms), district, severity, state, plate, limit, before}, state=all unless one is
+// chosen. csv: the export link's query.
+export function historyQuery(f = {}, { csv = false } = {}) {
+  const q = new URLSearchParams();
+  q.set('state', f.state || 'all');
+  if (!csv) q.set('limit', String(f.limit || 50));
+  if (f.before && !csv) q.set('before', f.before);
+  if (Number.isFinite(f.from)) q.set('from', String(f.from));
+  if (Number.isFinite(f.to)) q.set('to', String(f.to));
+  for (const k of ['district', 'severity', 'plate']) if (f[k]) q.set(k, String(f[k]).trim());
+  if (csv) q.set('format', 'csv');
+  return q.toString();
+}
+
+// The same filters applied here to what came back: a server that does not filter yet
+// still shows only what was asked for.
+export function matchesHistory(inc, f = {}) {
+  if (f.state && f.state !== 'all' && inc.state !== f.state) return false;
+  if (f.severity && inc.severity !== f.severity) return false;
+  if (f.district && inc.district !== f.district) return false;
+  if (Number.isFinite(f.from) && !(inc.reported_ts >= f.from)) return false;
+  if (Number.isFinite(f.to) && !(inc.reported_ts < f.to)) return false;
+  if (f.plate) {
+    const p = String(f.plate).trim().toUpperCase();
+    if (!(inc.vehicles || []).some((v) => String(v.plate || '').toUpperCase().includes(p))) return false;
+  }
+  return true;
+}
+
+// The time span worth replaying for an incident: from its report (or first assignment)
+// to its close (or the last end of an assignment), with a minute either side.
+export function replaySpan(inc, now = Date.now()) {
+  const times = [inc.reported_ts];
+  for (const a of inc.assignments || []) times.push(a.assigned_ts, a.ended_ts, a.cleared_ts, a.arrived_ts);
+  times.push(inc.closed_ts);
+  const ts = times.filter((x) => typeof x === 'number');
+  if (!ts.length) return null;
+  const from = Math.min(...ts) - 60_000;
+  // Still open: up to now; closed: a minute past its last event.
+  const to = inc.closed_ts == null ? now : Math.min(now, Math.max(...ts) + 60_000);
+  return { from, to };
+}
+
+// A track (GeoJSON Feature LineString with properties.times) at time t: the point
+// interpolated between the fixes around t; null before the first fix; the last fix after.
+export function trackAt(feature, t) {
+  const coords = feature?.geometry?.coordinates || [];
+  const times = feature?.properties?.times || [];
+  const n = Math.min(coords.length, times.length);
+  if (!n || t < times[0]) return null;
+  if (t >= times[n - 1]) return { lat: coords[n - 1][1], lon: coords[n - 1][0] };
+  let lo = 0;
+  let hi = n - 1;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (times[mid] <= t) lo = mid;
+    else hi = mid;
+  }
+  const f = times[hi] === times[lo] ? 0 : (t - times[lo]) / (times[hi] - times[lo]);
+  return {
+    lat: coords[lo][1] + f * (coords[hi][1] - coords[lo][1]),
+    lon: coords[lo][0] + f * (coords[hi][0] - coords[lo][0]),
+  };
+}
+
+// ?servers=host:port,host:port: the servers to try in turn (this page's own first when
+// not listed). Anything that is not host[:port] is dropped.
+export function parseServers(param, own) {
+  const list = [];
+  for (const raw of String(param || '').split(',')) {
+    const s = raw.trim();
+    if (/^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(s) && !list.includes(s)) list.push(s);
+  }
+  if (own && !list.includes(own)) list.unshift(own);
+  return list;
 }
 
 // Most urgent first: late ones, then those with a running deadline, then by severity,
@@ -244,4 +460,30 @@ export function buildReport(fields, lat, lon, now = Date.now(), rand = Math.rand
   const note = (fields.note || '').trim();
   if (note) report.note = note;
   return report;
+}
+
+// Incidents as CSV (RFC 4180, UTF-8 with a byte order mark so spreadsheet programs read
+// the Chinese right): what the export link gives when the server does not make CSV itself.
+// Cells that a spreadsheet would run as a formula (= + - @ first) get a leading quote.
+export const CSV_COLUMNS = ['id', 'report_id', 'state', 'severity', 'district', 'lat', 'lon', 'reported', 'reported_ts',
+  'closed', 'injured', 'drivable', 'parties_agree', 'plates', 'insurers', 'at_fault', 'units', 'note'];
+export function incidentsToCsv(rows, fmtTime = (ts) => new Date(ts).toISOString()) {
+  const cell = (v) => {
+    let s = v == null ? '' : String(v);
+    if (/^[=+\-@\t\r]/.test(s)) s = `'${s}`;
+    return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  const lines = [CSV_COLUMNS.join(',')];
+  for (const inc of rows) {
+    const vehicles = Array.isArray(inc.vehicles) ? inc.vehicles : [];
+    const units = [...new Set((inc.assignments || []).map((a) => a.unit))];
+    lines.push([
+      inc.id, inc.report_id, inc.state, inc.severity, inc.district, inc.lat, inc.lon,
+      inc.reported_ts != null ? fmtTime(inc.reported_ts) : '', inc.reported_ts,
+      inc.closed_ts != null ? fmtTime(inc.closed_ts) : '', inc.injured,
+      inc.drivable, inc.parties_agree, vehicles.map((v) => v.plate).join(' '),
+      vehicles.map((v) => v.insurer || '').join(' ').trim(), inc.at_fault, units.join(' '), inc.note,
+    ].map(cell).join(','));
+  }
+  return `\ufeff${lines.join('\r\n')}\r\n`;
 }

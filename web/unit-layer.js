@@ -3,7 +3,8 @@
 // per animation frame, and each unit caches its projected pixel position until it moves
 // or the zoom changes.
 import * as L from './node_modules/leaflet/dist/leaflet-src.esm.js';
-import { activeAssignments } from './model.js';
+import { activeAssignments, taskTarget } from './model.js';
+import { placeLabels } from './labels.js';
 
 export const STATUS_COLOURS = {
   available: '#34d399',
@@ -18,7 +19,13 @@ const LINE_COLOURS = { assigned: '#fbbf24', en_route: '#60a5fa', on_scene: '#c08
 const PADDING = 0.15; // of the view on each side, so a short pan shows no empty edge
 
 export const UnitLayer = L.Layer.extend({
-  options: { pane: 'unitPane', labelZoom: 14, labelMax: 250 },
+  // Labels are tried at zoom >= labelZoom or with at most labelMax units in view, and only
+  // where they collide with nothing (labels.js); the others show on hover.
+  // Placing costs ~0.2 ms for 300 units in view, ~0.7 ms for 1,000 and ~1.2 ms for 1,500
+  // (docs/performance.md), several times that before the JIT warms up; so it is redone at
+  // most every labelEveryMs (and at once on a zoom or pan); between, each label keeps its
+  // side and follows its unit.
+  options: { pane: 'unitPane', labelZoom: 12, labelMax: 600, labelTryMax: 1500, labelEveryMs: 300 },
 
   initialize(store, options) {
     L.setOptions(this, options);
@@ -28,6 +35,8 @@ export const UnitLayer = L.Layer.extend({
     this.frames = 0;
     this.highlight = new Set();
     this.showLines = true;
+    this.labels = [];
+    this.labelled = 0;
   },
 
   onAdd(map) {
@@ -75,6 +84,7 @@ export const UnitLayer = L.Layer.extend({
     this.canvas.style.height = `${full.y}px`;
     this.size = full;
     L.DomUtil.setPosition(this.canvas, min);
+    this.labelsAt = 0; // the view moved: place the labels again
     this.draw();
   },
 
@@ -165,34 +175,67 @@ export const UnitLayer = L.Layer.extend({
       }
     }
 
-    if (zoomed >= this.options.labelZoom || drawn <= this.options.labelMax) {
-      ctx.font = '12px "Noto Sans CJK SC", "Noto Sans SC", "Microsoft YaHei", system-ui, sans-serif';
+    const placeNow = this.labelsZoom !== zoomed || performance.now() - (this.labelsAt || 0) > this.options.labelEveryMs;
+    const tryLabels = (zoomed >= this.options.labelZoom || drawn <= this.options.labelMax) && drawn <= this.options.labelTryMax;
+    ctx.font = '12px "Noto Sans CJK SC", "Noto Sans SC", "Microsoft YaHei", system-ui, sans-serif';
+    if (!tryLabels) {
+      this.labels = [];
+    } else if (placeNow) {
+      const items = [];
+      for (const list of buckets.values()) {
+        for (const u of list) {
+          const label = u.callsign || u.id;
+          if (u._lt !== label) {
+            u._lt = label;
+            u._lw = Math.ceil(ctx.measureText(label).width);
+          }
+          const rank = (this.highlight.has(u.id) ? 0 : 4) + (u.kind === 'heli' ? 0 : 2) + (u.status === 'available' || u.status === 'stale' || u.status === 'off_duty' ? 1 : 0);
+          items.push({ x: u._cx, y: u._cy, w: u._lw, h: 14, r: u.kind === 'heli' ? r + 4 : r, u, rank });
+        }
+      }
+      items.sort((a, b) => a.rank - b.rank);
+      this.labels = placeLabels(items, { bounds: { w, h } });
+      this.labelsAt = performance.now();
+      this.labelsZoom = zoomed;
+    } else {
+      // Between placements: the same labels on the same sides of their units.
+      this.labels = this.labels.filter((l) => l.item.u._frame === frame).map((l) => {
+        const dx = l.x - l.item.x;
+        const dy = l.y - l.item.y;
+        const item = { ...l.item, x: l.item.u._cx, y: l.item.u._cy };
+        return { ...l, item, x: item.x + dx, y: item.y + dy };
+      });
+    }
+    if (this.labels.length) {
       ctx.textAlign = 'left';
       ctx.textBaseline = 'middle';
       ctx.lineWidth = 3;
       ctx.strokeStyle = 'rgba(6, 10, 20, 0.85)';
       ctx.fillStyle = '#e2e8f0';
-      for (const list of buckets.values()) {
-        for (const u of list) {
-          const label = u.callsign || u.id;
-          ctx.strokeText(label, u._cx + r * 2 + 3, u._cy);
-          ctx.fillText(label, u._cx + r * 2 + 3, u._cy);
-        }
+      for (const l of this.labels) {
+        ctx.strokeText(l.item.u._lt, l.x, l.y + l.h / 2);
+        ctx.fillText(l.item.u._lt, l.x, l.y + l.h / 2);
       }
     }
+    this.labelled = this.labels.length;
     this.drawMs = performance.now() - started;
   },
 
   drawLines(ctx) {
     const units = this.store.units;
+    this.lines = [];
     ctx.lineWidth = 2;
     for (const inc of this.store.incidents.values()) {
       if (inc.lat == null) continue;
-      const ip = this.placePoint(inc);
+      const scene = this.placePoint(inc);
       for (const a of activeAssignments(inc)) {
         const u = units.get(a.unit);
         if (!u || u.lat == null) continue;
         const [x, y] = this.place(u);
+        // A helicopter bound for a landing zone, and the team securing it, go there.
+        const target = taskTarget(inc, a);
+        const ip = target === inc ? scene : this.placePoint(target);
+        this.lines.push({ unit: u.id, incident: inc.id, task: a.task ?? null, lat: target.lat, lon: target.lon });
         ctx.strokeStyle = LINE_COLOURS[a.state] || '#e5e7eb';
         ctx.setLineDash(a.state === 'assigned' ? [6, 5] : []);
         ctx.globalAlpha = 0.85;
@@ -209,6 +252,15 @@ export const UnitLayer = L.Layer.extend({
   placePoint(obj) {
     const p = this._map.project([obj.lat, obj.lon], this.zoom);
     return [p.x - this.pixelOrigin.x - this.min.x, p.y - this.pixelOrigin.y - this.min.y];
+  },
+
+  // The labels drawn in the last frame, as container-pixel boxes (for tests).
+  labelBoxes() {
+    if (!this._map) return [];
+    return this.labels.map((l) => {
+      const p = this._map.layerPointToContainerPoint([l.x + this.min.x, l.y + this.min.y]);
+      return { id: l.item.u.id, text: l.item.u._lt, x: p.x, y: p.y, w: l.w, h: l.h };
+    });
   },
 
   // Where a unit was last drawn, in map container pixels; null when it was not drawn.

@@ -1,8 +1,12 @@
 // The store's part for rural stations on a real SQLite file: sightings (idempotent,
 // pruned by retention), hazards and their history, incidents' plates and signals, what the
-// engine gets back at start, the vehicle history, and the additive migration.
+// engine gets back at start, the vehicle history, and the additive migration. With
+// DISPATCH_TEST_BACKEND=postgresql, on a fresh database of the PostgreSQL server that
+// libpq's environment names (test_stations_store_pg, under pg_virtualenv).
 #include <doctest/doctest.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -23,16 +27,55 @@ Millis wall() {
       .count();
 }
 
+bool on_pg() {
+  const char* b = std::getenv("DISPATCH_TEST_BACKEND");
+  return b && std::string(b) == "postgresql";
+}
+
+std::string pg_scalar(const std::string& sql, const std::string& db = "postgres") {
+  PGconn* c = PQconnectdb(("dbname=" + db).c_str());
+  REQUIRE_MESSAGE(PQstatus(c) == CONNECTION_OK, "PostgreSQL: " << PQerrorMessage(c));
+  PGresult* r = PQexec(c, sql.c_str());
+  const auto st = PQresultStatus(r);
+  INFO(sql << " -> " << PQresultErrorMessage(r));
+  CHECK((st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK));
+  std::string out = st == PGRES_TUPLES_OK && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "";
+  PQclear(r);
+  PQfinish(c);
+  return out;
+}
+
+std::string pg_url(const std::string& db) {
+  auto env = [](const char* k, const char* d) {
+    const char* v = std::getenv(k);
+    return std::string(v && *v ? v : d);
+  };
+  return "postgresql://" + env("PGUSER", "postgres") + ":" + env("PGPASSWORD", "") + "@" +
+         env("PGHOST", "localhost") + ":" + env("PGPORT", "5432") + "/" + db;
+}
+
 struct TempDb {
   fs::path dir;
   std::string path;
+  std::string pg_db;
   TempDb() {
+    if (on_pg()) {
+      static int n = 0;
+      pg_db = "dispatch_stations_" + std::to_string(getpid()) + "_" + std::to_string(++n);
+      pg_scalar("CREATE DATABASE " + pg_db);
+      path = pg_url(pg_db);
+      return;
+    }
     char tmpl[] = "/tmp/dispatch-stations-XXXXXX";
     REQUIRE(mkdtemp(tmpl));
     dir = tmpl;
     path = (dir / "dispatch.db").string();
   }
   ~TempDb() {
+    if (!pg_db.empty()) {
+      pg_scalar("DROP DATABASE IF EXISTS " + pg_db + " WITH (FORCE)");
+      return;
+    }
     std::error_code ec;
     fs::remove_all(dir, ec);
   }
@@ -45,6 +88,10 @@ struct TempDb {
 };
 
 std::int64_t count(const std::string& path, const std::string& sql) {
+  if (path.rfind("postgresql://", 0) == 0) {
+    const std::string v = pg_scalar(sql, path.substr(path.rfind('/') + 1));
+    return v.empty() ? -1 : std::stoll(v);
+  }
   sqlite3* db = nullptr;
   REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
   sqlite3_stmt* st = nullptr;
@@ -137,7 +184,8 @@ TEST_CASE("sightings: stored once, read newest first and paged, restored within 
   {
     auto o = t.options();
     o.sighting_retention_ms = 4 * hour;
-    data::Store s(o);  // prunes at start
+    data::Store s(o);  // SQLite prunes at start; a shared PostgreSQL only when active or asked
+    if (on_pg()) s.prune_tracks(now);
     CHECK(count(t.path, "SELECT count(*) FROM sightings") == 4);
     write(s, {sighting("ST-9", "渝D1", now - 5 * hour)});
     CHECK(count(t.path, "SELECT count(*) FROM sightings") == 5);
@@ -209,11 +257,18 @@ TEST_CASE("incidents' plates and signals: REST reads, the vehicle's incidents, a
     data::Store s(t.options());
     write(s, {incident(1, now - 40 * day, IncidentState::closed), incident(2, now - 2 * day, IncidentState::closed),
               incident(3, now - hour)});
-    write(s, {rec::IncidentSignals{"I-000001", now, "report", {}, now - 40 * day, {"渝A12345", "渝B00001"}},
-              rec::IncidentSignals{"I-000002", now, "report", {}, now - 2 * day, {"渝A12345", "渝B00001"}},
-              rec::IncidentSignals{"I-000003", now, "report", {sig}, now - hour, {"渝A12345", "渝B00001"}}});
+    std::vector<Write> plates;
+    for (int i = 1; i <= 3; ++i) {
+      const Millis at = i == 1 ? now - 40 * day : i == 2 ? now - 2 * day : now - hour;
+      const std::string id = "I-00000" + std::to_string(i);
+      plates.push_back(rec::IncidentPlate{"渝A12345", id, at});
+      plates.push_back(rec::IncidentPlate{"渝B00001", id, at});
+    }
+    plates.push_back(rec::IncidentPlate{"渝A12345", "I-000003", now - hour});  // again: once
+    write(s, std::move(plates));
+    write(s, {rec::IncidentSignals{"I-000003", now, "report", {sig}}});
     // Computed again at the liability decision: the new set replaces the old.
-    write(s, {rec::IncidentSignals{"I-000003", now + 1, "liability", {sig, rep}, now - hour, {"渝A12345", "渝B00001"}}});
+    write(s, {rec::IncidentSignals{"I-000003", now + 1, "liability", {sig, rep}}});
     const auto r = s.incident("I-000003");
     REQUIRE(r);
     REQUIRE(r->signals.size() == 2);
@@ -241,6 +296,10 @@ TEST_CASE("incidents' plates and signals: REST reads, the vehicle's incidents, a
 }
 
 TEST_CASE("a version-4 database migrates additively: its incidents' plates are indexed") {
+  if (on_pg()) {
+    MESSAGE("SQLite only; skipped on PostgreSQL");
+    return;
+  }
   TempDb t;
   const Millis now = wall();
   {

@@ -1,7 +1,13 @@
-// The store on a real SQLite file in a fresh temporary folder.
+// The store on a real SQLite file in a fresh temporary folder, or, with
+// DISPATCH_TEST_BACKEND=postgresql, on a fresh database of the PostgreSQL server that
+// libpq's environment names (PGHOST, PGPORT, PGUSER, PGPASSWORD: ctest runs it under
+// pg_virtualenv). Tests that only make sense on one backend say so and return.
 #include <doctest/doctest.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -12,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "data/lease.hpp"
 #include "data/store.hpp"
 
 using namespace dispatch;
@@ -20,16 +27,65 @@ namespace fs = std::filesystem;
 
 namespace {
 
+bool on_pg() {
+  const char* b = std::getenv("DISPATCH_TEST_BACKEND");
+  return b && std::string(b) == "postgresql";
+}
+
+// Runs SQL on the PostgreSQL server (the maintenance database, or `db`); the first
+// column of the first row, or "" (and a failed check) on error.
+std::string pg_scalar(const std::string& sql, const std::string& db = "postgres") {
+  PGconn* c = PQconnectdb(("dbname=" + db).c_str());
+  REQUIRE_MESSAGE(PQstatus(c) == CONNECTION_OK, "PostgreSQL: " << PQerrorMessage(c));
+  PGresult* r = PQexec(c, sql.c_str());
+  const auto st = PQresultStatus(r);
+  INFO(sql << " -> " << PQresultErrorMessage(r));
+  CHECK((st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK));
+  std::string out = st == PGRES_TUPLES_OK && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "";
+  PQclear(r);
+  PQfinish(c);
+  return out;
+}
+
+std::string pg_url(const std::string& db) {
+  auto env = [](const char* k, const char* d) {
+    const char* v = std::getenv(k);
+    return std::string(v && *v ? v : d);
+  };
+  return "postgresql://" + env("PGUSER", "postgres") + ":" + env("PGPASSWORD", "") + "@" +
+         env("PGHOST", "localhost") + ":" + env("PGPORT", "5432") + "/" + db;
+}
+
+#define SQLITE_ONLY()                                   \
+  do {                                                  \
+    if (on_pg()) {                                      \
+      MESSAGE("SQLite only; skipped on PostgreSQL");    \
+      return;                                           \
+    }                                                   \
+  } while (0)
+
 struct TempDb {
   fs::path dir;
   std::string path;
+  std::string pg_db;  // PostgreSQL: the database made for this test
   TempDb() {
+    if (on_pg()) {
+      static int n = 0;
+      pg_db = "dispatch_test_" + std::to_string(getpid()) + "_" + std::to_string(++n);
+      pg_scalar("CREATE DATABASE " + pg_db);
+      path = pg_url(pg_db);
+      return;
+    }
     char tmpl[] = "/tmp/dispatch-store-XXXXXX";
     REQUIRE(mkdtemp(tmpl));
     dir = tmpl;
     path = (dir / "dispatch.db").string();
   }
   ~TempDb() {
+    if (!pg_db.empty()) {
+      pg_scalar("DROP DATABASE IF EXISTS " + pg_db + " WITH (FORCE)");
+      return;
+    }
     std::error_code ec;
     fs::remove_all(dir, ec);
   }
@@ -43,6 +99,10 @@ struct TempDb {
 
 // A second, independent connection: what is really on disk.
 std::int64_t count(const std::string& path, const std::string& sql) {
+  if (path.rfind("postgresql://", 0) == 0) {
+    const std::string v = pg_scalar(sql, path.substr(path.rfind('/') + 1));
+    return v.empty() ? -1 : std::stoll(v);
+  }
   sqlite3* db = nullptr;
   REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
   sqlite3_stmt* st = nullptr;
@@ -113,6 +173,7 @@ rec::Assignment assignment(std::uint64_t seq, const std::string& inc, const std:
 }  // namespace
 
 TEST_CASE("a new database gets the schema, WAL mode and its version") {
+  SQLITE_ONLY();
   TempDb t;
   { data::Store s(t.options()); }
   CHECK(count(t.path, "PRAGMA user_version") == data::Store::schema_version());
@@ -284,6 +345,7 @@ TEST_CASE("done runs after the commit, in submission order; writes are grouped i
 }
 
 TEST_CASE("a database with a newer schema is refused and left alone") {
+  SQLITE_ONLY();
   TempDb t;
   exec(t.path, "CREATE TABLE future(x); PRAGMA user_version = 99;");
   CHECK_THROWS_WITH_AS(data::Store(t.options()),
@@ -292,6 +354,7 @@ TEST_CASE("a database with a newer schema is refused and left alone") {
 }
 
 TEST_CASE("a version-1 database is migrated and keeps its rows") {
+  SQLITE_ONLY();
   TempDb t;
   exec(t.path,
        "CREATE TABLE units(id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL);"
@@ -316,6 +379,7 @@ TEST_CASE("a version-1 database is migrated and keeps its rows") {
 }
 
 TEST_CASE("disk full: unhealthy, nothing confirmed, then everything lands once it works again") {
+  SQLITE_ONLY();
   TempDb t;
   data::Store s(t.options());
   s.submit({incident(1, "before")}, [] {});
@@ -417,6 +481,7 @@ void fill_disk_and_fail(data::Store& s, const std::string& path, std::atomic<int
 }  // namespace
 
 TEST_CASE("a version-3 database is migrated: report ids indexed by (source, report_id)") {
+  SQLITE_ONLY();
   TempDb t;
   const std::string fresh = (t.dir / "fresh.db").string();
   {
@@ -471,6 +536,7 @@ TEST_CASE("a version-3 database is migrated: report ids indexed by (source, repo
 }
 
 TEST_CASE("a version-1 database with a report id used twice migrates to the current version") {
+  SQLITE_ONLY();
   TempDb t;
   exec(t.path,
        "CREATE TABLE units(id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL);"
@@ -566,6 +632,7 @@ TEST_CASE("bounded queue: has_room and submit_optional follow max_queued_writes"
 }
 
 TEST_CASE("flush_for gives up on a failing disk within its deadline, succeeds once it works") {
+  SQLITE_ONLY();
   TempDb t;
   data::Store s(t.options());
   std::atomic<int> done{0};
@@ -583,6 +650,7 @@ TEST_CASE("flush_for gives up on a failing disk within its deadline, succeeds on
 }
 
 TEST_CASE("close on a failing disk returns by its deadline and confirms nothing it gave up") {
+  SQLITE_ONLY();
   TempDb t;
   auto o = t.options();
   o.close_deadline = milliseconds(300);
@@ -626,6 +694,7 @@ TEST_CASE("close on a failing disk returns by its deadline and confirms nothing 
 }
 
 TEST_CASE("the destructor cannot hang while commits keep failing") {
+  SQLITE_ONLY();
   TempDb t;
   auto o = t.options();
   o.close_deadline = milliseconds(300);
@@ -683,6 +752,7 @@ TEST_CASE("unit_events retention: prune_tracks deletes old unit events too, in c
 }
 
 TEST_CASE("the store prunes old unit events and tracks by itself when it opens") {
+  SQLITE_ONLY();
   TempDb t;
   auto o = t.options();
   o.track_retention_ms = 60'000;
@@ -796,4 +866,136 @@ TEST_CASE("paging never skips incidents that share a seq (rows migrated from ver
     q.before = got[0].incident.id;
   }
   CHECK(ids == std::vector<std::string>{"I-1", "OLD-d", "OLD-c", "OLD-b", "OLD-a"});
+}
+
+TEST_CASE("each unit is restored at its newest track point") {
+  TempDb t;
+  auto o = t.options();
+  o.track_retention_ms = 100LL * 365 * 24 * 3600 * 1000;
+  {
+    data::Store s(o);
+    s.add_units({unit("M1"), unit("M2"), unit("M3")});
+    s.submit({rec::TrackPoint{"M1", 5000, 29.5, 106.5}, rec::TrackPoint{"M1", 9000, 29.6, 106.6},
+              rec::TrackPoint{"M2", 7000, 29.7, 106.7}, rec::TrackPoint{"M2", 6000, 29.1, 106.1}},
+             [] {});
+    s.flush();
+  }
+  data::Store s(o);
+  auto snap = s.load();
+  REQUIRE(snap.last_positions.size() == 2);  // M3 was never seen
+  std::sort(snap.last_positions.begin(), snap.last_positions.end(),
+            [](const auto& a, const auto& b) { return a.unit < b.unit; });
+  CHECK(snap.last_positions[0].unit == "M1");
+  CHECK(snap.last_positions[0].ts == 9000);
+  CHECK(snap.last_positions[0].lat == 29.6);
+  CHECK(snap.last_positions[1].unit == "M2");
+  CHECK(snap.last_positions[1].ts == 7000);
+  CHECK(snap.last_positions[1].lon == 106.7);
+}
+
+// ---- PostgreSQL only
+
+#define PG_ONLY()                                        \
+  do {                                                   \
+    if (!on_pg()) {                                      \
+      MESSAGE("PostgreSQL only; skipped on SQLite");     \
+      return;                                            \
+    }                                                    \
+  } while (0)
+
+TEST_CASE("PostgreSQL: a new database gets the schema, its version and the lease row") {
+  PG_ONLY();
+  TempDb t;
+  { data::Store s(t.options()); }
+  CHECK(count(t.path, "SELECT max(version) FROM schema_version") == data::Store::schema_version());
+  for (const char* table : {"units", "incidents", "assignments", "timeline", "unit_events", "tracks", "pages", "claims"}) {
+    CAPTURE(table);
+    CHECK(count(t.path, std::string("SELECT count(*) FROM pg_tables WHERE tablename='") + table + "'") == 1);
+  }
+  CHECK(count(t.path, "SELECT epoch FROM lease WHERE id = 1") == 0);
+  { data::Store again(t.options()); }  // opening it again changes nothing
+  CHECK(count(t.path, "SELECT count(*) FROM schema_version") == 1);
+}
+
+TEST_CASE("PostgreSQL: a newer schema and a foreign database are refused and left alone") {
+  PG_ONLY();
+  TempDb t;
+  { data::Store s(t.options()); }
+  count(t.path, "UPDATE schema_version SET version = 99");
+  CHECK_THROWS_WITH_AS(data::Store(t.options()), doctest::Contains("schema version 99 is newer than this build's"),
+                       data::StoreError);
+  CHECK(count(t.path, "SELECT max(version) FROM schema_version") == 99);
+  TempDb other;
+  count(other.path, "CREATE TABLE somebody_elses(x int)");
+  CHECK_THROWS_WITH_AS(data::Store(other.options()), doctest::Contains("not a dispatchd database"), data::StoreError);
+}
+
+TEST_CASE("PostgreSQL: a lost connection fails a commit, which is retried on a new one; nobody is told before") {
+  PG_ONLY();
+  TempDb t;
+  data::Store s(t.options());
+  s.submit({incident(1, "before")}, [] {});
+  s.flush();
+  // Cut every session of the store's database (the writer's and the reader's).
+  count(t.path, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()");
+  std::atomic<int> done{0};
+  s.submit({incident(2, "after")}, [&] { ++done; });
+  s.flush();
+  CHECK(done == 1);
+  CHECK(count(t.path, "SELECT count(*) FROM incidents") == 2);
+  CHECK(s.incident("I-2").has_value());  // the read connection is back too
+}
+
+TEST_CASE("PostgreSQL: the lease fences a former active: its next commit fails, nothing is told, it stays fenced") {
+  PG_ONLY();
+  TempDb t;
+  using std::chrono::milliseconds;
+  data::Store a(t.options());
+  data::Lease la(t.path, "a", milliseconds(200));
+  std::int64_t ea = 0, eb = 0;
+  REQUIRE(la.take(ea) == data::Lease::Outcome::ok);
+  CHECK(ea == 1);
+  a.set_epoch(ea);
+  std::atomic<int> done_a{0};
+  a.submit({incident(1, "while active")}, [&] { ++done_a; });
+  a.flush();
+  CHECK(done_a == 1);
+
+  data::Lease lb(t.path, "b", milliseconds(200));
+  CHECK(lb.take(eb) == data::Lease::Outcome::held);  // not yet expired
+  CHECK(la.renew(ea) == data::Lease::Outcome::ok);
+  // a stops renewing (paused): b takes the lease once it has expired.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (lb.take(eb) != data::Lease::Outcome::ok && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(milliseconds(20));
+  REQUIRE(eb == ea + 1);
+  CHECK(la.renew(ea) == data::Lease::Outcome::held);
+
+  bool fenced_hook = false;
+  a.on_fenced([&] { fenced_hook = true; });
+  a.submit({incident(2, "after the takeover")}, [&] { ++done_a; });
+  a.flush();
+  CHECK(a.fenced());
+  CHECK(fenced_hook);
+  CHECK(done_a == 1);  // never told
+  CHECK_FALSE(a.has_room());
+  CHECK(count(t.path, "SELECT count(*) FROM incidents") == 1);
+  a.submit({incident(3, "later")}, [&] { ++done_a; });  // refused at once
+  a.flush();
+  CHECK(done_a == 1);
+  CHECK(count(t.path, "SELECT count(*) FROM incidents") == 1);
+
+  data::Store b(t.options());
+  b.set_epoch(eb);
+  std::atomic<int> done_b{0};
+  b.submit({incident(2, "the new active")}, [&] { ++done_b; });
+  b.flush();
+  CHECK(done_b == 1);
+  CHECK_FALSE(b.fenced());
+  CHECK(count(t.path, "SELECT count(*) FROM incidents") == 2);
+  lb.release(eb);
+  std::int64_t ec = 0;
+  CHECK(la.take(ec) == data::Lease::Outcome::ok);  // released: taken at once
+  CHECK(ec == eb + 1);
 }

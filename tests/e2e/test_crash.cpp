@@ -55,6 +55,13 @@ TEST_CASE("SIGKILL mid-stream: nothing confirmed is lost, nothing duplicated") {
   REQUIRE(accepted.size() >= 5);
 
   server.emplace(args);
+  // Every unit where it was last seen (its first position was a track point, committed
+  // before any accepted report), not without a position until its next fix.
+  auto units = http_request(server->port(), http::verb::get, "/api/units", {}, "c-secret").json();
+  std::size_t placed = 0;
+  for (auto& u : units.as_array())
+    placed += !u.as_object().at("lat").is_null() && !u.as_object().at("ts").is_null();
+  CHECK(placed == 80);
   auto all = http_request(server->port(), http::verb::get, "/api/incidents?state=all", {}, "c-secret").json();
   std::map<std::string, int> times;
   std::map<std::string, const json::object*> by_report;

@@ -1,4 +1,4 @@
-// Zones on GEOS with the project's real district file, GCJ-02, and the demo places.
+// Zones on GEOS with the project's real district file, GCJ-02. (The demo places: test_places.cpp.)
 #include <doctest/doctest.h>
 #include <geos_c.h>
 
@@ -12,7 +12,6 @@
 #include <sstream>
 
 #include "geo/gcj02.hpp"
-#include "geo/places.hpp"
 #include "geo/zones.hpp"
 
 using namespace dispatch::geo;
@@ -20,7 +19,6 @@ namespace json = boost::json;
 
 namespace {
 const std::string districts = std::string(DISPATCH_SOURCE_DIR) + "/assets/geo/chongqing_districts_gcj02.geojson";
-const std::string places = std::string(DISPATCH_SOURCE_DIR) + "/assets/places/chongqing-demo.geojson";
 const std::string datav = std::string(DISPATCH_SHARED_DIR) + "/data/chongqing/boundaries/datav_500000_full.json";
 
 const Zones& chongqing() {
@@ -446,72 +444,4 @@ TEST_CASE("the DataV boundaries from the shared data: GCJ-02, six invalid and re
     mismatches += z.locate(p) != oracle.first_containing(p);
   }
   CHECK(mismatches == 0);
-}
-
-TEST_CASE("the demo places: bases, landing zones, trauma hospitals with helipads") {
-  Places p = Places::load(places);
-  const Zones& z = chongqing();
-  int bases = 0, zones = 0, hospitals = 0;
-  std::set<std::string> ids;
-  for (const auto& pl : p.all()) {
-    bases += pl.kind == PlaceKind::heli_base;
-    zones += pl.kind == PlaceKind::landing_zone;
-    hospitals += pl.kind == PlaceKind::hospital;
-    CHECK(ids.insert(pl.id).second);
-    CHECK_MESSAGE(z.locate(pl.pos).has_value(), pl.id << " lies outside Chongqing");  // every place is in the city
-  }
-  CHECK(bases >= 3);
-  CHECK(zones >= 8);
-  CHECK(hospitals >= 8);
-  // The airfields are OurAirports' coordinates.
-  const auto base = [&](const std::string& id) {
-    for (const auto& pl : p.all())
-      if (pl.id == id) return pl.pos;
-    return LatLon{};
-  };
-  CHECK(distance_m(base("ZUCK"), {29.712254, 106.651895}) < 1);
-  CHECK(distance_m(base("YGA"), {29.356667, 106.010441}) < 1);
-
-  const LatLon jfb{29.5573, 106.5770};
-  const Place* h = p.nearest(jfb, PlaceKind::hospital, true, false);
-  REQUIRE(h);
-  CHECK(h->trauma);
-  CHECK(distance_m(jfb, h->pos) < 5000);
-  // The filters hold, and nothing nearer satisfies them (a brute-force check).
-  for (bool trauma : {false, true})
-    for (bool helipad : {false, true}) {
-      const LatLon at{31.9, 108.6};  // Chengkou, far north
-      const Place* best = p.nearest(at, PlaceKind::hospital, trauma, helipad);
-      REQUIRE(best);
-      CHECK((!trauma || best->trauma));
-      CHECK((!helipad || best->helipad));
-      for (const auto& pl : p.all())
-        if (pl.kind == PlaceKind::hospital && (!trauma || pl.trauma) && (!helipad || pl.helipad))
-          CHECK(distance_m(at, best->pos) <= distance_m(at, pl.pos));
-    }
-  CHECK(p.nearest({31.9, 108.6}, PlaceKind::hospital)->id == "H-CK");  // the county hospital
-  CHECK(p.nearest({31.9, 108.6}, PlaceKind::hospital, true)->id != "H-CK");
-  CHECK(p.nearest(jfb, PlaceKind::heli_base)->id == "ZUCK");
-  CHECK(p.nearest({29.36, 105.95}, PlaceKind::heli_base)->id == "YGA");
-  CHECK(p.nearest({31.95, 108.67}, PlaceKind::landing_zone)->id == "LZ-CK");
-  CHECK(Places{}.nearest(jfb, PlaceKind::hospital) == nullptr);
-
-  CHECK_THROWS_AS(Places::parse(R"({"type":"FeatureCollection","features":[{"type":"Feature",
-      "properties":{"name":"x","kind":"spaceport"},"geometry":{"type":"Point","coordinates":[106,29]}}]})", "t"),
-                  std::runtime_error);
-  CHECK_THROWS_AS(Places::parse("[1,2]", "t"), std::runtime_error);
-  CHECK_THROWS_AS(Places::load("/nonexistent/places.geojson"), std::runtime_error);
-
-  const json::value back = json::parse(p.to_geojson());
-  const auto& feats = back.at("features").as_array();
-  REQUIRE(feats.size() == p.all().size());
-  const Places again = Places::parse(p.to_geojson(), "round trip");
-  REQUIRE(again.all().size() == p.all().size());
-  for (std::size_t i = 0; i < p.all().size(); ++i) {
-    CHECK(again.all()[i].id == p.all()[i].id);
-    CHECK(again.all()[i].kind == p.all()[i].kind);
-    CHECK(again.all()[i].trauma == p.all()[i].trauma);
-    CHECK(again.all()[i].helipad == p.all()[i].helipad);
-    CHECK(again.all()[i].pos == p.all()[i].pos);
-  }
 }

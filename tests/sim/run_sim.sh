@@ -18,8 +18,14 @@ server=$!
 for _ in $(seq 100); do grep -q '^listening on' "$dir/out" && break; sleep 0.1; done
 addr=$(sed -n 's/^listening on //p' "$dir/out")
 [ -n "$addr" ] || { cat "$dir/err"; exit 1; }
-"$build/sim/dispatch-sim" run --url "ws://$addr" --tokens "$dir/tokens.json" --fleet "$dir/fleet.json" \
-  --duration 6 --rate 2 --reports-per-s 8 --gateways 2 --json "$dir/summary.json" 2>/dev/null >/dev/null
+# A run of 6 s drains for at most 2 s more: 60 s is a hang, and then both sides' logs say why.
+if ! timeout -s KILL 60 "$build/sim/dispatch-sim" run --url "ws://$addr" --tokens "$dir/tokens.json" \
+    --fleet "$dir/fleet.json" --duration 6 --rate 2 --reports-per-s 8 --gateways 2 \
+    --json "$dir/summary.json" 2>"$dir/sim.err" >/dev/null; then
+  echo "dispatch-sim failed or hung; its log:"; tail -50 "$dir/sim.err"
+  echo "the server's log:"; tail -50 "$dir/err"
+  exit 1
+fi
 cat "$dir/summary.json"
 python3 - "$dir/summary.json" <<'PY'
 import json, sys

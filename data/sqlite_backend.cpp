@@ -1,0 +1,191 @@
+// The SQLite backend: a write connection (the writer thread's) and a read connection, both
+// on one file in WAL mode; statements prepared once.
+#include <fmt/format.h>
+
+#include <array>
+#include <memory>
+#include <thread>
+
+#include "data/backend.hpp"
+#include "data/schema.hpp"
+#include "data/sqlite.hpp"
+
+namespace dispatch::data {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The write connection's busy wait (another process holding the lock), as
+// sqlite3_busy_timeout would, except that it ends at the close deadline.
+constexpr int busy_timeout_ms = 5000;
+
+int bind_all(sql::Statement& s, const Params& p) {
+  sqlite3_stmt* st = s.get();
+  int i = 0;
+  for (const auto& v : p) {
+    ++i;
+    int rc = SQLITE_OK;
+    if (std::holds_alternative<std::monostate>(v)) rc = sqlite3_bind_null(st, i);
+    else if (const auto* n = std::get_if<std::int64_t>(&v)) rc = sqlite3_bind_int64(st, i, *n);
+    else if (const auto* d = std::get_if<double>(&v)) rc = sqlite3_bind_double(st, i, *d);
+    else {
+      const auto& t = std::get<std::string>(v);
+      rc = sqlite3_bind_text64(st, i, t.data(), t.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+    }
+    if (rc != SQLITE_OK) return rc;
+  }
+  return SQLITE_OK;
+}
+
+int run(sql::Statement& s, const Params& p) {
+  int rc = bind_all(s, p);
+  if (rc == SQLITE_OK) {
+    while ((rc = s.step()) == SQLITE_ROW) {
+    }
+    if (rc == SQLITE_DONE) rc = SQLITE_OK;
+  }
+  s.reset();
+  return rc;
+}
+
+struct SqliteRow final : Row {
+  explicit SqliteRow(sqlite3_stmt* s) : s_(s) {}
+  bool is_null(int c) const override { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
+  std::int64_t int64(int c) const override { return sqlite3_column_int64(s_, c); }
+  double real(int c) const override { return sqlite3_column_double(s_, c); }
+  std::string text(int c) const override {
+    const auto* p = sqlite3_column_text(s_, c);
+    if (!p) return {};
+    return std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(s_, c)));
+  }
+  sqlite3_stmt* s_;
+};
+
+bool read_rows(sql::Statement& s, const Params& p, const EachRow& each) {
+  int rc = bind_all(s, p);
+  if (rc == SQLITE_OK) {
+    SqliteRow row(s.get());
+    while ((rc = s.step()) == SQLITE_ROW) each(row);
+  }
+  s.reset();
+  return rc == SQLITE_DONE || rc == SQLITE_OK;
+}
+
+class SqliteBackend final : public Backend {
+ public:
+  SqliteBackend(const StoreOptions& o, Deadline& deadline) : deadline_(deadline) {
+    wdb_ = std::make_unique<sql::Db>(o.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    // A checkpoint or another process can hold the lock for a moment; wait rather than
+    // fail, but never past the close deadline.
+    sqlite3_busy_handler(wdb_->get(), &SqliteBackend::busy_wait, this);
+    schema::prepare(*wdb_, o.path);
+    wdb_->exec_or_throw(o.synchronous_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+                        "cannot set synchronous");
+    for (std::size_t i = 0; i < writes_.size(); ++i)
+      writes_[i] = std::make_unique<sql::Statement>(*wdb_, rows::write_sql(static_cast<rows::W>(i)));
+    rdb_ = std::make_unique<sql::Db>(o.path, SQLITE_OPEN_READWRITE);
+    sqlite3_busy_timeout(rdb_->get(), busy_timeout_ms);
+    rdb_->exec_or_throw("PRAGMA query_only = 1", "cannot set up the read connection");
+    for (std::size_t i = 0; i < reads_.size(); ++i)
+      reads_[i] = std::make_unique<sql::Statement>(*rdb_, rows::read_sql(static_cast<rows::R>(i)));
+  }
+
+  ~SqliteBackend() override {
+    close_reader();
+    close_writer();
+  }
+
+  CommitResult commit(const std::vector<Op>& ops, std::string& error, std::int64_t* changes) override {
+    sql::Transaction tx(*wdb_, sql::Transaction::Mode::immediate);
+    if (tx.begin_rc() != SQLITE_OK) {
+      error = sql::describe(tx.begin_rc(), *wdb_);
+      return CommitResult::failed;
+    }
+    std::int64_t n = 0;
+    for (const auto& op : ops) {
+      const int rc = run(*writes_[static_cast<std::size_t>(op.what)], op.params);
+      if (rc != SQLITE_OK) {
+        error = sql::describe(rc, *wdb_);
+        return CommitResult::failed;
+      }
+      n += wdb_->changes();
+    }
+    const int rc = tx.commit();
+    if (rc != SQLITE_OK) {
+      error = sql::describe(rc, *wdb_);
+      return CommitResult::failed;
+    }
+    if (changes) *changes = n;
+    return CommitResult::ok;
+  }
+
+  std::int64_t set_max_page_count_for_test(std::int64_t pages) override {
+    const std::string sqltext = "PRAGMA max_page_count = " + std::to_string(pages == 0 ? 4294967294LL : pages);
+    return wdb_->pragma_int(sqltext.c_str()).value_or(-1);
+  }
+
+  void close_writer() override {
+    for (auto& s : writes_) s.reset();
+    // Fails at once on a failing disk, and waits for no other process past the deadline.
+    if (wdb_) wdb_->exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    wdb_.reset();
+  }
+
+  bool read(rows::R what, const Params& p, const EachRow& each) override {
+    if (!rdb_) return false;
+    return read_rows(*reads_[static_cast<std::size_t>(what)], p, each);
+  }
+
+  bool read_text(const std::string& sqltext, const Params& p, const EachRow& each) override {
+    if (!rdb_) return false;
+    sql::Statement s(*rdb_, sqltext);
+    return read_rows(s, p, each);
+  }
+
+  void close_reader() override {
+    for (auto& s : reads_) s.reset();
+    rdb_.reset();
+  }
+
+  bool shared() const override { return false; }
+
+ private:
+  // The write connection's busy handler: back off like sqlite3_busy_timeout, up to
+  // busy_timeout_ms, and give up at once when closing past the deadline.
+  static int busy_wait(void* arg, int count) {
+    static constexpr int delays[] = {1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100};
+    constexpr int n = static_cast<int>(std::size(delays));
+    int waited = 0;
+    for (int i = 0; i < count && i < n; ++i) waited += delays[i];
+    if (count > n) waited += (count - n) * delays[n - 1];
+    if (waited >= busy_timeout_ms) return 0;
+    auto delay = std::chrono::milliseconds(std::min(delays[std::min(count, n - 1)], busy_timeout_ms - waited));
+    auto& d = static_cast<SqliteBackend*>(arg)->deadline_;
+    if (d.stopping.load()) {
+      const auto deadline = Clock::time_point(Clock::duration(d.deadline_ns.load()));
+      const auto now = Clock::now();
+      if (now >= deadline) return 0;
+      delay = std::min(delay, std::chrono::ceil<std::chrono::milliseconds>(deadline - now));
+    }
+    std::this_thread::sleep_for(delay);
+    return 1;
+  }
+
+  Deadline& deadline_;
+  std::unique_ptr<sql::Db> wdb_, rdb_;
+  std::array<std::unique_ptr<sql::Statement>, static_cast<std::size_t>(rows::W::count_)> writes_;
+  std::array<std::unique_ptr<sql::Statement>, static_cast<std::size_t>(rows::R::count_)> reads_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> open_sqlite(const StoreOptions& options, Deadline& deadline) {
+  return std::make_unique<SqliteBackend>(options, deadline);
+}
+
+bool is_postgres_url(const std::string& path) {
+  return path.rfind("postgresql://", 0) == 0 || path.rfind("postgres://", 0) == 0;
+}
+
+}  // namespace dispatch::data

@@ -1,0 +1,141 @@
+// The policy (wire-contract.md section 7).
+#include "engine/engine.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+
+#include "engine/internal.hpp"
+#include "engine/policy.hpp"
+
+namespace dispatch::engine {
+
+using namespace detail;
+
+namespace policy {
+
+Plan plan(const rec::Incident& inc, const Inputs& in) {
+  Plan p;
+  const geo::LatLon scene{inc.lat, inc.lon};
+  p.needs.push_back({UnitKind::moto, Task::scene, scene});
+  const Geography* g = in.geography;
+  if (inc.severity != Severity::critical || !g) return p;
+
+  // Air-ground rescue: the helicopter's way (readiness, flight to a landing zone near the
+  // scene while the patient is brought there, flight to a hospital with a helipad) against
+  // a ground transfer to the nearest trauma centre. Rural scenes always get the helicopter.
+  const auto district = g->district(scene);
+  const bool rural = !district || !district->urban;
+  const auto lz = g->landing_zone(scene);
+  const auto ground_hospital = g->trauma_hospital(scene);
+  if (!lz) {
+    p.hospital = ground_hospital;
+    return p;
+  }
+  const auto air_hospital = g->helipad_hospital(lz->pos);
+  const double ground_s = ground_hospital
+                              ? geo::ground_eta_s(geo::distance_m(scene, ground_hospital->pos))
+                              : std::numeric_limits<double>::infinity();
+  std::optional<double> air_s;
+  const PlannedNeed heli{UnitKind::heli, Task::landing_zone, lz->pos};
+  if (auto hit = in.nearest(UnitKind::heli, heli.target, {}); hit && air_hospital) {
+    const double to_lz = std::max(hit->eta_s, geo::ground_eta_s(geo::distance_m(scene, lz->pos)));
+    air_s = to_lz + geo::air_leg_s(geo::distance_m(lz->pos, air_hospital->pos));
+  }
+  const bool air_wins = air_s && *air_s < ground_s;
+  if (!rural && !air_wins) {
+    p.hospital = ground_hospital;
+    if (ground_hospital) {
+      char buf[200];
+      std::snprintf(buf, sizeof buf, "ground transfer to %s (%.0f s)%s", ground_hospital->name.c_str(),
+                    ground_s, air_s ? "" : "; no helicopter free");
+      p.reasons.push_back({"hospital", buf});
+    }
+    return p;
+  }
+  p.needs.push_back(heli);
+  p.hospital = air_hospital ? air_hospital : ground_hospital;
+  const std::string hname = p.hospital ? p.hospital->name : "";
+  char buf[240];
+  std::snprintf(buf, sizeof buf, "air-ground rescue%s: landing zone %s, hospital %s (air %s s, ground %.0f s)",
+                rural ? " (rural scene)" : "", lz->name.c_str(), hname.c_str(),
+                air_s ? std::to_string(std::lround(*air_s)).c_str() : "?", ground_s);
+  p.reasons.push_back({"air_rescue", buf});
+  p.reasons.push_back({"notified", "hospital " + hname + " notified"});
+  return p;
+}
+
+}  // namespace policy
+
+// Applies the policy's plan to the incident: its needs, its hospital and, with `out`,
+// the reasons in its timeline.
+void Engine::plan_needs(Incident& inc, Millis now, Output* out) {
+  policy::Inputs in;
+  in.geography = geography_;
+  in.nearest = [&](UnitKind kind, geo::LatLon target, const std::vector<std::uint32_t>& skip) {
+    return choose(kind, target, skip, now);
+  };
+  policy::Plan plan = policy::plan(inc.rec, in);
+  for (const auto& pn : plan.needs) {
+    Need n;
+    n.kind = pn.kind;
+    n.task = pn.task;
+    n.target = pn.target;
+    inc.needs.push_back(std::move(n));
+  }
+  inc.rec.hospital = plan.hospital ? plan.hospital->name : "";
+  if (out)
+    for (auto& r : plan.reasons) timeline(inc, now, std::move(r.event), std::move(r.detail), system_actor, *out);
+}
+
+// The nearest assignable unit of a kind for a target (section 7; section 8 with roads):
+// helicopters, and every kind without roads, by straight line; with roads, the
+// Config::road_candidates nearest ground units by straight line, then the least road ETA
+// (ties: distance). Unreachable candidates are skipped; none reachable: the straight line.
+std::optional<policy::Choice> Engine::choose(UnitKind kind, geo::LatLon target,
+                                             const std::vector<std::uint32_t>& skip,
+                                             Millis now) const {
+  const Millis fresh_after = now - config_.stale_after_ms;
+  auto accept = [&](std::uint32_t slot) {
+    const Unit& u = units_[slot];
+    return u.pos_ts >= fresh_after && u.status == UnitStatus::available &&
+           std::find(skip.begin(), skip.end(), slot) == skip.end();
+  };
+  const auto& idx = index_[static_cast<int>(kind)];
+  if (!travel_ || kind == UnitKind::heli || config_.road_candidates == 0) {
+    auto hit = idx.nearest(target, accept);
+    if (!hit) return std::nullopt;
+    return policy::Choice{hit->id, hit->distance_m, eta_for(kind, hit->distance_m)};
+  }
+  const auto hits = idx.nearest_k(target, config_.road_candidates, accept);
+  if (hits.empty()) return std::nullopt;
+  std::vector<geo::LatLon> from;
+  from.reserve(hits.size());
+  for (const auto& h : hits) from.push_back(units_[h.id].pos);
+  std::vector<double> seconds(hits.size(), std::numeric_limits<double>::infinity());
+  travel_->to_target(target, from, seconds);
+  std::optional<policy::Choice> best;
+  for (std::size_t i = 0; i < hits.size(); ++i) {
+    if (!std::isfinite(seconds[i])) continue;
+    if (!best || seconds[i] < best->eta_s ||
+        (seconds[i] == best->eta_s && hits[i].distance_m < best->distance_m))
+      best = policy::Choice{hits[i].id, hits[i].distance_m, seconds[i]};
+  }
+  if (!best) best = policy::Choice{hits[0].id, hits[0].distance_m, eta_for(kind, hits[0].distance_m)};
+  return best;
+}
+
+double Engine::eta_to(const Unit& u, geo::LatLon target) const {
+  if (!u.has_pos) return 0;
+  const double d = geo::distance_m(u.pos, target);
+  if (travel_ && u.kind != UnitKind::heli) {
+    double s = std::numeric_limits<double>::infinity();
+    travel_->to_target(target, std::span(&u.pos, 1), std::span(&s, 1));
+    if (std::isfinite(s)) return s;
+  }
+  return eta_for(u.kind, d);
+}
+
+}  // namespace dispatch::engine

@@ -1,0 +1,57 @@
+// The dispatch policy (wire-contract.md section 7) as a pure function: given an incident,
+// the map and a way to find the nearest assignable unit of a kind, it returns a plan (the
+// units the incident needs, where each is sent, the receiving hospital) and its reasons
+// (timeline lines). It changes nothing; the engine applies the plan.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/geography.hpp"
+#include "engine/records.hpp"
+#include "engine/types.hpp"
+#include "geo/geo.hpp"
+
+namespace dispatch::engine::policy {
+
+// A unit the fleet offers for a target: its slot, straight-line distance and ETA (road
+// ETA for ground units when roads are loaded).
+struct Choice {
+  std::uint32_t unit = 0;
+  double distance_m = 0;
+  double eta_s = 0;
+};
+
+// The nearest assignable unit of a kind for a target, by least ETA (ties: distance),
+// skipping the given slots; nullopt when there is none.
+using Nearest = std::function<std::optional<Choice>(UnitKind, geo::LatLon target,
+                                                    const std::vector<std::uint32_t>& skip)>;
+
+struct PlannedNeed {
+  UnitKind kind = UnitKind::moto;
+  Task task = Task::scene;
+  geo::LatLon target;
+};
+
+struct Reason {
+  std::string event;
+  std::string detail;
+};
+
+struct Plan {
+  std::vector<PlannedNeed> needs;
+  std::optional<PlaceRef> hospital;  // the receiving hospital (air or ground)
+  std::vector<Reason> reasons;       // timeline lines, in order
+};
+
+struct Inputs {
+  const Geography* geography = nullptr;  // none: every scene is urban, no places
+  Nearest nearest;
+};
+
+Plan plan(const rec::Incident& incident, const Inputs& in);
+
+}  // namespace dispatch::engine::policy
