@@ -99,6 +99,16 @@ class Backend {
   virtual bool shared() const = 0;
 };
 
+// The reads, once for both backends (store_reads.cpp).
+namespace reads {
+engine::Snapshot load(Backend& db);
+std::optional<IncidentRecord> incident(Backend& db, const std::string& id);
+std::vector<IncidentRecord> incidents(Backend& db, const IncidentQuery& query);
+std::vector<engine::rec::TrackPoint> track(Backend& db, const std::string& unit, engine::Millis since,
+                                           engine::Millis until);
+std::vector<engine::rec::UnitEvent> unit_events(Backend& db, const std::string& unit);
+}  // namespace reads
+
 // Open the database, create or migrate its schema. Throw StoreError.
 std::unique_ptr<Backend> open_sqlite(const StoreOptions& options, Deadline& deadline);
 std::unique_ptr<Backend> open_postgres(const StoreOptions& options);

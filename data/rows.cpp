@@ -141,6 +141,31 @@ const char* read_sql(R r) {
     case R::live_claims:
       return "SELECT " C_CLAIM_COLS " FROM claims c JOIN incidents i ON i.id = c.incident "
              "WHERE c.paid = 0 OR i." OPEN_STATE " ORDER BY c.seq";
+    // Service levels from what is on disk, one sample (milliseconds) per event, as the
+    // engine counts them live (engine.hpp, ServiceLevels): the first assignment, the first
+    // unit at the scene itself, the liability decision, each claim paid, and the air rescue
+    // stages from the helicopter's call (the first line of each step).
+    case R::service_samples:
+      return "SELECT i.district, i.severity, 'to_assign', "
+             "(SELECT min(a.assigned_ts) FROM assignments a WHERE a.incident = i.id) - i.received_ts "
+             "FROM incidents i WHERE EXISTS (SELECT 1 FROM assignments a WHERE a.incident = i.id) "
+             "UNION ALL "
+             "SELECT i.district, i.severity, 'to_scene', min(a.arrived_ts) - i.received_ts "
+             "FROM incidents i JOIN assignments a ON a.incident = i.id "
+             "WHERE a.task = 'scene' AND a.arrived_ts IS NOT NULL "
+             "GROUP BY i.id, i.district, i.severity, i.received_ts "
+             "UNION ALL "
+             "SELECT district, severity, 'to_liability', liability_ts - reported_ts "
+             "FROM incidents WHERE liability_ts IS NOT NULL "
+             "UNION ALL "
+             "SELECT i.district, i.severity, 'to_claim_paid', c.paid_ts - i.reported_ts "
+             "FROM claims c JOIN incidents i ON i.id = c.incident WHERE c.paid_ts IS NOT NULL "
+             "UNION ALL "
+             "SELECT i.district, i.severity, s.event, s.ts - h.ts FROM "
+             "(SELECT incident, min(ts) AS ts FROM timeline WHERE event = 'heli_called' GROUP BY incident) h "
+             "JOIN (SELECT incident, event, min(ts) AS ts FROM timeline "
+             "WHERE event IN ('airborne', 'landed', 'transferred') GROUP BY incident, event) s "
+             "ON s.incident = h.incident JOIN incidents i ON i.id = h.incident";
     case R::incident:
       return "SELECT " INCIDENT_COLS " FROM incidents WHERE id = ?1";
     case R::assignments_of:

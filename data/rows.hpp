@@ -79,6 +79,7 @@ enum class R {
   report_ids,
   max_seqs,
   live_claims,
+  service_samples,
   incident,
   assignments_of,
   timeline_of,

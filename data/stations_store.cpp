@@ -196,8 +196,9 @@ std::int64_t clamp_limit(std::size_t n) {
 
 }  // namespace
 
-void load(const ReadFn& read, engine::StationSnapshot& s, Millis now) {
+void load(Backend& db, engine::StationSnapshot& s, Millis now) {
   using rows::R;
+  auto read = [&db](R what, const Params& p, const EachRow& each) { return db.read(what, p, each); };
   const engine::SignalConfig c;
   read(R::recent_sightings, params(now - c.sighting_window_ms),
        [&](const Row& q) { s.recent_sightings.push_back(read_sighting(q)); });
@@ -215,30 +216,30 @@ void load(const ReadFn& read, engine::StationSnapshot& s, Millis now) {
   });
 }
 
-std::vector<engine::Signal> signals_of(const ReadFn& read, const std::string& incident) {
+std::vector<engine::Signal> signals_of(Backend& db, const std::string& incident) {
   std::vector<engine::Signal> out;
-  read(rows::R::signals_of, params(incident), [&](const Row& q) { out = rows::parse_signals(q.text(0)); });
+  db.read(rows::R::signals_of, params(incident), [&](const Row& q) { out = rows::parse_signals(q.text(0)); });
   return out;
 }
 
-std::vector<HazardRecord> hazards(const ReadFn& read, const HazardQuery& query) {
+std::vector<HazardRecord> hazards(Backend& db, const HazardQuery& query) {
   std::vector<HazardRecord> out;
-  read(query.open_only ? rows::R::hazards_open : rows::R::hazards_all, params(clamp_limit(query.limit)),
+  db.read(query.open_only ? rows::R::hazards_open : rows::R::hazards_all, params(clamp_limit(query.limit)),
        [&](const Row& q) { out.push_back(HazardRecord{read_hazard(q), {}}); });
   for (auto& h : out)
-    read(rows::R::hazard_events, params(h.hazard.id), [&](const Row& q) {
+    db.read(rows::R::hazard_events, params(h.hazard.id), [&](const Row& q) {
       h.events.push_back(rec::HazardEvent{q.text(0), q.int64(1), q.text(2), q.text(3), q.text(4), q.text(5)});
     });
   return out;
 }
 
-VehicleHistory vehicle(const ReadFn& read, const VehicleQuery& query) {
+VehicleHistory vehicle(Backend& db, const VehicleQuery& query) {
   VehicleHistory out;
   const std::string key = rows::plate_key(query.plate);
   const std::int64_t before = query.before_ts > 0 ? query.before_ts : std::numeric_limits<std::int64_t>::max();
-  read(rows::R::vehicle_sightings, params(key, before, clamp_limit(query.limit)),
+  db.read(rows::R::vehicle_sightings, params(key, before, clamp_limit(query.limit)),
        [&](const Row& q) { out.sightings.push_back(read_sighting(q)); });
-  read(rows::R::vehicle_incidents, params(key, before, clamp_limit(query.limit)), [&](const Row& q) {
+  db.read(rows::R::vehicle_incidents, params(key, before, clamp_limit(query.limit)), [&](const Row& q) {
     VehicleHistory::Incident i;
     i.id = q.text(0);
     i.reported_ts = q.int64(1);

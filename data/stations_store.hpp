@@ -14,13 +14,11 @@
 
 namespace dispatch::data::stations {
 
-// The core's read (under its read lock): a statement, its parameters, a row callback.
-using ReadFn = std::function<bool(rows::R, const Params&, const EachRow&)>;
-
+// Under the core's read lock (Store::Impl::read_locked, store_reads.cpp).
 // What the engine needs at start (engine::StationSnapshot), as of `now`.
-void load(const ReadFn& read, engine::StationSnapshot& s, engine::Millis now);
-std::vector<engine::Signal> signals_of(const ReadFn& read, const std::string& incident);
-std::vector<HazardRecord> hazards(const ReadFn& read, const HazardQuery& q);
-VehicleHistory vehicle(const ReadFn& read, const VehicleQuery& q);
+void load(Backend& db, engine::StationSnapshot& s, engine::Millis now);
+std::vector<engine::Signal> signals_of(Backend& db, const std::string& incident);
+std::vector<HazardRecord> hazards(Backend& db, const HazardQuery& q);
+VehicleHistory vehicle(Backend& db, const VehicleQuery& q);
 
 }  // namespace dispatch::data::stations

@@ -389,23 +389,12 @@ struct Store::Impl {
     return false;
   }
 
-  // ---- reads (under read_mu)
-  template <class Reader>
-  bool read(R what, const Params& p, Reader&& each) {
-    if (reads_closed) return false;
-    return db->read(what, p, EachRow(std::forward<Reader>(each)));
-  }
-
-  // The rural stations' reads go through this (stations_store.cpp).
-  stations::ReadFn reader() {
-    return [this](R what, const Params& p, const EachRow& each) { return read(what, p, each); };
-  }
-
-  void read_children(IncidentRecord& r) {
-    r.signals = stations::signals_of(reader(), r.incident.id);
-    read(R::assignments_of, params(r.incident.id),
-         [&](const Row& q) { r.assignments.push_back(rows::read_assignment(q)); });
-    read(R::timeline_of, params(r.incident.id), [&](const Row& q) { r.timeline.push_back(rows::read_timeline(q)); });
+  // Reads: one at a time on the read connection, none once closed.
+  template <class F, class Res = std::invoke_result_t<F&, Backend&>>
+  Res read_locked(F f) {
+    std::lock_guard lk(read_mu);
+    if (reads_closed) return Res{};
+    return f(*db);
   }
 
   StoreOptions options;
@@ -447,28 +436,24 @@ int Store::schema_version() { return schema::version; }
 
 engine::Snapshot Store::load() {
   flush();
-  auto& m = *impl_;
-  std::lock_guard lk(m.read_mu);
-  engine::Snapshot s;
-  const Params none;
-  m.read(R::units, none, [&](const Row& q) { s.units.push_back(rows::read_unit(q)); });
-  m.read(R::last_positions, none, [&](const Row& q) { s.last_positions.push_back(rows::read_track_point(q)); });
-  m.read(R::open_incidents, none, [&](const Row& q) { s.open_incidents.push_back(rows::read_incident(q)); });
-  m.read(R::open_assignments, none, [&](const Row& q) { s.assignments.push_back(rows::read_assignment(q)); });
-  m.read(R::open_timeline, none, [&](const Row& q) { s.timeline.push_back(rows::read_timeline(q)); });
-  m.read(R::undelivered_pages, none, [&](const Row& q) { s.undelivered_pages.push_back(rows::read_page(q)); });
-  m.read(R::report_ids, none, [&](const Row& q) {
-    s.report_ids.push_back(engine::Snapshot::ReportKey{q.text(0), q.text(1), q.text(2)});
-  });
-  m.read(R::live_claims, none, [&](const Row& q) { s.claims.push_back(rows::read_claim(q)); });
-  m.read(R::max_seqs, none, [&](const Row& q) {
-    s.max_incident_seq = static_cast<std::uint64_t>(q.int64(0));
-    s.max_assignment_seq = static_cast<std::uint64_t>(q.int64(1));
-    s.max_page_seq = static_cast<std::uint64_t>(q.int64(2));
-    s.max_claim_seq = static_cast<std::uint64_t>(q.int64(3));
-  });
-  stations::load(m.reader(), s.stations, wall_ms());
-  return s;
+  return impl_->read_locked([](Backend& db) { return reads::load(db); });
+}
+
+std::optional<IncidentRecord> Store::incident(const std::string& id) {
+  return impl_->read_locked([&](Backend& db) { return reads::incident(db, id); });
+}
+
+std::vector<IncidentRecord> Store::incidents(const IncidentQuery& query) {
+  return impl_->read_locked([&](Backend& db) { return reads::incidents(db, query); });
+}
+
+std::vector<engine::rec::TrackPoint> Store::track(const std::string& unit, engine::Millis since,
+                                                  engine::Millis until) {
+  return impl_->read_locked([&](Backend& db) { return reads::track(db, unit, since, until); });
+}
+
+std::vector<engine::rec::UnitEvent> Store::unit_events(const std::string& unit) {
+  return impl_->read_locked([&](Backend& db) { return reads::unit_events(db, unit); });
 }
 
 void Store::add_units(const std::vector<engine::rec::Unit>& units) {
@@ -561,68 +546,12 @@ void Store::on_fenced(std::function<void()> hook) {
   impl_->fenced_hook = std::move(hook);
 }
 
-std::optional<IncidentRecord> Store::incident(const std::string& id) {
-  auto& m = *impl_;
-  std::lock_guard lk(m.read_mu);
-  std::optional<IncidentRecord> r;
-  m.read(R::incident, params(id), [&](const Row& q) { r = IncidentRecord{rows::read_incident(q), {}, {}}; });
-  if (r) m.read_children(*r);
-  return r;
-}
-
-std::vector<IncidentRecord> Store::incidents(const IncidentQuery& query) {
-  auto& m = *impl_;
-  std::vector<IncidentRecord> out;
-  if (query.limit == 0) return out;
-  std::lock_guard lk(m.read_mu);
-  // The page starts after (seq, id) of `before`; the first page after everything.
-  std::int64_t before_seq = std::numeric_limits<std::int64_t>::max();
-  if (!query.before.empty()) {
-    bool known = false;
-    m.read(R::seq_of, params(query.before), [&](const Row& q) {
-      known = true;
-      before_seq = q.int64(0);
-    });
-    if (!known) return out;  // an id we do not know: no page
-  }
-  const auto limit = static_cast<std::int64_t>(
-      std::min<std::size_t>(query.limit, static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max())));
-  m.read(query.open_only ? R::newest_open : R::newest, params(before_seq, query.before, limit),
-         [&](const Row& q) { out.push_back(IncidentRecord{rows::read_incident(q), {}, {}}); });
-  for (auto& r : out) m.read_children(r);
-  return out;
-}
-
-std::vector<engine::rec::TrackPoint> Store::track(const std::string& unit, engine::Millis since,
-                                                  engine::Millis until) {
-  auto& m = *impl_;
-  std::vector<engine::rec::TrackPoint> out;
-  std::lock_guard lk(m.read_mu);
-  m.read(R::track,
-         params(unit, static_cast<std::int64_t>(since),
-                static_cast<std::int64_t>(until == 0 ? std::numeric_limits<std::int64_t>::max() : until)),
-         [&](const Row& q) { out.push_back(rows::read_track_point(q)); });
-  return out;
-}
-
-std::vector<engine::rec::UnitEvent> Store::unit_events(const std::string& unit) {
-  auto& m = *impl_;
-  std::vector<engine::rec::UnitEvent> out;
-  std::lock_guard lk(m.read_mu);
-  m.read(R::unit_events, params(unit), [&](const Row& q) { out.push_back(rows::read_unit_event(q)); });
-  return out;
-}
-
 std::vector<HazardRecord> Store::hazards(const HazardQuery& query) {
-  auto& m = *impl_;
-  std::lock_guard lk(m.read_mu);
-  return stations::hazards(m.reader(), query);
+  return impl_->read_locked([&](Backend& db) { return stations::hazards(db, query); });
 }
 
 VehicleHistory Store::vehicle(const VehicleQuery& query) {
-  auto& m = *impl_;
-  std::lock_guard lk(m.read_mu);
-  return stations::vehicle(m.reader(), query);
+  return impl_->read_locked([&](Backend& db) { return stations::vehicle(db, query); });
 }
 
 std::size_t Store::prune_tracks(engine::Millis now) {

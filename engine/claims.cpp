@@ -30,6 +30,7 @@ void Engine::on_liability(const cmd::Liability& c, const Origin& o, Millis now, 
   const Actor actor = actor_of(o);
   inc->rec.at_fault = c.at_fault;
   inc->rec.liability_ts = now;
+  meet_clock(*inc, "liability", now);
   service_of(*inc).to_liability.add(static_cast<double>(now - inc->rec.reported_ts) / 1000.0);
   out.writes.push_back(inc->rec);
   timeline(*inc, now, "liability",
@@ -73,6 +74,7 @@ void Engine::open_claims(Incident& inc, Millis now, const Actor& actor, Output& 
     out.messages.push_back({Target::insurer_of(ins), ev::Claim{c.id}});
     claims_.emplace(c.id, std::move(c));
   }
+  if (!insurers.empty()) start_clock(inc, "claim", now, now + config_.claim_paid_within_ms);
 }
 
 void Engine::on_claim_paid(const cmd::ClaimPaid& c, const Origin& o, Millis now, Output& out) {
@@ -98,6 +100,7 @@ void Engine::on_claim_paid(const cmd::ClaimPaid& c, const Origin& o, Millis now,
     auto ci = claims_.find(id);
     return ci != claims_.end() && !ci->second.paid;
   });
+  if (!unpaid) meet_clock(*inc, "claim", now);
   if (!unpaid && inc->rec.state == IncidentState::remote && !inc->rec.at_fault.empty())
     close_incident(*inc, IncidentState::closed, now, actor_of(o), "all claims paid", out);
   else

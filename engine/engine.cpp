@@ -136,6 +136,7 @@ void Engine::on_report(const cmd::Report& c, const Origin& o, Millis now, Output
   if (c.severity == Severity::minor && c.drivable && c.parties_agree) {
     ref.rec.state = IncidentState::remote;
     timeline(ref, now, "remote", "remote fast handling: waiting for a liability decision", system_actor, out);
+    start_clock(ref, "liability", ref.rec.reported_ts, ref.rec.reported_ts + config_.remote_liability_ms);
     out.writes.push_back(ref.rec);
     incident_changed(ref, out);
     return;
@@ -186,38 +187,13 @@ void Engine::on_escalate(const cmd::Escalate& c, const Origin& o, Millis now, Ou
   inc->rec.state = IncidentState::dispatching;
   timeline(*inc, now, "escalated",
            "remote handling ended" + (c.reason.empty() ? std::string() : ": " + c.reason), actor, out);
+  meet_clock(*inc, "liability", now);  // remote handling is over: the clock stops
   plan_needs(*inc, now, &out);
   out.writes.push_back(inc->rec);
   dispatch(*inc, now, system_actor, out);
   out.must_wait = true;
 }
 
-void Engine::on_rescue(const cmd::Rescue& c, const Origin& o, Millis now, Output& out) {
-  Assignment* a = assignment_for(c.assignment, o, out);
-  if (!a) return;
-  static constexpr std::string_view steps[] = {"airborne", "landed", "patient_loaded", "transferred"};
-  if (std::find(std::begin(steps), std::end(steps), c.step) == std::end(steps))
-    return error(o, ErrorCode::bad_message, "step must be airborne, landed, patient_loaded or transferred",
-                 c.assignment, out);
-  if (!is_active(a->rec.state))
-    return error(o, ErrorCode::conflict, "assignment is " + std::string(to_string(a->rec.state)),
-                 c.assignment, out);
-  Incident& inc = *a->incident;
-  const Unit& u = units_[a->unit];
-  std::string detail = std::string(u.id()) + " " + c.step;
-  if (c.step == "transferred" && !inc.rec.hospital.empty()) detail += " to " + inc.rec.hospital;
-  timeline(inc, now, c.step, detail, actor_of(o), out);
-  out.must_wait = true;
-  // The steps that are also assignment states move it along.
-  if (c.step == "airborne" && a->rec.state == AssignmentState::assigned)
-    on_ack(cmd::Ack{c.assignment}, o, now, out);
-  else if (c.step == "landed" && a->rec.state != AssignmentState::on_scene)
-    on_arrived(cmd::Arrived{c.assignment}, o, now, out);
-  else if (c.step == "transferred")
-    on_cleared(cmd::Cleared{c.assignment}, o, now, out);
-  else
-    incident_changed(inc, out);
-}
 
 ServiceLevels& Engine::service_of(const Incident& inc) {
   return service_[inc.rec.district + "|" + std::string(to_string(inc.rec.severity))];
@@ -228,6 +204,7 @@ ServiceLevels& Engine::service_of(const Incident& inc) {
 
 void Engine::tick(Millis now, Output& out) {
   lapse_due(now, out);
+  check_clocks(now, out);
   sweep_stale(now, out);
   resend_pages(now, out);
   evict_closed(now);

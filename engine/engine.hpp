@@ -42,6 +42,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <tuple>
 #include <span>
 #include <string>
 #include <string_view>
@@ -84,6 +85,11 @@ struct Config {
   Millis page_retry_ms = 60'000;
   Millis remote_liability_ms = 300'000;
   Millis claim_paid_within_ms = 15 * 60'000;
+  // Air-ground rescue stages, each from the helicopter's call: airborne, landed, the
+  // patient handed to the hospital. Past them, an overdue alert.
+  Millis airborne_within_ms = 10 * 60'000;
+  Millis landed_within_ms = 30 * 60'000;
+  Millis hospital_within_ms = 60 * 60'000;
   double max_speed_kmh_ground = 250;
   double max_speed_kmh_heli = 400;
   // Track downsampling: a point when the unit moved this far or this long has passed.
@@ -104,6 +110,9 @@ struct Config {
   // With road travel times: how many nearest ground units by straight line are asked for
   // their road ETA (the least wins).
   std::size_t road_candidates = 16;
+  // Air-ground rescue: a landing zone farther than this from the scene is not used (the
+  // helicopter lands at the scene).
+  double lz_max_km = 10;
 };
 
 namespace cmd {
@@ -215,10 +224,18 @@ struct UnitChanged {
 struct IncidentChanged {
   std::string incident;
 };
+// For consoles: a clock ran out (`alert` is "overdue").
+struct Alert {
+  std::string alert;
+  std::string incident;
+  std::string clock;
+  Millis due_ts = 0;
+  Millis ts = 0;
+};
 }  // namespace ev
 
 using Payload = std::variant<ev::Accepted, ev::Assign, ev::Cancel, ev::Page, ev::Error,
-                             ev::UnitChanged, ev::IncidentChanged, ev::Claim,
+                             ev::UnitChanged, ev::IncidentChanged, ev::Claim, ev::Alert,
                              ev::HazardAccepted, ev::HazardChanged, ev::SightingAccepted>;
 
 struct Target {
@@ -273,6 +290,40 @@ struct Stats {
   std::uint64_t sightings_windowed = 0; // of them, in the signals' window
   std::uint64_t hazards = 0;
   std::uint64_t signals_raised = 0;     // incidents that got a new signal
+  std::array<std::uint64_t, 5> overdue{};  // by clock, in the order of clock_names
+};
+
+// The clocks that raise the alarm (clocks.cpp), on every incident that has them:
+// liability (remote handling: from the accident), claim (from the first claim), and the
+// air rescue stages airborne, landed, hospital (from the helicopter's call).
+inline constexpr std::array<std::string_view, 5> clock_names{"liability", "claim", "airborne", "landed",
+                                                             "hospital"};
+struct Clock {
+  std::string_view name;  // one of clock_names
+  Millis start_ts = 0;
+  Millis due_ts = 0;
+  Millis done_ts = 0;     // 0: not met yet
+  bool overdue = false;   // it ran out before it was met (the alert was raised)
+};
+
+// The steps of an air-ground rescue, in order (rescue.cpp).
+inline constexpr std::array<std::string_view, 7> rescue_steps{
+    "hospital_notified", "heli_called", "airborne", "lz_secured", "landed", "patient_loaded", "transferred"};
+struct RescueStep {
+  std::string step;
+  Millis ts = 0;
+  Actor actor;
+};
+struct Rescue {
+  Task target = Task::scene;  // landing_zone or scene: where the helicopter goes
+  std::optional<PlaceRef> landing_zone;
+  std::optional<PlaceRef> hospital;
+  std::vector<RescueStep> steps;
+  const RescueStep* step(std::string_view name) const {
+    for (const auto& s : steps)
+      if (s.step == name) return &s;
+    return nullptr;
+  }
 };
 
 // Service levels: how long things took, by district and severity (in memory since start).
@@ -291,6 +342,10 @@ struct ServiceLevels {
   ServiceLevel to_scene;      // report received -> first unit on scene
   ServiceLevel to_liability;  // accident (reported ts) -> liability decided
   ServiceLevel to_claim_paid; // accident (reported ts) -> a claim paid
+  // Air-ground rescue stages, from the helicopter's call.
+  ServiceLevel call_to_airborne;
+  ServiceLevel call_to_landed;
+  ServiceLevel call_to_hospital;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -347,11 +402,17 @@ struct Assignment {
 
 struct Need {
   UnitKind kind = UnitKind::moto;
+  std::optional<UnitKind> or_kind;  // taken when no unit of `kind` is assignable
   Task task = Task::scene;
   geo::LatLon target;
   Assignment* active = nullptr;
   bool done = false;
   std::vector<std::uint32_t> excluded;  // units that declined or lapsed
+  bool fits(UnitKind k) const { return k == kind || (or_kind && k == *or_kind); }
+  std::uint8_t kind_bits() const {
+    return static_cast<std::uint8_t>((1u << static_cast<int>(kind)) |
+                                     (or_kind ? 1u << static_cast<int>(*or_kind) : 0u));
+  }
 };
 
 struct Incident {
@@ -366,6 +427,13 @@ struct Incident {
   std::uint8_t wait_kinds = 0;
   bool counted = false;  // counts towards its source's open incidents (max_open_per_source)
   std::vector<Signal> signals;  // fraud signals (engine/signals.hpp), [] when none
+  std::optional<Rescue> rescue;  // an air-ground rescue: its target, places and steps
+  std::vector<Clock> clocks;
+  const Clock* clock(std::string_view name) const {
+    for (const auto& c : clocks)
+      if (c.name == name) return &c;
+    return nullptr;
+  }
   // Where this incident's IncidentChanged was last pushed in an Output (see the top).
   std::size_t out_mark = static_cast<std::size_t>(-1);
 };
@@ -467,6 +535,19 @@ class Engine {
   void compute_signals(Incident& inc, const char* stage, Millis now, Output& out);
   void hazard_event(const rec::Hazard& h, Millis ts, std::string event, std::string detail,
                     const Actor& actor, Output& out);
+  // Clocks (clocks.cpp): started once per name; met once; overdue checked by tick().
+  void start_clock(Incident& inc, std::string_view name, Millis start, Millis due);
+  void meet_clock(Incident& inc, std::string_view name, Millis now);
+  void check_clocks(Millis now, Output& out);
+  // The rescue chain (rescue.cpp): a step once, in the timeline and the rescue's steps;
+  // it meets its clock and adds its service level.
+  void rescue_step(Incident& inc, std::string_view step, std::string detail, Millis now,
+                   const Actor& actor, Output& out);
+  // A helicopter was assigned to the incident: the rescue (made when missing) records the
+  // call and starts the air clocks.
+  void heli_called(Incident& inc, const Unit& u, Task task, Millis now, const Actor& actor, Output& out);
+  // At restore: the rescue and the clocks rebuilt from the incident's record and timeline.
+  void rebuild_rescue_and_clocks(Incident& inc);
   // After a liability decision: one claim per insurer of the incident's vehicles.
   void open_claims(Incident& inc, Millis now, const Actor& actor, Output& out);
 
@@ -475,7 +556,8 @@ class Engine {
 
   // The policy: which units an incident needs (section 7). With `out`, the air-rescue
   // decision is explained in the timeline.
-  void plan_needs(Incident& inc, Millis now, Output* out);
+  // `air`: at restore, the air decision already taken (the timeline says).
+  void plan_needs(Incident& inc, Millis now, Output* out, std::optional<bool> air = std::nullopt);
   // Assigns every open need of the incident it can; queues the incident when one is left.
   void dispatch(Incident& inc, Millis now, const Actor& actor, Output& out);
   // Tries the waiting incidents, most urgent first (a unit has become assignable): only
@@ -590,6 +672,8 @@ class Engine {
   std::unordered_map<std::string, std::string, Hash, std::equal_to<>> hazard_keys_;  // source \n id -> hazard
   std::uint64_t hazard_seq_ = 0;
   std::deque<std::pair<Millis, std::string>> cleared_hazards_;  // oldest first
+  // Clocks not met yet, by due time: (due, incident id, clock name).
+  std::set<std::tuple<Millis, std::string, std::string_view>> clocks_due_;
 };
 
 }  // namespace dispatch::engine

@@ -28,7 +28,7 @@ class Geography {
   virtual std::optional<DistrictRef> district(geo::LatLon p) const = 0;
   // The nearest trauma centre (for a ground transfer).
   virtual std::optional<PlaceRef> trauma_hospital(geo::LatLon p) const = 0;
-  // The nearest hospital with a helipad (for the flight leg).
+  // The nearest trauma centre with a helipad (for the flight leg).
   virtual std::optional<PlaceRef> helipad_hospital(geo::LatLon p) const = 0;
   // The nearest helicopter landing zone.
   virtual std::optional<PlaceRef> landing_zone(geo::LatLon p) const = 0;

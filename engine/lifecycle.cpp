@@ -80,13 +80,20 @@ void Engine::on_arrived(const cmd::Arrived& c, const Origin& o, Millis now, Outp
   a->rec.arrived_ts = now;
   {
     bool first = true;
+    // To the scene: the first unit sent to the scene itself (not a landing zone).
     for (const auto& other : a->incident->assignments)
-      if (other.get() != a && other->rec.arrived_ts) first = false;
-    if (first) service_of(*a->incident).to_scene.add(static_cast<double>(now - a->incident->rec.received_ts) / 1000.0);
+      if (other.get() != a && other->rec.arrived_ts && other->rec.task == Task::scene) first = false;
+    if (first && a->rec.task == Task::scene) service_of(*a->incident).to_scene.add(static_cast<double>(now - a->incident->rec.received_ts) / 1000.0);
   }
   set_unit_status(u, UnitStatus::on_scene, now, actor_of(o), "arrived " + a->rec.id, out);
   out.writes.push_back(a->rec);
   timeline(*a->incident, now, "arrived", std::string(u.id()) + " on scene", actor_of(o), out);
+  if (a->rec.task == Task::secure_lz && a->incident->rescue) {
+    const auto& lz = a->incident->rescue->landing_zone;
+    rescue_step(*a->incident, "lz_secured",
+                std::string(u.id()) + " secured the landing zone" + (lz ? " " + lz->name : std::string()), now,
+                actor_of(o), out);
+  }
   update_incident_state(*a->incident, now, out);
   out.must_wait = true;
 }
@@ -132,10 +139,12 @@ void Engine::dispatch(Incident& inc, Millis now, const Actor& actor, Output& out
   for (std::size_t i = 0; i < inc.needs.size(); ++i) {
     Need& n = inc.needs[i];
     if (n.done || n.active) continue;
-    if (auto hit = choose(n.kind, n.target, n.excluded, now)) {
+    auto hit = choose(n.kind, n.target, n.excluded, now);
+    if (!hit && n.or_kind) hit = choose(*n.or_kind, n.target, n.excluded, now);
+    if (hit) {
       create_assignment(inc, i, units_[hit->unit], now, actor, out, hit->eta_s);
     } else {
-      left |= kind_bit(n.kind);
+      left |= n.kind_bits();
     }
   }
   const bool was_waiting = inc.waiting;
@@ -226,6 +235,7 @@ Assignment& Engine::create_assignment(Incident& inc, std::size_t need, Unit& u, 
   std::snprintf(detail, sizeof detail, "%s assigned (%s, %.0f m, eta %d s)", std::string(u.id()).c_str(),
                 std::string(to_string(n.task)).c_str(), d, r.eta_s);
   timeline(inc, now, "assigned", detail, actor, out);
+  if (u.kind == UnitKind::heli) heli_called(inc, u, n.task, now, actor, out);
   send_to_unit(u,
                ev::Assign{r.id, std::string(u.id()), inc.rec.id, r.task, r.lat, r.lon, inc.rec.severity, r.eta_s,
                           static_cast<int>(config_.ack_within_ms / 1000)},

@@ -32,6 +32,7 @@ using Nearest = std::function<std::optional<Choice>(UnitKind, geo::LatLon target
 
 struct PlannedNeed {
   UnitKind kind = UnitKind::moto;
+  std::optional<UnitKind> or_kind;  // taken when no unit of `kind` is assignable
   Task task = Task::scene;
   geo::LatLon target;
 };
@@ -44,12 +45,19 @@ struct Reason {
 struct Plan {
   std::vector<PlannedNeed> needs;
   std::optional<PlaceRef> hospital;  // the receiving hospital (air or ground)
+  // Air-ground rescue: a helicopter is sent, to the landing zone (when one lies within
+  // lz_max_m of the scene) or to the scene.
+  bool air = false;
+  std::optional<PlaceRef> landing_zone;
   std::vector<Reason> reasons;       // timeline lines, in order
 };
 
 struct Inputs {
   const Geography* geography = nullptr;  // none: every scene is urban, no places
   Nearest nearest;
+  double lz_max_m = 10'000;  // a landing zone farther from the scene is not used
+  // Set: the air decision was already taken (at restore, from the timeline).
+  std::optional<bool> air;
 };
 
 Plan plan(const rec::Incident& incident, const Inputs& in);

@@ -149,6 +149,16 @@ struct Snapshot {
     std::string incident;
   };
   std::vector<ReportKey> report_ids;
+  // Service levels rebuilt from the history on disk: one sample per event. `stage` names a
+  // ServiceLevels member (to_assign, to_scene, to_liability, to_claim_paid), or a rescue
+  // step from the helicopter's call (airborne, landed, transferred).
+  struct ServiceSample {
+    std::string district;
+    Severity severity = Severity::minor;
+    std::string stage;
+    double seconds = 0;
+  };
+  std::vector<ServiceSample> service_samples;
   std::uint64_t max_incident_seq = 0;
   std::uint64_t max_assignment_seq = 0;
   std::uint64_t max_page_seq = 0;

@@ -2,6 +2,7 @@
 #include "engine/engine.hpp"
 
 #include <algorithm>
+#include <unordered_map>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -31,11 +32,20 @@ void Engine::restore(const Snapshot& s, Millis now) {
   assignment_seq_ = std::max(assignment_seq_, s.max_assignment_seq);
   page_seq_ = std::max(page_seq_, s.max_page_seq);
 
+  // The air decision each incident's timeline records (the fleet has no positions yet, so
+  // the policy cannot weigh it again): air_rescue, or a ground transfer (hospital).
+  std::unordered_map<std::string_view, bool> air_decided;
+  for (const auto& t : s.timeline) {
+    if (t.event == "air_rescue") air_decided[t.incident] = true;
+    else if (t.event == "hospital") air_decided.emplace(t.incident, false);
+  }
   for (const auto& ri : s.open_incidents) {
     auto inc = std::make_unique<Incident>();
     inc->rec = ri;
     incident_seq_ = std::max(incident_seq_, ri.seq);
-    if (inc->rec.state != IncidentState::remote) plan_needs(*inc, now, nullptr);
+    std::optional<bool> air;
+    if (auto it = air_decided.find(ri.id); it != air_decided.end()) air = it->second;
+    if (inc->rec.state != IncidentState::remote) plan_needs(*inc, now, nullptr, air);
     Source& src = source(ri.source);
     src.reports.emplace(ri.report_id, ri.id);
     if (is_open(ri.state) && !incidents_.count(ri.id)) {
@@ -60,7 +70,7 @@ void Engine::restore(const Snapshot& s, Millis now) {
     std::size_t need = inc->needs.size();
     for (std::size_t i = 0; i < inc->needs.size(); ++i) {
       auto& n = inc->needs[i];
-      if (n.kind == u->kind && n.task == ra->task && !n.done && !n.active) {
+      if (n.fits(u->kind) && n.task == ra->task && !n.done && !n.active) {
         need = i;
         break;
       }
@@ -68,7 +78,7 @@ void Engine::restore(const Snapshot& s, Millis now) {
     if (need == inc->needs.size()) {
       // A need of this kind already served (or none planned): find one to attach to.
       for (std::size_t i = 0; i < inc->needs.size() && need == inc->needs.size(); ++i)
-        if (inc->needs[i].kind == u->kind && inc->needs[i].task == ra->task) need = i;
+        if (inc->needs[i].fits(u->kind) && inc->needs[i].task == ra->task) need = i;
       if (need == inc->needs.size()) {
         Need n;
         n.kind = u->kind;
@@ -99,7 +109,7 @@ void Engine::restore(const Snapshot& s, Millis now) {
   for (auto& [id, inc] : incidents_) {
     std::uint8_t kinds = 0;
     for (auto& n : inc->needs)
-      if (!n.done && !n.active && is_open(inc->rec.state)) kinds |= kind_bit(n.kind);
+      if (!n.done && !n.active && is_open(inc->rec.state)) kinds |= n.kind_bits();
     set_waiting(*inc, kinds);
   }
   // A unit whose assignment did not survive is free again.
@@ -132,6 +142,20 @@ void Engine::restore(const Snapshot& s, Millis now) {
     page_seq_ = std::max(page_seq_, p.seq);
   }
   restore_stations(s.stations, now);  // engine/stations.cpp
+  for (auto& [id, inc] : incidents_) rebuild_rescue_and_clocks(*inc);
+  // Service levels: the store's history, as the live path would have counted it.
+  for (const auto& x : s.service_samples) {
+    ServiceLevels& sl = service_[x.district + "|" + std::string(to_string(x.severity))];
+    ServiceLevel* level = x.stage == "to_assign"       ? &sl.to_assign
+                          : x.stage == "to_scene"      ? &sl.to_scene
+                          : x.stage == "to_liability"  ? &sl.to_liability
+                          : x.stage == "to_claim_paid" ? &sl.to_claim_paid
+                          : x.stage == "airborne"      ? &sl.call_to_airborne
+                          : x.stage == "landed"        ? &sl.call_to_landed
+                          : x.stage == "transferred"   ? &sl.call_to_hospital
+                                                       : nullptr;
+    if (level) level->add(x.seconds);
+  }
 }
 
 }  // namespace dispatch::engine

@@ -25,7 +25,7 @@ constexpr std::array<std::string_view, 8> incident_states{
     "reported", "remote", "dispatching", "assigned", "en_route", "on_scene", "closed", "cancelled"};
 constexpr std::array<std::string_view, 7> assignment_states{
     "assigned", "en_route", "on_scene", "cleared", "declined", "lapsed", "cancelled"};
-constexpr std::array<std::string_view, 2> tasks{"scene", "landing_zone"};
+constexpr std::array<std::string_view, 3> tasks{"scene", "landing_zone", "secure_lz"};
 constexpr std::array<std::string_view, 10> error_codes{
     "bad_json",  "bad_message", "unknown_type", "unknown_unit", "unknown_incident",
     "unknown_assignment", "forbidden", "conflict", "rate_limited", "unavailable"};

@@ -23,7 +23,7 @@ enum class IncidentState : std::uint8_t {
 enum class AssignmentState : std::uint8_t {
   assigned, en_route, on_scene, cleared, declined, lapsed, cancelled
 };
-enum class Task : std::uint8_t { scene, landing_zone };
+enum class Task : std::uint8_t { scene, landing_zone, secure_lz };
 enum class ErrorCode : std::uint8_t {
   bad_json, bad_message, unknown_type, unknown_unit, unknown_incident, unknown_assignment,
   forbidden, conflict, rate_limited, unavailable

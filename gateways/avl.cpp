@@ -111,18 +111,25 @@ asio::awaitable<bool> AvlGateway::sleep(asio::steady_timer& timer, milliseconds 
 asio::awaitable<void> AvlGateway::uplink_loop() {
   Backoff backoff(opt_.backoff_min, opt_.backoff_max);
   // Once stopping, a connection under way still delivers what waits; no new attempts.
+  ServerRing ring(opt_.servers.empty() ? std::vector<Endpoint>{opt_.server} : opt_.servers);
   for (;;) {
-    auto conn = co_await ws_connect(opt_.server, "/ws/unit", opt_.token, opt_.connect_timeout);
+    const Endpoint server = ring.current();
+    auto conn = co_await ws_connect(server, "/ws/unit", opt_.token, opt_.connect_timeout);
     if (!conn.ws) {
       if (stopping_) break;
+      if (ring.failed()) {
+        log("server {}: {}; trying the next one", server.str(), conn.error);
+        continue;
+      }
       const auto wait = backoff.next();
-      log("server {}: {}; {} positions waiting; retry in {} ms", opt_.server.str(), conn.error,
+      log("server {}: {}; {} positions waiting; retry in {} ms", server.str(), conn.error,
           backlog_.size(), wait.count());
       if (!co_await sleep(uplink_sleep_, wait)) break;
       continue;
     }
     ++stats_.connects;
-    log("connected to ws://{}/ws/unit; {} positions waiting", opt_.server.str(), backlog_.size());
+    ring.connected();
+    log("connected to ws://{}/ws/unit; {} positions waiting", server.str(), backlog_.size());
     backoff.reset();
     ws_ = conn.ws.get();
     session_alive_ = true;

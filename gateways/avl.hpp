@@ -26,6 +26,9 @@ namespace dispatch::gateways {
 
 struct AvlOptions {
   Endpoint server{"127.0.0.1", 8080};
+  // More than one dispatchd (contract section 9): tried in turn, from the first; the active
+  // one takes the connection, a standby refuses it. Empty: `server` alone.
+  std::vector<Endpoint> servers;
   std::string token;
   std::optional<Endpoint> gpsd;  // none: no gpsd
   DeviceMap devices;

@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
       "dispatch-avl: forwards positions from gpsd and from plain NMEA over TCP to dispatchd\n"
       "as batched `position` messages on /ws/unit."};
   app.set_config("--config", "", "read these options from an INI/TOML file");
-  app.add_option("--server", server, "dispatchd HOST:PORT")->capture_default_str();
+  app.add_option("--server", server, "dispatchd HOST:PORT, or several comma-separated (the active one is used)")->capture_default_str();
   app.add_option("--token", token, "gateway token (prefer --token-file or $DISPATCH_TOKEN)");
   app.add_option("--token-file", token_file, "file whose first line is the gateway token");
   app.add_option("--gpsd", gpsd, "gpsd HOST:PORT to ?WATCH")->capture_default_str();
@@ -48,9 +48,10 @@ int main(int argc, char** argv) {
     const auto t = load_token(token, token_file, "DISPATCH_TOKEN");
     if (!t) throw std::runtime_error("no token: use --token-file, --token or $DISPATCH_TOKEN");
     opt.token = *t;
-    const auto s = parse_endpoint(server);
-    if (!s) throw std::runtime_error("--server must be HOST:PORT, not " + server);
-    opt.server = *s;
+    const auto s = parse_endpoints(server);
+    if (!s) throw std::runtime_error("--server must be HOST:PORT[,HOST:PORT...], not " + server);
+    opt.server = s->front();
+    opt.servers = *s;
     if (!no_gpsd) {
       opt.gpsd = parse_endpoint(gpsd);
       if (!opt.gpsd) throw std::runtime_error("--gpsd must be HOST:PORT, not " + gpsd);

@@ -22,4 +22,17 @@ std::optional<Endpoint> parse_endpoint(std::string_view s) {
   return Endpoint{std::string(host), static_cast<std::uint16_t>(port)};
 }
 
+std::optional<std::vector<Endpoint>> parse_endpoints(std::string_view s) {
+  std::vector<Endpoint> out;
+  while (true) {
+    const auto comma = s.find(',');
+    const auto e = parse_endpoint(s.substr(0, comma));
+    if (!e) return std::nullopt;
+    out.push_back(*e);
+    if (comma == std::string_view::npos) break;
+    s.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
 }  // namespace dispatch::gateways

@@ -139,18 +139,25 @@ void PagerGateway::stop(milliseconds grace) {
 
 asio::awaitable<void> PagerGateway::uplink_loop() {
   Backoff backoff(opt_.backoff_min, opt_.backoff_max);
+  ServerRing ring(opt_.servers.empty() ? std::vector<Endpoint>{opt_.server} : opt_.servers);
   while (!stopping_) {
-    auto conn = co_await ws_connect(opt_.server, "/ws/pager", opt_.token, opt_.connect_timeout);
+    const Endpoint server = ring.current();
+    auto conn = co_await ws_connect(server, "/ws/pager", opt_.token, opt_.connect_timeout);
     if (!conn.ws) {
+      if (ring.failed()) {
+        log("server {}: {}; trying the next one", server.str(), conn.error);
+        continue;
+      }
       const auto wait = backoff.next();
-      log("server {}: {}; retry in {} ms", opt_.server.str(), conn.error, wait.count());
+      log("server {}: {}; retry in {} ms", server.str(), conn.error, wait.count());
       uplink_sleep_.expires_after(wait);
       co_await uplink_sleep_.async_wait(tuple);
       continue;
     }
     ++stats_.connects;
     backoff.reset();
-    log("connected to ws://{}/ws/pager; {} pages queued, {} acknowledgements to send", opt_.server.str(),
+    ring.connected();
+    log("connected to ws://{}/ws/pager; {} pages queued, {} acknowledgements to send", server.str(),
         queue_.size(), acks_.size());
     ws_ = conn.ws.get();
     session_alive_ = true;

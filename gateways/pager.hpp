@@ -53,6 +53,9 @@ class DeliveredLog {
 
 struct PagerOptions {
   Endpoint server{"127.0.0.1", 8080};
+  // More than one dispatchd (contract section 9): tried in turn, from the first; the active
+  // one takes the connection, a standby refuses it. Empty: `server` alone.
+  std::vector<Endpoint> servers;
   std::string token;
   Endpoint terminal{"127.0.0.1", 444};
   std::string state_path;  // DeliveredLog file; empty: memory only

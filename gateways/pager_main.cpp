@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
       "dispatch-pager: delivers dispatchd's pages (/ws/pager) to a paging terminal over SNPP\n"
       "(RFC 1861) and reports each one delivered once the terminal accepted it."};
   app.set_config("--config", "", "read these options from an INI/TOML file");
-  app.add_option("--server", server, "dispatchd HOST:PORT")->capture_default_str();
+  app.add_option("--server", server, "dispatchd HOST:PORT, or several comma-separated (the active one is used)")->capture_default_str();
   app.add_option("--token", token, "pager token (prefer --token-file or $DISPATCH_TOKEN)");
   app.add_option("--token-file", token_file, "file whose first line is the pager token");
   app.add_option("--snpp", terminal, "paging terminal HOST:PORT (SNPP)")->capture_default_str();
@@ -39,9 +39,10 @@ int main(int argc, char** argv) {
     const auto t = load_token(token, token_file, "DISPATCH_TOKEN");
     if (!t) throw std::runtime_error("no token: use --token-file, --token or $DISPATCH_TOKEN");
     opt.token = *t;
-    const auto s = parse_endpoint(server);
-    if (!s) throw std::runtime_error("--server must be HOST:PORT, not " + server);
-    opt.server = *s;
+    const auto s = parse_endpoints(server);
+    if (!s) throw std::runtime_error("--server must be HOST:PORT[,HOST:PORT...], not " + server);
+    opt.server = s->front();
+    opt.servers = *s;
     const auto term = parse_endpoint(terminal);
     if (!term) throw std::runtime_error("--snpp must be HOST:PORT, not " + terminal);
     opt.terminal = *term;

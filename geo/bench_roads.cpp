@@ -1,6 +1,8 @@
 // bench_roads: figures for docs/performance.md ("Roads"). Not a timed test: it prints.
 //
 //   bench_roads [--source-dir DIR] [--work-dir DIR] [--grid-side N] [--targets N]
+//   bench_roads --write-grid FILE [--grid-side N]   only writes the grid as .osm (for a
+//                                                   dispatchd --roads load run)
 //
 // 1. Load time and memory per node: the river fixture, the real core-city network (read
 //    from ../shared and converted by scripts/topojson-to-osm.py into --work-dir; skipped
@@ -150,12 +152,18 @@ void bench_rank(const char* what, const RoadNetwork& net, const std::vector<LatL
 int main(int argc, char** argv) {
   std::string source = DISPATCH_SOURCE_DIR, work = std::filesystem::temp_directory_path().string();
   int side = 708, targets = 1000;
+  std::string write_only;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--source-dir") source = argv[i + 1];
     else if (a == "--work-dir") work = argv[i + 1];
     else if (a == "--grid-side") side = std::atoi(argv[i + 1]);
     else if (a == "--targets") targets = std::atoi(argv[i + 1]);
+    else if (a == "--write-grid") write_only = argv[i + 1];
+  }
+  if (!write_only.empty()) {
+    write_grid_osm(write_only, side);
+    return 0;
   }
   std::mt19937 rng(42);
 

@@ -293,7 +293,9 @@ RoadNetwork::Snap RoadNetwork::snap(LatLon p) const {
   return best;
 }
 
-void RoadNetwork::reverse_search(const Snap& target, std::span<const std::int32_t> need, Scratch& s) const {
+template <class OnSettled>
+double RoadNetwork::reverse_search(const Snap& target, std::span<const std::int32_t> need, Scratch& s,
+                                   OnSettled settled) const {
   s.reset();
   std::size_t remaining = 0;
   for (auto v : need) {
@@ -316,17 +318,26 @@ void RoadNetwork::reverse_search(const Snap& target, std::span<const std::int32_
   // The target lies partway along its segment: reach it from a going a->b, or from b.
   if (seg_w_ab_[ts]) push(seg_a_[ts], target.frac * seg_w_ab_[ts], -2, ts);
   if (seg_w_ba_[ts]) push(seg_b_[ts], (1 - target.frac) * seg_w_ba_[ts], -2, ts);
-  while (!s.heap.empty() && remaining > 0) {
+  double bound = inf;
+  while (!s.heap.empty()) {
+    const auto [d, u] = s.heap.front();
+    if (d > s.dist[u]) {  // stale entry
+      std::pop_heap(s.heap.begin(), s.heap.end(), greater);
+      s.heap.pop_back();
+      continue;
+    }
+    if (remaining == 0) return inf;  // complete: every needed node settled
+    if (d > bound) return d;
     std::pop_heap(s.heap.begin(), s.heap.end(), greater);
-    const auto [d, u] = s.heap.back();
     s.heap.pop_back();
-    if (d > s.dist[u]) continue;  // stale entry
     if (s.need[u] == 1) {
       s.need[u] = 2;
       --remaining;
+      bound = std::min(bound, settled(u, d));
     }
     for (auto k = in_begin_[u]; k < in_begin_[u + 1]; ++k) push(arc_from_[k], d + arc_w_[k], u, arc_seg_[k]);
   }
+  return inf;
 }
 
 namespace {
@@ -339,11 +350,11 @@ double source_cost(const Net& n, const RoadNetwork::Snap& src, const RoadNetwork
   via = -3;
   const auto g = src.seg;
   const auto a = n.seg_a(g), b = n.seg_b(g);
-  if (n.seg_w_ab(g) && s.dist[b] < inf) {
+  if (n.seg_w_ab(g) && s.need[b] == 2) {
     const double c = (1 - src.frac) * n.seg_w_ab(g) + s.dist[b];
     if (c < best) best = c, via = b;
   }
-  if (n.seg_w_ba(g) && s.dist[a] < inf) {
+  if (n.seg_w_ba(g) && s.need[a] == 2) {
     const double c = src.frac * n.seg_w_ba(g) + s.dist[a];
     if (c < best) best = c, via = a;
   }
@@ -364,21 +375,45 @@ void RoadNetwork::to_target(LatLon to, std::span<const LatLon> from, std::span<d
   std::vector<Snap> snaps(from.size());
   std::vector<std::int32_t> need;
   need.reserve(from.size() * 2);
+  // Sources by the road node they wait for, to price them as it settles (the bound).
+  std::vector<std::pair<std::int32_t, std::uint32_t>> waits;
+  waits.reserve(from.size() * 2);
+  double best_ms = inf;  // the fastest source known so far, off-road leg included
   for (std::size_t i = 0; i < from.size(); ++i) {
     snaps[i] = snap(from[i]);
     const auto g = snaps[i].seg;
     if (g < 0) continue;
-    if (seg_w_ab_[g]) need.push_back(seg_b_[g]);
-    if (seg_w_ba_[g]) need.push_back(seg_a_[g]);
+    if (seg_w_ab_[g]) need.push_back(seg_b_[g]), waits.emplace_back(seg_b_[g], static_cast<std::uint32_t>(i));
+    if (seg_w_ba_[g]) need.push_back(seg_a_[g]), waits.emplace_back(seg_a_[g], static_cast<std::uint32_t>(i));
+    if (g == t.seg) {  // straight along the target's own segment
+      double c = inf;
+      if (snaps[i].frac <= t.frac && seg_w_ab_[g]) c = (t.frac - snaps[i].frac) * seg_w_ab_[g];
+      if (snaps[i].frac >= t.frac && seg_w_ba_[g]) c = std::min(c, (snaps[i].frac - t.frac) * seg_w_ba_[g]);
+      best_ms = std::min(best_ms, c + snaps[i].offroad_m / access_speed_mps * 1000);
+    }
   }
+  std::sort(waits.begin(), waits.end());
   std::lock_guard lock(scratch_mu_);
   auto& s = *scratch_;
-  reverse_search(t, need, s);
+  const double margin = prune_margin_ms_;
+  const double next = reverse_search(t, need, s, [&](std::int32_t v, double d) {
+    auto it = std::lower_bound(waits.begin(), waits.end(), std::pair<std::int32_t, std::uint32_t>{v, 0});
+    for (; it != waits.end() && it->first == v; ++it) {
+      const Snap& sn = snaps[it->second];
+      const auto g = sn.seg;
+      const double part = v == seg_b_[g] ? (1 - sn.frac) * seg_w_ab_[g] : sn.frac * seg_w_ba_[g];
+      best_ms = std::min(best_ms, part + d + sn.offroad_m / access_speed_mps * 1000);
+    }
+    return best_ms + margin;
+  });
   for (std::size_t i = 0; i < from.size(); ++i) {
     if (snaps[i].seg < 0) continue;
     std::int32_t via;
     const double ms = source_cost(*this, snaps[i], t, s, via);
-    if (ms < inf) seconds[i] = (snaps[i].offroad_m + t.offroad_m) / access_speed_mps + ms / 1000.0;
+    // Stopped early: a value past the next unsettled node might still improve through an
+    // end not yet settled; but then it is slower than the bound: certainly not wanted.
+    if (!(ms < inf) || (next < inf && ms > next)) continue;
+    seconds[i] = (snaps[i].offroad_m + t.offroad_m) / access_speed_mps + ms / 1000.0;
   }
 }
 
@@ -392,7 +427,7 @@ RouteResult RoadNetwork::route(LatLon from, LatLon to) const {
   if (seg_w_ba_[g]) need.push_back(seg_a_[g]);
   std::lock_guard lock(route_mu_);
   auto& s = *route_scratch_;
-  reverse_search(t, need, s);
+  reverse_search(t, need, s, [](std::int32_t, double) { return inf; });
   std::int32_t via;
   const double ms = source_cost(*this, src, t, s, via);
   if (!(ms < inf)) return r;

@@ -70,7 +70,14 @@ class RoadNetwork final : public TravelTimes {
   std::size_t segment_count() const { return seg_a_.size(); }
   std::size_t memory_bytes() const;
 
+  // Exact for every source whose road ETA is within prune_margin_s() of the fastest one;
+  // a source certainly slower than that gets +infinity (as if unreachable: never chosen)
+  // and the search stops early. That keeps a rural scene, whose K candidates lie far
+  // apart, from searching half the graph (docs/performance.md, "Roads").
   void to_target(LatLon to, std::span<const LatLon> from, std::span<double> seconds) const override;
+  // Default 1200 s; +infinity: every reachable source exact (the oracle test does both).
+  void set_prune_margin_s(double s) { prune_margin_ms_ = s * 1000; }
+  double prune_margin_s() const { return prune_margin_ms_ / 1000; }
   // The fastest route from `from` to `to` with its geometry. Thread-safe, also against
   // to_target (each has its own search state).
   RouteResult route(LatLon from, LatLon to) const;
@@ -99,8 +106,13 @@ class RoadNetwork final : public TravelTimes {
   void build_grid();
   struct Scratch;
   // Reverse Dijkstra from the target until every node in `need` is settled (or the
-  // reachable part is exhausted). Fills s.dist/s.next.
-  void reverse_search(const Snap& target, std::span<const std::int32_t> need, Scratch& s) const;
+  // reachable part is exhausted), or until `settled(v, d)`, called for each needed node as
+  // it settles, returns the bound past which nothing matters (the search stops once the
+  // next node is farther than that). Fills s.dist/s.next; needed nodes settled: s.need 2.
+  // Returns the distance of the next unsettled node when the bound stopped it, else
+  // +infinity (complete: every needed node settled or unreachable).
+  template <class OnSettled>
+  double reverse_search(const Snap& target, std::span<const std::int32_t> need, Scratch& s, OnSettled settled) const;
 
   // Nodes.
   std::vector<double> lat_, lon_;
@@ -123,6 +135,7 @@ class RoadNetwork final : public TravelTimes {
   int gx_ = 0, gy_ = 0;
   std::vector<std::uint32_t> cell_begin_;
   std::vector<std::int32_t> cell_segs_;
+  double prune_margin_ms_ = 1'200'000;
 
   // Search state: one for to_target (the engine thread), one for route() (REST, another
   // thread), so that the engine never waits behind a drawn route. Each has its own lock.

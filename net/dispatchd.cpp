@@ -54,6 +54,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--roads", opt.roads_path,
                  "OpenStreetMap extract (.osm or .osm.pbf): moto and car ETAs by road (default: straight line)");
+  // 64: on the real core-city network the road-nearest team was 40th by line at worst
+  // and outside the first 16 in 12.5% of scenes; 64 costs <= 1 ms (docs/performance.md).
+  opt.engine.road_candidates = 64;
+  app.add_option("--road-candidates", opt.engine.road_candidates,
+                 "with --roads: how many nearest ground units by line are timed by road")
+      ->capture_default_str();
   app.add_option("--urban", opt.urban, "urban districts by name or adcode (default: the nine central ones)");
   double track_days = 7, track_metres = opt.engine.track_min_distance_m, track_secs = 60;
   app.add_option("--track-retention-days", track_days, "days unit tracks are kept")->capture_default_str();
@@ -103,6 +109,23 @@ int main(int argc, char** argv) {
   app.add_option("--max-status-changes-per-min", opt.engine.max_status_changes_per_min,
                  "status changes one unit may make in a minute (rate_limited above; 0: no cap)")
       ->capture_default_str();
+  // Air-ground rescue and the clocks that raise the alarm (docs/protocol.md, air-ground rescue).
+  double remote_liability_s = 300, claim_paid_s = 900, airborne_s = 600, landed_s = 1800, hospital_s = 3600;
+  app.add_option("--lz-max-km", opt.engine.lz_max_km,
+                 "a landing zone farther from the scene is not used: the helicopter flies to the scene")
+      ->capture_default_str();
+  app.add_option("--remote-liability", remote_liability_s,
+                 "seconds from the accident to the remote liability decision (overdue alert after)")
+      ->capture_default_str();
+  app.add_option("--claim-paid-within", claim_paid_s, "seconds from the accident to a claim paid (overdue alert after)")
+      ->capture_default_str();
+  app.add_option("--airborne-within", airborne_s, "seconds from the helicopter's call to airborne (overdue alert after)")
+      ->capture_default_str();
+  app.add_option("--landed-within", landed_s, "seconds from the helicopter's call to landed (overdue alert after)")
+      ->capture_default_str();
+  app.add_option("--hospital-within", hospital_s,
+                 "seconds from the helicopter's call to the patient handed to the hospital (overdue alert after)")
+      ->capture_default_str();
   double unit_event_days = 90;
   app.add_option("--unit-event-retention-days", unit_event_days, "days the units' audit trail is kept")
       ->capture_default_str();
@@ -144,6 +167,11 @@ int main(int argc, char** argv) {
   opt.engine.max_future_ms = static_cast<engine::Millis>(max_future_s * 1000);
   opt.engine.page_retry_ms = static_cast<engine::Millis>(page_retry_s * 1000);
   opt.engine.track_min_distance_m = track_metres;
+  opt.engine.remote_liability_ms = static_cast<engine::Millis>(remote_liability_s * 1000);
+  opt.engine.claim_paid_within_ms = static_cast<engine::Millis>(claim_paid_s * 1000);
+  opt.engine.airborne_within_ms = static_cast<engine::Millis>(airborne_s * 1000);
+  opt.engine.landed_within_ms = static_cast<engine::Millis>(landed_s * 1000);
+  opt.engine.hospital_within_ms = static_cast<engine::Millis>(hospital_s * 1000);
   opt.engine.track_min_interval_ms = static_cast<engine::Millis>(track_secs * 1000);
   opt.store.track_retention_ms = static_cast<std::int64_t>(track_days * 86400 * 1000);
 

@@ -54,7 +54,7 @@ std::optional<engine::PlaceRef> MapGeography::trauma_hospital(geo::LatLon p) con
 }
 std::optional<engine::PlaceRef> MapGeography::helipad_hospital(geo::LatLon p) const {
   if (!impl_->places) return std::nullopt;
-  return ref(impl_->places->nearest(p, geo::PlaceKind::hospital, false, true));
+  return ref(impl_->places->nearest(p, geo::PlaceKind::hospital, true, true));  // a trauma centre with a helipad
 }
 std::optional<engine::PlaceRef> MapGeography::landing_zone(geo::LatLon p) const {
   if (!impl_->places) return std::nullopt;

@@ -95,6 +95,9 @@ std::string Server::Impl::render_engine_metrics() {
                  engine.signal_book().sightings(), "gauge");
   render_counter(e, "dispatch_hazards_total", "Hazards reported", es.hazards);
   render_counter(e, "dispatch_incidents_signalled_total", "Incidents that got a fraud signal", es.signals_raised);
+  render_family_head(e, "dispatch_overdue_total", "Clocks that ran out before they were met, by clock");
+  for (std::size_t i = 0; i < engine::clock_names.size(); ++i)
+    render_sample(e, "dispatch_overdue_total", "clock", engine::clock_names[i], es.overdue[i]);
   render_counter(e, "dispatch_release_held", "Messages held until the writes before them commit", gate.held(),
                  "gauge");
   render_family_head(e, "dispatch_service_level_seconds_sum",
@@ -107,7 +110,8 @@ std::string Server::Impl::render_engine_metrics() {
         fmt::format("district=\"{}\",severity=\"{}\"", key.substr(0, bar), key.substr(bar + 1));
     const std::pair<const char*, const engine::ServiceLevel*> stages[] = {
         {"assign", &sl.to_assign}, {"scene", &sl.to_scene}, {"liability", &sl.to_liability},
-        {"claim_paid", &sl.to_claim_paid}};
+        {"claim_paid", &sl.to_claim_paid}, {"call_to_airborne", &sl.call_to_airborne},
+        {"call_to_landed", &sl.call_to_landed}, {"call_to_hospital", &sl.call_to_hospital}};
     for (const auto& [stage, l] : stages) {
       fmt::format_to(std::back_inserter(e), "dispatch_service_level_seconds_sum{{stage=\"{}\",{}}} {}\n", stage,
                      labels, l->sum_s);

@@ -45,6 +45,8 @@ std::string render_accepted(const engine::ev::Accepted& a);
 std::string render_assign(const engine::ev::Assign& a);
 std::string render_cancel(const engine::ev::Cancel& c);
 std::string render_page(const engine::ev::Page& p);
+// {"type":"alert","alert":"overdue","incident","clock","due_ts","ts"} for consoles.
+std::string render_alert(const engine::ev::Alert& a);
 // {"type":"claim",...} for an insurer; `inc` adds the accident's facts when known, and
 // `signals` the incident's fraud signals ("signals":[...], rural stations).
 std::string render_claim(const engine::rec::Claim& c, const engine::rec::Incident* inc,
@@ -78,6 +80,7 @@ std::string render_service_levels(const engine::Engine& e);
 std::string render_incident_record(const engine::rec::Incident& inc,
                                    const std::vector<engine::rec::Assignment>& assignments,
                                    const std::vector<engine::rec::Timeline>& timeline,
+                                   engine::Millis remote_liability_ms,
                                    const std::vector<engine::Signal>& signals = {});
 
 }  // namespace dispatch::net

@@ -85,6 +85,20 @@ std::string render_claim(const rec::Claim& c, const rec::Incident* inc, const st
   return s;
 }
 
+std::string render_alert(const ev::Alert& a) {
+  std::string s;
+  JsonWriter w(s);
+  w.begin_object()
+      .field("type", "alert")
+      .field("alert", a.alert)
+      .field("incident", a.incident)
+      .field("clock", a.clock)
+      .field("due_ts", a.due_ts)
+      .field("ts", a.ts)
+      .end_object();
+  return s;
+}
+
 std::string render_page(const ev::Page& p) {
   std::string s;
   JsonWriter w(s);
@@ -141,7 +155,7 @@ void assignment_fields(JsonWriter& w, const rec::Assignment& a) {
   w.end_object();
 }
 
-void incident_fields(JsonWriter& w, const rec::Incident& r) {
+void incident_fields(JsonWriter& w, const rec::Incident& r, Millis remote_liability_ms) {
   w.field("id", r.id)
       .field("report_id", r.report_id)
       .field("state", to_string(r.state))
@@ -162,7 +176,7 @@ void incident_fields(JsonWriter& w, const rec::Incident& r) {
   w.key("at_fault").string_or_null(r.at_fault);
   w.key("hospital").string_or_null(r.hospital);
   w.key("closed_ts").time_or_null(r.closed_ts);
-  if (r.state == IncidentState::remote) w.field("remote_deadline_ts", r.reported_ts + 300'000);
+  if (r.state == IncidentState::remote) w.field("remote_deadline_ts", r.reported_ts + remote_liability_ms);
 }
 
 void timeline_fields(JsonWriter& w, const rec::Timeline& t) {
@@ -171,10 +185,57 @@ void timeline_fields(JsonWriter& w, const rec::Timeline& t) {
   w.end_object();
 }
 
+void place_or_null(JsonWriter& w, std::string_view key, const std::optional<PlaceRef>& p) {
+  w.key(key);
+  if (!p) {
+    w.null();
+    return;
+  }
+  w.begin_object().field("id", p->id).field("name", p->name);
+  w.key("lat").coord(p->pos.lat);
+  w.key("lon").coord(p->pos.lon);
+  w.end_object();
+}
+
+std::string actor_text(const Actor& a) { return a.role.empty() ? a.name : a.role + ":" + a.name; }
+
+// "rescue": null, or the air-ground rescue: where the helicopter goes, the landing zone,
+// the hospital, the chain's steps so far.
+void rescue_fields(JsonWriter& w, const Incident& inc) {
+  w.key("rescue");
+  if (!inc.rescue) {
+    w.null();
+    return;
+  }
+  const Rescue& r = *inc.rescue;
+  w.begin_object().field("target", r.target == Task::landing_zone ? "landing_zone" : "scene");
+  place_or_null(w, "landing_zone", r.landing_zone);
+  place_or_null(w, "hospital", r.hospital);
+  w.key("steps").begin_array();
+  for (const auto& st : r.steps)
+    w.begin_object().field("step", st.step).field("ts", st.ts).field("actor", actor_text(st.actor)).end_object();
+  w.end_array();
+  w.end_object();
+}
+
+// "clocks": each clock the incident runs, its due time, when met, and whether it ran out.
+void clock_fields(JsonWriter& w, const Incident& inc) {
+  w.key("clocks").begin_array();
+  for (const auto& c : inc.clocks) {
+    w.begin_object().field("clock", c.name).field("start_ts", c.start_ts).field("due_ts", c.due_ts);
+    w.key("done_ts").time_or_null(c.done_ts);
+    w.field("overdue", c.overdue);
+    w.end_object();
+  }
+  w.end_array();
+}
+
 void incident_object(JsonWriter& w, const Engine& e, const Incident& inc, bool with_type) {
   w.begin_object();
   if (with_type) w.field("type", "incident");
-  incident_fields(w, inc.rec);
+  incident_fields(w, inc.rec, e.config().remote_liability_ms);
+  rescue_fields(w, inc);
+  clock_fields(w, inc);
   w.key("claims").begin_array();
   for (const auto& id : inc.claims)
     if (const rec::Claim* c = e.claim(id)) {
@@ -253,6 +314,19 @@ std::string render_snapshot(const Engine& e, Millis now) {
   s.reserve(e.units().size() * 200 + 1024);
   JsonWriter w(s);
   w.begin_object().field("type", "snapshot").field("ts", now);
+  // Every policy number the console shows, from the server's one config.
+  const Config& c = e.config();
+  auto secs = [](Millis ms) { return static_cast<double>(ms) / 1000.0; };
+  w.key("config").begin_object();
+  w.key("ack_within_s").value(secs(c.ack_within_ms));
+  w.key("stale_after_s").value(secs(c.stale_after_ms));
+  w.key("remote_liability_s").value(secs(c.remote_liability_ms));
+  w.key("claim_paid_within_s").value(secs(c.claim_paid_within_ms));
+  w.key("lz_max_km").value(c.lz_max_km);
+  w.key("airborne_s").value(secs(c.airborne_within_ms));
+  w.key("landed_s").value(secs(c.landed_within_ms));
+  w.key("hospital_s").value(secs(c.hospital_within_ms));
+  w.end_object();
   w.key("units").begin_array();
   for (const auto& u : e.units()) {
     w.begin_object();
@@ -287,6 +361,9 @@ std::string render_service_levels(const Engine& e) {
     level("to_scene", sl.to_scene);
     level("to_liability", sl.to_liability);
     level("to_claim_paid", sl.to_claim_paid);
+    level("call_to_airborne", sl.call_to_airborne);
+    level("call_to_landed", sl.call_to_landed);
+    level("call_to_hospital", sl.call_to_hospital);
     w.end_object();
   }
   w.end_array().end_object();
@@ -295,12 +372,12 @@ std::string render_service_levels(const Engine& e) {
 
 std::string render_incident_record(const rec::Incident& inc,
                                    const std::vector<rec::Assignment>& assignments,
-                                   const std::vector<rec::Timeline>& timeline,
+                                   const std::vector<rec::Timeline>& timeline, Millis remote_liability_ms,
                                    const std::vector<Signal>& signals) {
   std::string s;
   JsonWriter w(s);
   w.begin_object();
-  incident_fields(w, inc);
+  incident_fields(w, inc, remote_liability_ms);
   w.key("assignments").begin_array();
   for (const auto& a : assignments) assignment_fields(w, a);
   w.end_array();

@@ -96,7 +96,9 @@ void BasicHttpSession<Stream>::get_incidents() {
     std::string body;
     JsonWriter w(body);
     w.begin_array();
-    for (const auto& r : rows) w.raw(render_incident_record(r.incident, r.assignments, r.timeline, r.signals));
+    const auto liability_ms = s->srv_.engine.config().remote_liability_ms;  // fixed at start
+    for (const auto& r : rows)
+      w.raw(render_incident_record(r.incident, r.assignments, r.timeline, liability_ms, r.signals));
     w.end_array();
     s->respond_later(200, std::move(body), "application/json");
   });
@@ -109,7 +111,10 @@ void BasicHttpSession<Stream>::get_incident(const std::string& iid) {
   asio::post(srv_.reads, [s, iid] {
     auto r = s->srv_.store->incident(iid);
     if (!r) return s->respond_later(404, json_error_body("unknown_incident", "no such incident"), "application/json");
-    s->respond_later(200, render_incident_record(r->incident, r->assignments, r->timeline, r->signals), "application/json");
+    s->respond_later(200,
+                     render_incident_record(r->incident, r->assignments, r->timeline,
+                                            s->srv_.engine.config().remote_liability_ms, r->signals),
+                     "application/json");
   });
 }
 

@@ -143,6 +143,8 @@ Text render_payload(const engine::Engine& engine, const engine::Payload& p, Mill
           return std::make_shared<const std::string>(render_page(ev));
         else if constexpr (std::is_same_v<E, engine::ev::Error>)
           return std::make_shared<const std::string>(render_error(ev));
+        else if constexpr (std::is_same_v<E, engine::ev::Alert>)
+          return std::make_shared<const std::string>(render_alert(ev));
         else if constexpr (std::is_same_v<E, engine::ev::Claim>) {
           const engine::rec::Claim* c = engine.claim(ev.claim);
           if (!c) return nullptr;

@@ -55,19 +55,6 @@ std::size_t connection_cap(std::size_t asked) {
   return std::min(asked, room);
 }
 
-// The engine takes road times once the policy knows them (Engine::set_travel_times, from
-// the `rescue` branch); until that is merged the roads are loaded and served but the
-// policy keeps its straight line, and says so.
-template <class E>
-void attach_travel_times(E& engine, const geo::TravelTimes* t) {
-  if constexpr (requires { engine.set_travel_times(t); }) {
-    engine.set_travel_times(t);
-  } else {
-    (void)engine;
-    (void)t;
-    log_line("roads: this engine has no set_travel_times yet; assignments stay straight-line");
-  }
-}
 }  // namespace
 
 Server::Impl::Impl(ServerOptions o)
@@ -124,10 +111,12 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(o
     m.roads = geo::RoadNetwork::load_osm(m.opt.roads_path);
     m.roads_geojson = std::make_shared<const std::string>(m.roads->to_geojson());
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
-    log_line(fmt::format("roads: {} nodes, {} edges, {} segments, {:.1f} MiB, loaded in {} ms from {}",
+    log_line(fmt::format("roads: {} nodes, {} edges, {} segments, {:.1f} MiB, loaded in {} ms from {}; ground "
+                         "units by least road ETA among the {} nearest by line",
                          m.roads->node_count(), m.roads->edge_count(), m.roads->segment_count(),
-                         static_cast<double>(m.roads->memory_bytes()) / (1 << 20), ms, m.opt.roads_path));
-    attach_travel_times(m.engine, m.roads.get());
+                         static_cast<double>(m.roads->memory_bytes()) / (1 << 20), ms, m.opt.roads_path,
+                         m.opt.engine.road_candidates));
+    m.engine.set_travel_times(m.roads.get());
   }
   std::vector<engine::rec::Unit> fleet;
   if (!m.opt.fleet_path.empty()) fleet = load_fleet(m.opt.fleet_path);

@@ -32,6 +32,7 @@
 #include <unordered_map>
 
 #include "geo/geo.hpp"
+#include "geo/roads.hpp"
 #include "geo/share_dir.hpp"
 #include "geo/zones.hpp"
 #include "sim/fleet.hpp"
@@ -270,6 +271,7 @@ double histogram_quantile(const PromHistogram& h, double q) {
 
 struct Options {
   std::string url, tokens, fleet, json_out;
+  std::string roads;  // --roads: drive ground units along these roads, and judge by road ETA
   std::size_t units = 0;
   double rate = 1.0, reports_per_s = 1.0, duration = 10;
   std::uint64_t seed = 1;
@@ -296,6 +298,9 @@ struct Unit {
   Millis last_assign = 0;  // when an assign or cancel about it last came
   std::vector<Millis> assign_times;  // every assign to it, for the oracle's verdicts
   std::size_t gateway = 0;
+  // --roads: the way to the target (positions along the roads), and the next point on it.
+  std::vector<geo::LatLon> path;
+  std::size_t path_i = 0;
 };
 
 struct ReportInfo {
@@ -344,11 +349,33 @@ class Sim {
  public:
   Sim(Options o, std::vector<sim::SimUnit> fleet, json::value tokens)
       : opt_(std::move(o)), rng_(opt_.seed), report_rng_(opt_.seed * 7919 + 1) {
-    // ws://host:port
-    std::string rest = opt_.url.substr(opt_.url.find("//") + 2);
-    if (auto slash = rest.find('/'); slash != std::string::npos) rest = rest.substr(0, slash);
-    host_ = rest.substr(0, rest.rfind(':'));
-    port_ = rest.substr(rest.rfind(':') + 1);
+    if (!opt_.roads.empty()) {
+      roads_ = geo::RoadNetwork::load_osm(opt_.roads);
+      std::cerr << "dispatch-sim: roads: " << roads_->node_count() << " nodes, " << roads_->edge_count() << " edges\n";
+    }
+    // ws://host:port, or several comma-separated (contract section 9: one active dispatchd,
+    // the others standby): the one whose /healthz says ok, else the first.
+    std::vector<std::pair<std::string, std::string>> candidates;
+    for (std::string_view urls = opt_.url; !urls.empty();) {
+      const auto comma = urls.find(',');
+      std::string url(urls.substr(0, comma));
+      urls = comma == std::string_view::npos ? std::string_view() : urls.substr(comma + 1);
+      std::string rest = url.substr(url.find("//") == std::string::npos ? 0 : url.find("//") + 2);
+      if (auto slash = rest.find('/'); slash != std::string::npos) rest = rest.substr(0, slash);
+      candidates.emplace_back(rest.substr(0, rest.rfind(':')), rest.substr(rest.rfind(':') + 1));
+    }
+    std::tie(host_, port_) = candidates.front();
+    if (candidates.size() > 1)
+      for (const auto& [h, p] : candidates) {
+        try {
+          if (http_get(h, p, "/healthz").rfind("ok", 0) == 0) {
+            host_ = h;
+            port_ = p;
+            break;
+          }
+        } catch (const std::exception&) {
+        }
+      }
     for (auto& t : tokens.at("tokens").as_array()) {
       const auto& o2 = t.as_object();
       const std::string role(o2.at("role").as_string()), token(o2.at("token").as_string());
@@ -637,6 +664,25 @@ class Sim {
     if (u.status == Status::en_route || (u.status == Status::assigned && !opt_.demo)) {
       // Straight to the target at working speed.
       u.speed_mps = heli ? 200 / 3.6 : (u.def.kind == "car" ? 45 / 3.6 : 40 / 3.6);
+      if (!u.path.empty()) {  // along the roads: point after point of the route
+        double left = u.speed_mps * dt;
+        while (left > 0 && u.path_i < u.path.size()) {
+          const geo::LatLon next = u.path[u.path_i];
+          const double d = geo::distance_m(u.pos, next);
+          if (d > 0.01)
+            u.heading = std::fmod(geo::rad2deg(std::atan2(next.lon - u.pos.lon, next.lat - u.pos.lat)) + 360, 360);
+          if (d <= left) {
+            u.pos = next;
+            left -= d;
+            ++u.path_i;
+          } else {
+            u.pos.lat += (next.lat - u.pos.lat) * left / d;
+            u.pos.lon += (next.lon - u.pos.lon) * left / d;
+            left = 0;
+          }
+        }
+        return;
+      }
       const double d = geo::distance_m(u.pos, u.target);
       const double step = std::min(d, u.speed_mps * dt);
       if (d > 1) {
@@ -771,6 +817,12 @@ class Sim {
       u.assignment = std::string(m.at("assignment").as_string());
       u.incident = incident;
       u.target = {m.at("lat").to_number<double>(), m.at("lon").to_number<double>()};
+      u.path.clear();
+      u.path_i = 0;
+      if (roads_ && u.def.kind != "heli") {
+        auto r = roads_->route(u.pos, u.target);
+        if (r.found) u.path = std::move(r.points);
+      }
       u.will_decline = u.def.kind == "moto" && u01(rng_) < 0.05;
       u.next_action = now + static_cast<Millis>(opt_.demo ? 2000 + u01(rng_) * 6000 : 50 + u01(rng_) * 300);
     } else if (type == "cancel") {
@@ -896,6 +948,23 @@ class Sim {
   std::pair<std::size_t, double> oracle(geo::LatLon at, std::int64_t as_of) const {
     double best_d = std::numeric_limits<double>::infinity();
     std::size_t best = units_.size();
+    if (roads_) {  // with --roads, "best" is least road ETA (seconds), over every free unit
+      std::vector<std::size_t> idx;
+      std::vector<geo::LatLon> from;
+      for (std::size_t i = 0; i < units_.size(); ++i) {
+        if (!is_moto_[i]) continue;
+        const std::uint64_t f = free_[i].load(std::memory_order_relaxed);
+        const bool changed_since = static_cast<std::int64_t>(f >> 1) > as_of;
+        if (((f & 1) != 0) == changed_since) continue;
+        idx.push_back(i);
+        from.push_back(unpack(sent_[i].load(std::memory_order_relaxed)));
+      }
+      std::vector<double> secs(from.size());
+      roads_->to_target(at, from, secs);
+      for (std::size_t k = 0; k < secs.size(); ++k)
+        if (secs[k] < best_d) best_d = secs[k], best = idx[k];
+      return {best, best_d};
+    }
     for (std::size_t i = 0; i < units_.size(); ++i) {
       if (!is_moto_[i]) continue;
       const std::uint64_t f = free_[i].load(std::memory_order_relaxed);
@@ -981,9 +1050,11 @@ class Sim {
     if (!r.resolved || r.oracle_pending || !r.checked) return;
     ++checked_;
     if (r.assigned == r.best) return;
-    const double got_d = geo::distance_m(unpack(sent_[index_.at(r.assigned)].load(std::memory_order_relaxed)), r.at);
-    // Positions moved while the report was in flight: a little slack.
-    if (got_d <= r.best_d + 60) return;
+    const geo::LatLon got_pos = unpack(sent_[index_.at(r.assigned)].load(std::memory_order_relaxed));
+    double got_d = geo::distance_m(got_pos, r.at);
+    if (roads_) roads_->to_target(r.at, std::span(&got_pos, 1), std::span(&got_d, 1));  // seconds by road
+    // Positions moved while the report was in flight: a little slack (metres, or seconds by road).
+    if (got_d <= r.best_d + (roads_ ? 15 : 60)) return;
     // Perhaps the oracle's favourite was busy on the server's side: assigned elsewhere
     // just before, or by an assign still on its way. Judged at the end of the run.
     suspects_.push_back(Suspect{r.id, r.incident, r.assigned, got_d, r.best, r.best_d, r.sent_ms});
@@ -1007,8 +1078,8 @@ class Sim {
       if (busy) continue;
       ++mismatches_;
       if (mismatch_list_.size() < 20)
-        mismatch_list_.push_back(fmt::format("{} ({}): got {} at {:.0f} m, nearest {} at {:.0f} m", s.report, s.incident,
-                                             s.got, s.got_d, s.best, s.best_d));
+        mismatch_list_.push_back(fmt::format("{} ({}): got {} at {:.0f} {}, nearest {} at {:.0f}", s.report, s.incident,
+                                             s.got, s.got_d, roads_ ? "s by road" : "m", s.best, s.best_d));
     }
   }
 
@@ -1121,6 +1192,7 @@ class Sim {
   }
 
   Options opt_;
+  std::unique_ptr<geo::RoadNetwork> roads_;  // --roads (thread-safe for to_target and route)
   std::mt19937_64 rng_;          // the fleet thread's
   std::mt19937_64 report_rng_;   // the report thread's
   asio::io_context ioc_, gw_ioc_, rep_ioc_, orc_ioc_;
@@ -1201,10 +1273,12 @@ int main(int argc, char** argv) {
 
   auto* run = app.add_subcommand("run", "drive a running dispatchd");
   Options o;
-  run->add_option("--url", o.url, "ws://HOST:PORT of dispatchd")->required();
+  run->add_option("--url", o.url, "ws://HOST:PORT of dispatchd (several comma-separated: the active one)")->required();
   run->add_option("--tokens", o.tokens, "tokens file (gateway \"*\", reporter, console; insurers optional)")->required();
   run->add_option("--fleet", o.fleet, "fleet file the server was started with")->required();
   run->add_option("--units", o.units, "use only the first N units (0: all)");
+  run->add_option("--roads", o.roads,
+                  "OpenStreetMap extract the server got as --roads: units drive along it, the oracle judges by road ETA");
   run->add_option("--rate", o.rate, "positions per unit per second")->capture_default_str();
   run->add_option("--reports-per-s", o.reports_per_s, "accident reports per second (Poisson)")->capture_default_str();
   run->add_option("--duration", o.duration, "seconds to run (0: until stopped)")->capture_default_str();

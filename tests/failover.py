@@ -223,6 +223,39 @@ def write_fixture(workdir):
         json.dump(fleet, f, ensure_ascii=False)
 
 
+def nmea_sentence(body):
+    cs = 0
+    for ch in body.encode():
+        cs ^= ch
+    return "$%s*%02X\r\n" % (body, cs)
+
+
+def nmea_coord(v, deg_digits):
+    a = abs(v)
+    deg = int(a)
+    return "%0*d%07.4f" % (deg_digits, deg, (a - deg) * 60)
+
+
+def nmea_fix(ts_ms, lat, lon):
+    t = time.gmtime(ts_ms // 1000)
+    hms = "%02d%02d%02d.%03d" % (t.tm_hour, t.tm_min, t.tm_sec, ts_ms % 1000)
+    dmy = "%02d%02d%02d" % (t.tm_mday, t.tm_mon, t.tm_year % 100)
+    la = nmea_coord(lat, 2) + ",N"
+    lo = nmea_coord(lon, 3) + ",E"
+    return (nmea_sentence("GNRMC,%s,A,%s,%s,9.7,90.0,%s,,,A" % (hms, la, lo, dmy)) +
+            nmea_sentence("GNGGA,%s,%s,%s,1,12,0.8,250.0,M,-30.0,M,," % (hms, la, lo)))
+
+
+def unit_at(server, unit):
+    s, body = http_get(server.port, "/api/units", token=CONSOLE)
+    if s != 200:
+        return None
+    for u in json.loads(body):
+        if u.get("id") == unit:
+            return u
+    return None
+
+
 FAILS = []
 
 
@@ -241,6 +274,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dispatchd", required=True)
     ap.add_argument("--lease-ms", type=int, default=1500)
+    ap.add_argument("--avl", help="dispatch-avl, to check that it follows the active one")
     args = ap.parse_args()
     lease_s = args.lease_ms / 1000.0
     try:
@@ -359,6 +393,47 @@ def main():
         check(epoch.endswith(" c"), "the lease is the third server's (epoch, holder: %s)" % epoch)
         rep.close()
         rep2.close()
+
+        # ---- 3. The AVL gateway follows the active one; its backlog survives the switch
+        if args.avl:
+            d = Server(args.dispatchd, workdir, url, "d", args.lease_ms)
+            servers.append(d)
+            check(wait_until(d.standby, 5), "a fourth dispatchd starts as a standby")
+            avl = subprocess.Popen([args.avl, "--server", "%s:%d,%s:%d,%s:%d" % (HOST, b.port, HOST, c.port, HOST, d.port),
+                                    "--token", GATEWAY, "--no-gpsd", "--nmea-listen", HOST + ":0",
+                                    "--flush-ms", "20", "--backoff-min-ms", "50", "--backoff-max-ms", "200"],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=open(os.path.join(workdir, "avl.stderr"), "wb"))
+            try:
+                line = avl.stdout.readline().decode()
+                m = re.match(r"nmea listening on (.+):(\d+)", line)
+                check(bool(m), "dispatch-avl listens for NMEA (%s)" % line.strip())
+                import socket
+                nm = socket.create_connection((HOST, int(m.group(2))), timeout=5)
+                nm.sendall(b"UNIT M6\r\n")
+                lat1, lon1 = LAT + 0.005 + 0.0002, LON - 0.005  # near its last position: no GPS jump
+                nm.sendall(nmea_fix(now_ms(), lat1, lon1).encode())
+                got = wait_until(lambda: (unit_at(c, "M6") or {}).get("lat") and
+                                 abs(unit_at(c, "M6")["lat"] - lat1) < 1e-4, 10)
+                check(bool(got), "dispatch-avl given a standby first reaches the active one (M6 at %s)"
+                      % (unit_at(c, "M6") or {}).get("lat"))
+                c.kill(signal.SIGKILL)
+                c.proc.wait()
+                # Fixes while no server is active: kept in the backlog.
+                # A unit driving north at ~40 km/h: 2.2 m every 200 ms (no GPS jump).
+                t2 = now_ms()
+                lat2, lon2 = lat1 + 0.0001, lon1
+                for k in range(5):
+                    nm.sendall(nmea_fix(t2 + 200 * k, lat1 + 0.00002 * (k + 1), lon2).encode())
+                check(bool(wait_until(d.active, lease_s + 5)), "the fourth takes over")
+                got = wait_until(lambda: (unit_at(d, "M6") or {}).get("lat") and
+                                 abs(unit_at(d, "M6")["lat"] - lat2) < 1e-4, 15)
+                check(bool(got), "dispatch-avl moved to the new active one with its backlog (M6 at %s)"
+                      % (unit_at(d, "M6") or {}).get("lat"))
+                nm.close()
+            finally:
+                avl.terminate()
+                avl.wait(10)
     finally:
         for s in servers:
             s.stop()

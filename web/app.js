@@ -186,11 +186,16 @@ async function loadDistricts() {
   }
 }
 
+// Station ids to names, from the places file (a station's hazards and sightings name it by id).
+const placeNames = new Map();
+const stationName = (id) => (id == null ? '' : placeNames.get(id) || String(id));
+
 async function loadPlaces() {
   try {
     const r = await fetch('/geo/places.geojson');
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
     const gj = await r.json();
+    for (const f of gj.features || []) if (f.properties?.id) placeNames.set(f.properties.id, f.properties.name || f.properties.id);
     const glyph = { hospital: '✚', landing_zone: 'H', heli_base: 'HB', station: '站' };
     const size = { hospital: 16, landing_zone: 18, heli_base: 22, station: 16 };
     placesLayer.addLayer(L.geoJSON(gj, {
@@ -330,7 +335,7 @@ function syncHazard(h) {
     m.setLatLng([h.lat, h.lon]);
     m.setIcon(icon);
   }
-  m.bindTooltip(`<b>${esc(t('hazard.title', { id }))}</b><br>${esc(h.kind || '')} · ${esc(word('hazard', cleared ? 'cleared' : 'open'))}`, { className: 'dark-tip', direction: 'top' });
+  m.bindTooltip(`<b>${esc(t('hazard.title', { id }))}</b><br>${esc(word('hazardKind', h.kind))} · ${esc(word('hazard', cleared ? 'cleared' : 'open'))}`, { className: 'dark-tip', direction: 'top' });
 }
 
 function rebuildHazards() {
@@ -346,8 +351,8 @@ function showHazardPopup(id) {
   const div = document.createElement('div');
   div.className = 'hazard-popup';
   div.innerHTML = `<b>${esc(t('hazard.title', { id }))}</b> ${stateTag('hazard', cleared ? 'cleared' : 'open')}<br>
-    ${esc(h.kind || '')}${h.note ? ` · ${esc(h.note)}` : ''}<br>
-    <span class="muted">${esc(t('hazard.station'))} ${esc(h.station || '—')} · ${fmtDateTime(h.ts)}${cleared && h.cleared_ts ? ` · ${esc(word('hazard', 'cleared'))} ${hhmmss(h.cleared_ts)}` : ''}</span>
+    ${esc(word('hazardKind', h.kind))}${h.note ? ` · ${esc(h.note)}` : ''}<br>
+    <span class="muted">${esc(t('hazard.station'))} ${esc(stationName(h.station) || '—')} · ${fmtDateTime(h.ts)}${cleared && h.cleared_ts ? ` · ${esc(word('hazard', 'cleared'))} ${hhmmss(h.cleared_ts)}` : ''}</span>
     <div class="actions">${cleared ? '' : `<button type="button" class="primary" data-act="clear">${esc(t('hazard.clear'))}</button>`}</div>`;
   div.querySelector('[data-act=clear]')?.addEventListener('click', () => {
     sendCommand({ type: 'clear_hazard', hazard: h.hazard }, t('toast.clearHazardSent', { hazard: id }));
@@ -830,7 +835,7 @@ function signalText(s) {
   if (s.detail) parts.push(`<span class="muted">${esc(typeof s.detail === 'object' ? JSON.stringify(s.detail) : s.detail)}</span>`);
   const e = s.sighting;
   if (e && typeof e === 'object') {
-    parts.push(`<br>${esc(t('signal.sighting', { station: e.station || '—', time: fmtDateTime(e.ts), km: e.distance_m != null ? (e.distance_m / 1000).toFixed(0) : '?' }))}`);
+    parts.push(`<br>${esc(t('signal.sighting', { station: stationName(e.station) || '—', time: fmtDateTime(e.ts), km: e.distance_m != null ? (e.distance_m / 1000).toFixed(0) : '?' }))}`);
   }
   const plates = Array.isArray(s.plates) ? s.plates : [];
   if (plates.length) parts.push(`<br>${plates.map((p) => `<a href="#" data-plate="${esc(p)}">${esc(p)}</a>`).join(' ')}`);
@@ -1073,7 +1078,7 @@ async function showPlate(plate) {
     const incidents = Array.isArray(v.incidents) ? v.incidents : [];
     box.innerHTML = `<h3>${esc(t('plate.title', { plate }))}</h3>
       <div class="muted">${esc(t('plate.sightings'))}</div>
-      <ul class="plate-list">${sightings.length ? sightings.slice(0, 30).map((s) => `<li>${fmtDateTime(s.ts)} · ${esc(s.station || '')}${s.lat != null ? ` · ${Number(s.lat).toFixed(4)}, ${Number(s.lon).toFixed(4)}` : ''}</li>`).join('') : `<li class="muted">${esc(t('plate.none'))}</li>`}</ul>
+      <ul class="plate-list">${sightings.length ? sightings.slice(0, 30).map((s) => `<li>${fmtDateTime(s.ts)} · ${esc(stationName(s.station))}${s.lat != null ? ` · ${Number(s.lat).toFixed(4)}, ${Number(s.lon).toFixed(4)}` : ''}</li>`).join('') : `<li class="muted">${esc(t('plate.none'))}</li>`}</ul>
       <div class="muted">${esc(t('plate.incidents'))}</div>
       <ul class="plate-list">${incidents.length ? incidents.slice(0, 30).map((i) => `<li><a href="#" data-open="${esc(i.id || i.incident)}">${esc(i.id || i.incident)}</a> ${fmtDateTime(i.reported_ts ?? i.ts)} ${i.state ? esc(word('state', i.state)) : ''}</li>`).join('') : `<li class="muted">${esc(t('plate.none'))}</li>`}</ul>`;
     box.onclick = (ev) => {
@@ -1100,7 +1105,7 @@ function readHistForm() {
   const state = $('hist-state').value;
   return {
     from: ms($('hist-from').value),
-    to: ms($('hist-to').value),
+    to: ms($('hist-to').value) + 999, // the whole of the last second shown
     district: $('hist-district').value,
     severity: $('hist-severity').value,
     state: state || 'all',
@@ -1447,7 +1452,7 @@ function onMessage(msg) {
     const isNew = !store.hazards.has(String(msg.hazard));
     store.apply(msg);
     if (isNew && msg.state !== 'cleared') {
-      raiseAlert(`hazard:${msg.hazard}`, { kind: 'hazard', hazard: String(msg.hazard), ts: msg.ts, textKey: 'alert.hazard', vars: { kind: msg.kind || '', station: msg.station || '' } });
+      raiseAlert(`hazard:${msg.hazard}`, { kind: 'hazard', hazard: String(msg.hazard), ts: msg.ts, textKey: 'alert.hazard', vars: { kind: word('hazardKind', msg.kind), station: stationName(msg.station) } });
     } else if (msg.state === 'cleared') {
       alerts.resolve(`hazard:${msg.hazard}`);
       scheduleAlerts();

@@ -327,7 +327,7 @@ export function matchesHistory(inc, f = {}) {
   if (f.severity && inc.severity !== f.severity) return false;
   if (f.district && inc.district !== f.district) return false;
   if (Number.isFinite(f.from) && !(inc.reported_ts >= f.from)) return false;
-  if (Number.isFinite(f.to) && !(inc.reported_ts < f.to)) return false;
+  if (Number.isFinite(f.to) && !(inc.reported_ts <= f.to)) return false; // inclusive, as the server's
   if (f.plate) {
     const p = String(f.plate).trim().toUpperCase();
     if (!(inc.vehicles || []).some((v) => String(v.plate || '').toUpperCase().includes(p))) return false;

@@ -7,19 +7,12 @@
 #include <cmath>
 #include <cstdio>
 
-#include "engine/engine.hpp"
 #include "geo/roads.hpp"
 #include "tests/e2e/harness.hpp"
 
 using namespace e2e;
 
 namespace {
-
-// Whether this engine times ground units by road (Engine::set_travel_times, owned by the
-// engine room). Until it is merged the road choice cannot be asserted; the rest can.
-template <class E>
-constexpr bool has_travel_times = requires(E& e, const dispatch::geo::TravelTimes* t) { e.set_travel_times(t); };
-constexpr bool engine_has_roads = has_travel_times<dispatch::engine::Engine>;
 
 const char* fleet = R"({"units": [
   {"id": "M1", "kind": "moto", "callsign": "north bank"},
@@ -84,13 +77,8 @@ TEST_CASE("with --roads: the team on the same bank is sent, with the road ETA") 
   REQUIRE(a);
   const std::string assignment = str(*a, "assignment");
 
-  if constexpr (engine_has_roads) {
-    CHECK(str(*a, "unit") == "M1");
-    CHECK(std::abs(a->at("eta_s").to_number<double>() - road_eta(same_bank)) <= 1.0);
-  } else {
-    MESSAGE("WAITING on Engine::set_travel_times (engine room): the road choice and eta_s are not asserted; "
-            "the straight-line policy sent " << str(*a, "unit"));
-  }
+  CHECK(str(*a, "unit") == "M1");
+  CHECK(std::abs(a->at("eta_s").to_number<double>() - road_eta(same_bank)) <= 1.0);
 
   // The assignment's route: along the roads from the unit's position to the scene.
   const std::string unit = str(*a, "unit");

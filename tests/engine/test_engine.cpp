@@ -1076,3 +1076,97 @@ TEST_CASE("the roster kept compactly: ids, callsigns, capcodes and bases come ba
   CHECK(*row->base == *heli.base);
   CHECK(row->status == UnitStatus::off_duty);
 }
+
+TEST_CASE("clocks: the remote liability clock raises one overdue alert; a decision in time stops it") {
+  Config c;
+  c.remote_liability_ms = 300'000;
+  World w(c);
+  place_all(w);
+  auto remote = [&](const std::string& id) {
+    cmd::Report r;
+    r.id = id;
+    r.lat = X.lat;
+    r.lon = X.lon;
+    r.severity = Severity::minor;
+    r.drivable = r.parties_agree = true;
+    r.ts = w.now;
+    return w.sent<ev::Accepted>(w.run(r, w.reporter, World::reporter_conn)).at(0).incident;
+  };
+  const std::string late = remote("late"), early = remote("early");
+  const Incident& li = *w.engine.incident(late);
+  REQUIRE(li.clock("liability"));
+  CHECK(li.clock("liability")->due_ts == w.now + 300'000);
+  w.now += 60'000;
+  w.run(cmd::Liability{early, "none", {}}, w.console, World::console_conn);
+  CHECK(w.engine.incident(early)->clock("liability")->done_ts == w.now);
+  CHECK(w.sent<ev::Alert>(w.tick(230'000)).empty());
+  auto alerts = w.sent<ev::Alert>(w.tick(20'000));
+  REQUIRE(alerts.size() == 1);
+  CHECK(alerts[0].incident == late);
+  CHECK(alerts[0].clock == "liability");
+  CHECK(w.engine.stats().overdue[0] == 1);
+  CHECK(li.clock("liability")->overdue);
+  CHECK(li.timeline.back().event == "overdue");
+  CHECK(w.sent<ev::Alert>(w.tick(60'000)).empty());
+  // Met late: done, and still marked overdue.
+  w.run(cmd::Liability{late, "none", {}}, w.console, World::console_conn);
+  CHECK(w.engine.incident(late)->clock("liability")->done_ts == w.now);
+}
+
+TEST_CASE("clocks: the claim clock runs from the first claim and is met when every claim is paid") {
+  Config c;
+  c.claim_paid_within_ms = 900'000;
+  World w(c);
+  place_all(w);
+  cmd::Report r;
+  r.id = "cl";
+  r.lat = X.lat;
+  r.lon = X.lon;
+  r.severity = Severity::minor;
+  r.drivable = r.parties_agree = true;
+  r.vehicles = {{"渝A1", "PICC"}, {"渝B2", "CPIC"}};
+  const auto iid = w.sent<ev::Accepted>(w.run(r, w.reporter, World::reporter_conn)).at(0).incident;
+  w.run(cmd::Liability{iid, "渝A1", {}}, w.console, World::console_conn);
+  const Incident& inc = *w.engine.incident(iid);
+  REQUIRE(inc.clock("claim"));
+  CHECK(inc.clock("claim")->due_ts == w.now + 900'000);
+  REQUIRE(inc.claims.size() == 2);
+  w.run(cmd::ClaimPaid{inc.claims[0], 100}, w.console, World::console_conn);
+  CHECK(inc.clock("claim")->done_ts == 0);
+  auto alerts = w.sent<ev::Alert>(w.tick(901'000));
+  REQUIRE(alerts.size() == 1);
+  CHECK(alerts[0].clock == "claim");
+  CHECK(w.engine.stats().overdue[1] == 1);
+  w.run(cmd::ClaimPaid{inc.claims[1], 100}, w.console, World::console_conn);
+  CHECK(w.engine.incident(iid)->clock("claim")->done_ts == w.now);
+}
+
+TEST_CASE("restore: clocks, alerts already raised and rescue steps come back from the record") {
+  Config c;
+  c.remote_liability_ms = 300'000;
+  World w(c);
+  place_all(w);
+  cmd::Report r;
+  r.id = "rr";
+  r.lat = X.lat;
+  r.lon = X.lon;
+  r.severity = Severity::minor;
+  r.drivable = r.parties_agree = true;
+  r.ts = w.now;
+  w.run(r, w.reporter, World::reporter_conn);
+  w.tick(301'000);  // overdue raised
+  // Everything written so far, as the store would give it back.
+  const Incident& inc = w.incident_of("rr");
+  Snapshot s;
+  s.units = {moto("M1")};
+  s.open_incidents = {inc.rec};
+  s.timeline = inc.timeline;
+  World w2(c);
+  w2.now = w.now;
+  w2.engine.restore(s, w2.now);
+  const Incident& back = *w2.engine.incident(inc.rec.id);
+  REQUIRE(back.clock("liability"));
+  CHECK(back.clock("liability")->overdue);
+  CHECK(back.clock("liability")->due_ts == inc.rec.reported_ts + 300'000);
+  CHECK(w2.sent<ev::Alert>(w2.tick(1'000)).empty());  // not raised twice
+}

@@ -12,6 +12,7 @@
 //
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
@@ -106,13 +107,24 @@ struct World {
 
 }  // namespace
 
-TEST_CASE("rural critical: the helicopter to a landing zone, plus a motorcycle team") {
+TEST_CASE("rural critical: the helicopter to a landing zone, a team to secure it, a team to the scene") {
   World w;
   auto& out = w.critical("rural-1", R);
   auto as = w.assigns(out);
-  REQUIRE(as.size() == 2);
-  const auto heli = as[0].unit == "H1" ? as[0] : as[1];
-  const auto moto = as[0].unit == "H1" ? as[1] : as[0];
+  REQUIRE(as.size() == 3);
+  auto by_unit = [&](const std::string& u) {
+    for (const auto& a : as)
+      if (a.unit == u) return a;
+    FAIL("no assign to " << u);
+    throw 0;
+  };
+  const auto heli = by_unit("H1");
+  const auto moto = by_unit("M2");
+  // The other motorcycle team (the only one left) secures the landing zone.
+  const auto secure = by_unit("M1");
+  CHECK(secure.task == Task::secure_lz);
+  CHECK(secure.lat == doctest::Approx(LZR.lat));
+  CHECK(secure.lon == doctest::Approx(LZR.lon));
   CHECK(heli.unit == "H1");
   CHECK(heli.task == Task::landing_zone);
   CHECK(heli.lat == doctest::Approx(LZR.lat));
@@ -125,7 +137,6 @@ TEST_CASE("rural critical: the helicopter to a landing zone, plus a motorcycle t
   CHECK(inc.rec.district == "北部县");
   CHECK(inc.rec.hospital == "西南医院");
   CHECK(w.has_event(inc, "air_rescue"));
-  CHECK(w.has_event(inc, "notified"));
 }
 
 TEST_CASE("urban critical next to a trauma centre: a motorcycle team only") {
@@ -145,14 +156,15 @@ TEST_CASE("urban critical far from the trauma centre: the helicopter wins on tim
   World w;
   // Ground: 51 km x 1.3 at 30 km/h, about 2.2 h. Air: 180 s + 68 km + 51 km at 200 km/h.
   auto as = w.assigns(w.critical("far-1", F));
-  REQUIRE(as.size() == 2);
-  CHECK((as[0].unit == "H1" || as[1].unit == "H1"));
+  REQUIRE(as.size() == 3);  // the helicopter to LZ-F (500 m), a team to the scene, one to LZ-F
+  CHECK(std::any_of(as.begin(), as.end(), [](auto& a) { return a.unit == "H1" && a.task == Task::landing_zone; }));
+  CHECK(std::any_of(as.begin(), as.end(), [](auto& a) { return a.task == Task::secure_lz; }));
 }
 
 TEST_CASE("the crew's rescue steps move the helicopter's assignment and fill the timeline") {
   World w;
   auto as = w.assigns(w.critical("rural-2", R));
-  const auto heli = as[0].unit == "H1" ? as[0] : as[1];
+  const auto heli = *std::find_if(as.begin(), as.end(), [](auto& a) { return a.unit == "H1"; });
   w.run(cmd::Rescue{heli.assignment, "airborne"}, w.gateway);
   CHECK(w.engine.unit("H1")->status == UnitStatus::en_route);
   w.run(cmd::Rescue{heli.assignment, "landed"}, w.gateway);
@@ -200,6 +212,7 @@ TEST_CASE("escalate: a remote incident is dispatched after all") {
 TEST_CASE("waiting incidents get units most urgent first, across kinds and severities") {
   DrawnWorld map;
   Config config;
+  config.lz_max_km = 0.5;  // no landing zone near enough: helicopters to the scene, no secure_lz
   Engine engine(config);
   engine.set_geography(&map);
   Principal gateway{"gateway", "gw", true, {}, {}};
@@ -231,7 +244,7 @@ TEST_CASE("waiting incidents get units most urgent first, across kinds and sever
   const geo::LatLon near_minor{29.40, 106.40};
   report("minor-old", {29.41, 106.40}, Severity::minor);
   report("injury-old", {29.50, 106.50}, Severity::injury);
-  report("rural-crit-1", R, Severity::critical);  // a moto to the scene and a heli to LZ-R
+  report("rural-crit-1", R, Severity::critical);  // a moto and a heli to the scene
   report("minor-new", {29.42, 106.40}, Severity::minor);
   report("urban-crit", U, Severity::critical);    // next to the trauma centre: a moto only
   report("injury-new", {29.51, 106.50}, Severity::injury);
@@ -290,4 +303,120 @@ TEST_CASE("waiting incidents get units most urgent first, across kinds and sever
   // M7 appears: minor-old gets it.
   CHECK(first_position("M7", near_minor) == "minor-old");
   CHECK(engine.waiting_count() == 0);
+}
+
+TEST_CASE("the rescue chain: each step once, with its time and actor, and the air clocks met") {
+  World w;
+  auto as = w.assigns(w.critical("chain-1", R));
+  const auto heli = *std::find_if(as.begin(), as.end(), [](auto& a) { return a.unit == "H1"; });
+  const auto secure = *std::find_if(as.begin(), as.end(), [](auto& a) { return a.task == Task::secure_lz; });
+  const Incident& inc = *w.engine.incident(heli.incident);
+  REQUIRE(inc.rescue);
+  CHECK(inc.rescue->target == Task::landing_zone);
+  REQUIRE(inc.rescue->landing_zone);
+  CHECK(inc.rescue->landing_zone->id == "LZ-R");
+  REQUIRE(inc.rescue->hospital);
+  CHECK(inc.rescue->hospital->name == "西南医院");
+  REQUIRE(inc.rescue->steps.size() == 2);
+  CHECK(inc.rescue->steps[0].step == "hospital_notified");
+  CHECK(inc.rescue->steps[1].step == "heli_called");
+  CHECK(inc.rescue->steps[1].ts == w.now);
+  // The air clocks run from the call.
+  for (const char* c : {"airborne", "landed", "hospital"}) {
+    CAPTURE(c);
+    REQUIRE(inc.clock(c));
+    CHECK(inc.clock(c)->start_ts == w.now);
+    CHECK(inc.clock(c)->done_ts == 0);
+  }
+  CHECK(inc.clock("airborne")->due_ts == w.now + Config{}.airborne_within_ms);
+
+  w.now += 60'000;
+  w.run(cmd::Rescue{heli.assignment, "airborne"}, w.gateway);
+  w.run(cmd::Rescue{heli.assignment, "airborne"}, w.gateway);  // again: still once
+  CHECK(inc.clock("airborne")->done_ts == w.now);
+  w.now += 60'000;
+  w.run(cmd::Arrived{secure.assignment}, w.gateway);  // the securing team is at the landing zone
+  w.now += 60'000;
+  w.run(cmd::Rescue{heli.assignment, "landed"}, w.gateway);
+  w.run(cmd::Rescue{heli.assignment, "patient_loaded"}, w.gateway);
+  w.now += 600'000;
+  w.run(cmd::Rescue{heli.assignment, "transferred"}, w.gateway);
+  std::vector<std::string> steps;
+  for (const auto& s : inc.rescue->steps) steps.push_back(s.step);
+  CHECK(steps == std::vector<std::string>{"hospital_notified", "heli_called", "airborne", "lz_secured", "landed",
+                                          "patient_loaded", "transferred"});
+  CHECK(inc.rescue->steps[3].actor.role == "gateway");
+  CHECK(inc.rescue->steps[0].actor.role == "system");
+  CHECK(inc.clock("landed")->done_ts != 0);
+  CHECK(inc.clock("hospital")->done_ts == w.now);
+  const auto& sl = w.engine.service_levels().at("北部县|critical");
+  CHECK(sl.call_to_airborne.count == 1);
+  CHECK(sl.call_to_airborne.max_s == doctest::Approx(60));
+  CHECK(sl.call_to_hospital.max_s == doctest::Approx(780));
+  // No alerts: every clock was met in time.
+  Output o;
+  w.engine.tick(w.now + 10 * 3'600'000, o);
+  for (const auto& m : o.messages) CHECK_FALSE(std::holds_alternative<ev::Alert>(m.payload));
+}
+
+TEST_CASE("an air stage overruns: one overdue alert, a timeline line, a counter") {
+  Config c;
+  c.airborne_within_ms = 120'000;
+  Principal gateway{"gateway", "gw", true, {}, {}};
+  Principal console{"console", "desk", false, {}, {}};
+  DrawnWorld map;
+  Engine engine(c);
+  engine.set_geography(&map);
+  Snapshot s;
+  for (std::string id : {"M1", "M2", "H1"}) {
+    rec::Unit u;
+    u.id = id;
+    u.kind = id[0] == 'H' ? UnitKind::heli : UnitKind::moto;
+    u.callsign = id;
+    s.units.push_back(u);
+  }
+  Millis now = t0;
+  engine.restore(s, now);
+  Output out;
+  for (auto [id, p] : std::vector<std::pair<std::string, geo::LatLon>>{{"M1", {R.lat - 0.02, R.lon}}, {"M2", {R.lat - 0.01, R.lon}}, {"H1", H1base}}) {
+    cmd::Position pc{id, p.lat, p.lon, now, {}, {}};
+    engine.positions(std::span(&pc, 1), Origin{10, &gateway}, now, out);
+  }
+  cmd::Report r;
+  r.id = "late-1";
+  r.lat = R.lat;
+  r.lon = R.lon;
+  r.severity = Severity::critical;
+  out.clear();
+  engine.handle(r, Origin{10, &console}, now, out);
+  std::string iid;
+  for (const auto& m : out.messages)
+    if (auto* a = std::get_if<ev::Accepted>(&m.payload)) iid = a->incident;
+  out.clear();
+  engine.tick(now + 119'000, out);
+  for (const auto& m : out.messages) CHECK_FALSE(std::holds_alternative<ev::Alert>(m.payload));
+  out.clear();
+  engine.tick(now + 121'000, out);
+  std::vector<ev::Alert> alerts;
+  for (const auto& m : out.messages)
+    if (auto* a = std::get_if<ev::Alert>(&m.payload)) {
+      alerts.push_back(*a);
+      CHECK(m.to.kind == Target::Kind::consoles);
+    }
+  REQUIRE(alerts.size() == 1);
+  CHECK(alerts[0].alert == "overdue");
+  CHECK(alerts[0].clock == "airborne");
+  CHECK(alerts[0].incident == iid);
+  CHECK(alerts[0].due_ts == now + 120'000);
+  CHECK(alerts[0].ts == now + 121'000);
+  CHECK(out.must_wait);
+  CHECK(engine.stats().overdue[2] == 1);
+  const Incident& inc = *engine.incident(iid);
+  CHECK(inc.clock("airborne")->overdue);
+  CHECK(std::any_of(inc.timeline.begin(), inc.timeline.end(),
+                    [](const rec::Timeline& t) { return t.event == "overdue" && t.detail == "airborne"; }));
+  out.clear();
+  engine.tick(now + 200'000, out);
+  for (const auto& m : out.messages) CHECK_FALSE(std::holds_alternative<ev::Alert>(m.payload));
+  CHECK(engine.stats().overdue[2] == 1);
 }

@@ -81,6 +81,13 @@ TEST_CASE("the river fixture: drivable classes only, oneway, maxspeed") {
     CHECK(r.metres == doctest::Approx(south_m + bridge_m + north_m + 2 * 0.0002 * 111195.0).epsilon(0.01));
     CHECK(r.points.front() == across_water);
     CHECK(r.points.back() == scene);
+    // With a margin under the difference (717 s), the far team is left out (+infinity:
+    // certainly not the fastest) and the search stops before the bridge.
+    net->set_prune_margin_s(300);
+    net->to_target(scene, from, s);
+    CHECK(s[0] == inf);
+    CHECK(s[1] == doctest::Approx(road_m / (geo::class_speed_kmh(geo::RoadClass::primary) / 3.6) + off_s).epsilon(0.01));
+    net->set_prune_margin_s(1200);
   }
 
   SUBCASE("maxspeed: the south road is timed at its tagged 60 km/h, the north at the class speed") {
@@ -237,48 +244,70 @@ std::vector<RoadWay> random_ways(std::mt19937& rng, int nodes, int ways) {
 }  // namespace
 
 TEST_CASE("oracle: every to_target answer matches a brute-force Dijkstra on random graphs") {
-  std::mt19937 rng(20261129);
-  std::uniform_real_distribution<double> lat(29.49, 29.56), lon(106.49, 106.57);
-  int compared = 0, unreachable = 0, same_segment = 0;
-  for (int graph = 0; graph < 25; ++graph) {
-    const int nodes = 30 + graph * 12;
-    const auto net = RoadNetwork::from_ways(random_ways(rng, nodes, nodes * 2 / 3 + graph));
-    for (int q = 0; q < 8; ++q) {
-      const LatLon to{lat(rng), lon(rng)};
-      std::vector<LatLon> from(1 + rng() % 40);
-      for (auto& p : from) p = {lat(rng), lon(rng)};
-      // Some sources on the target's own segment, either side of it.
-      const auto ts = net->snap(to);
-      REQUIRE(ts.seg >= 0);
-      const LatLon a = net->node(net->seg_a(ts.seg)), b = net->node(net->seg_b(ts.seg));
-      for (double f : {0.1, 0.9})
-        from.push_back({a.lat + f * (b.lat - a.lat), a.lon + f * (b.lon - a.lon)});
-      std::vector<double> got(from.size());
-      net->to_target(to, from, got);
-      CHECK(net->snap(to).offroad_m <= brute_offroad_m(*net, to) * 1.0001 + 0.05);
-      for (std::size_t i = 0; i < from.size(); ++i) {
-        const auto sn = net->snap(from[i]);
-        REQUIRE(sn.seg >= 0);
-        CHECK(sn.offroad_m <= brute_offroad_m(*net, from[i]) * 1.0001 + 0.05);
-        const double ms = oracle_ms(*net, sn, ts);
-        const double want = ms == inf ? inf : (sn.offroad_m + ts.offroad_m) / geo::access_speed_mps + ms / 1000;
-        if (want == inf) {
-          CHECK(got[i] == inf);
-          ++unreachable;
-        } else {
-          CHECK(got[i] == doctest::Approx(want).epsilon(1e-9));
-          // route() agrees with to_target.
-          if (i % 7 == 0) CHECK(net->route(from[i], to).seconds == doctest::Approx(got[i]).epsilon(1e-9));
+  // Exact mode (no pruning): every answer. Pruned (the default margin and a tight one):
+  // the fastest is the oracle's fastest, every finite answer exact, and an answer left
+  // infinite only for a source the oracle puts beyond the fastest plus the margin.
+  for (const double margin : {std::numeric_limits<double>::infinity(), 1200.0, 30.0}) {
+    CAPTURE(margin);
+    std::mt19937 rng(20261129);
+    std::uniform_real_distribution<double> lat(29.49, 29.56), lon(106.49, 106.57);
+    int compared = 0, unreachable = 0, same_segment = 0, pruned = 0;
+    for (int graph = 0; graph < 25; ++graph) {
+      const int nodes = 30 + graph * 12;
+      const auto net = RoadNetwork::from_ways(random_ways(rng, nodes, nodes * 2 / 3 + graph));
+      net->set_prune_margin_s(margin);
+      for (int q = 0; q < 8; ++q) {
+        const LatLon to{lat(rng), lon(rng)};
+        std::vector<LatLon> from(1 + rng() % 40);
+        for (auto& p : from) p = {lat(rng), lon(rng)};
+        // Some sources on the target's own segment, either side of it.
+        const auto ts = net->snap(to);
+        REQUIRE(ts.seg >= 0);
+        const LatLon a = net->node(net->seg_a(ts.seg)), b = net->node(net->seg_b(ts.seg));
+        for (double f : {0.1, 0.9})
+          from.push_back({a.lat + f * (b.lat - a.lat), a.lon + f * (b.lon - a.lon)});
+        std::vector<double> got(from.size());
+        net->to_target(to, from, got);
+        CHECK(net->snap(to).offroad_m <= brute_offroad_m(*net, to) * 1.0001 + 0.05);
+        std::vector<double> want(from.size());
+        for (std::size_t i = 0; i < from.size(); ++i) {
+          const auto sn = net->snap(from[i]);
+          REQUIRE(sn.seg >= 0);
+          CHECK(sn.offroad_m <= brute_offroad_m(*net, from[i]) * 1.0001 + 0.05);
+          const double ms = oracle_ms(*net, sn, ts);
+          want[i] = ms == inf ? inf : (sn.offroad_m + ts.offroad_m) / geo::access_speed_mps + ms / 1000;
+          same_segment += sn.seg == ts.seg;
         }
-        same_segment += sn.seg == ts.seg;
-        ++compared;
+        const double best = *std::min_element(want.begin(), want.end());
+        const double got_best = *std::min_element(got.begin(), got.end());
+        if (best == inf) CHECK(got_best == inf);
+        else CHECK(got_best == doctest::Approx(best).epsilon(1e-9));
+        for (std::size_t i = 0; i < from.size(); ++i) {
+          ++compared;
+          if (want[i] == inf) {
+            CHECK(got[i] == inf);
+            ++unreachable;
+          } else if (got[i] == inf) {
+            CHECK(want[i] > best + margin);  // left out only when certainly not wanted
+            ++pruned;
+          } else {
+            CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-9));
+            // route() agrees with the oracle.
+            if (i % 7 == 0) CHECK(net->route(from[i], to).seconds == doctest::Approx(want[i]).epsilon(1e-9));
+          }
+          if (want[i] < inf && (margin == inf || want[i] <= best + margin))
+            CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-9));
+        }
       }
     }
+    MESSAGE("margin " << margin << " s: " << compared << " answers compared, " << unreachable << " unreachable, "
+                      << same_segment << " on the target's segment, " << pruned << " pruned");
+    CHECK(compared > 2000);
+    CHECK(unreachable > 0);     // oneways and islands: the oracle covers "no route" too
+    CHECK(same_segment > 200);  // and the partial-edge case
+    if (margin == inf) CHECK(pruned == 0);
+    if (margin == 30.0) CHECK(pruned > 100);  // the pruning is exercised
   }
-  MESSAGE(compared << " answers compared, " << unreachable << " unreachable, " << same_segment << " on the target's segment");
-  CHECK(compared > 2000);
-  CHECK(unreachable > 0);     // oneways and islands: the oracle covers "no route" too
-  CHECK(same_segment > 200);  // and the partial-edge case
 }
 
 TEST_CASE("the real core-city network of Chongqing (../shared, not in the repository)") {

@@ -8,7 +8,7 @@
 // Exits 77 (ctest's skip) when chromium or web/node_modules is missing.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { createRequire } from 'node:module';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -33,6 +33,11 @@ if (!dispatchd || !existsSync(dispatchd)) {
   console.error(`DISPATCHD must name the dispatchd binary (got ${dispatchd})`);
   process.exit(1);
 }
+
+// What this dispatchd can do (its --help): the parts of the test for features a server
+// does not have yet are skipped, said so in the output.
+const serverHelp = spawnSync(dispatchd, ['--help'], { encoding: 'utf8' }).stdout || '';
+const serverHas = (flag) => serverHelp.includes(flag);
 
 const require = createRequire(join(webRoot, 'package.json'));
 const { chromium } = require('playwright-core');
@@ -96,12 +101,12 @@ async function waitFor(what, fn, timeoutMs = 15_000) {
 let server = null;
 let serverLog = '';
 
-function startServer(listen, db = 'dispatch.db', staleAfterS = 600) {
+function startServer(listen, db = 'dispatch.db', staleAfterS = 600, extra = [], tokens = 'tokens.json') {
   return new Promise((resolveStart, reject) => {
-    const args = ['--listen', listen, '--db', join(work, db), '--tokens', join(work, 'tokens.json'),
+    const args = ['--listen', listen, '--db', join(work, db), '--tokens', join(work, tokens),
       '--fleet', join(work, 'fleet.json'), '--web-root', webRoot,
       // Nothing may lapse or go stale while a slow machine runs the browser (unless asked).
-      '--ack-timeout', '600', '--stale-after', String(staleAfterS)];
+      '--ack-timeout', '600', '--stale-after', String(staleAfterS), ...extra];
     const proc = spawn(dispatchd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const timer = setTimeout(() => reject(new Error(`dispatchd did not print its port:\n${serverLog}`)), 15_000);
@@ -154,6 +159,10 @@ let context = null;
 let gateway = null;
 let standby = null;
 let standbyGateway = null;
+let roadServer = null;
+let roadGateway = null;
+let stationServer = null;
+const stationSockets = [];
 
 after(async () => {
   if (context) await context.close().catch(() => {});
@@ -161,6 +170,10 @@ after(async () => {
   if (standbyGateway) standbyGateway.close();
   await stopServer(server);
   await stopServer(standby);
+  if (roadGateway) roadGateway.close();
+  await stopServer(roadServer);
+  for (const ws of stationSockets) ws.close();
+  await stopServer(stationServer);
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -600,6 +613,110 @@ test('dispatch console in a real browser', async (t) => {
     }
   });
 
+  await t.test('with roads: the road layer, the team on the same bank sent, its route drawn', { skip: !serverHas('--roads') && 'this dispatchd has no --roads' }, async () => {
+    // tests/data/river.osm: two banks of a river, one bridge at the east end.
+    const osm = resolve(here, '../data/river.osm');
+    roadServer = await startServer('127.0.0.1:0', 'roads.db', 600, ['--roads', osm]);
+    const roadBase = `http://127.0.0.1:${roadServer.port}`;
+    roadGateway = new Gateway(roadServer.port);
+    await roadGateway.opened;
+    // M001 across the water (1.5 km straight, 9 km by the bridge); M002 on the same bank, 1.9 km away.
+    roadGateway.positions([{ id: 'M001', lat: 29.5530, lon: 106.5200 }, { id: 'M002', lat: 29.5670, lon: 106.5000 }], Date.now());
+    await waitFor('the positions held', async () => (await (await fetch(`${roadBase}/api/units?token=${CONSOLE_TOKEN}`)).json())
+      .filter((u) => u.lat != null).length === 2);
+    const three = await context.newPage();
+    three.on('pageerror', (e) => pageErrors.push(String(e)));
+    await three.goto(`${roadBase}/?token=${CONSOLE_TOKEN}`);
+    await waitFor('live', () => three.evaluate(() => window.__console?.connection() === 'live'));
+    await waitFor('the road layer', () => three.evaluate(() => window.__console.roadCount()).then((n) => n > 0));
+    const r = await fetch(`${roadBase}/api/incidents`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer r-secret' },
+      body: JSON.stringify({ id: 'cc-road-1', lat: 29.5670, lon: 106.5200, severity: 'injury' }) });
+    const id = JSON.parse(await r.text()).incident;
+    const assign = await waitFor('the assign', () => roadGateway.find((m) => m.type === 'assign' && m.incident === id));
+    assert.equal(assign.unit, 'M002', 'the team on the same bank, though the other is nearer in a straight line');
+    await waitFor(`${id} in the queue`, () => three.evaluate(() => window.__console.queueIds()).then((ids) => ids.includes(id)));
+    await three.locator(`#queue .qrow[data-id="${id}"]`).click();
+    const points = await waitFor('its route drawn', () => three.evaluate((a) => window.__console.routes()[a] ?? null, assign.assignment));
+    assert.ok(points >= 3, `a route along the road (${points} points)`);
+    assert.ok(await three.locator('path.route-line').count() >= 1, 'on the map');
+    await three.close();
+  });
+
+  await t.test('stations: a hazard on the map and in the alerts, cleared from the page; a fraud signal where liability is decided',
+    { skip: !serverHas('--sighting-retention-days') && 'this dispatchd has no stations' }, async () => {
+      // Two illustrative stations: one near the city, one 300 km east.
+      const station = (id, name, lat, lon) => ({ type: 'Feature', properties: { id, name, kind: 'station' }, geometry: { type: 'Point', coordinates: [lon, lat] } });
+      writeFileSync(join(work, 'stations.geojson'), JSON.stringify({ type: 'FeatureCollection', features: [
+        station('ST-TEST', '测试劝导站', 29.6000, 106.6000), station('ST-FAR', '远方劝导站', 29.6000, 109.7000)] }));
+      writeFileSync(join(work, 'tokens-stations.json'), JSON.stringify({ tokens: [
+        { token: CONSOLE_TOKEN, role: 'console' }, { token: GATEWAY_TOKEN, role: 'gateway', units: ['*'] },
+        { token: 'r-secret', role: 'reporter' },
+        { token: 's-test', role: 'station', station: 'ST-TEST' }, { token: 's-far', role: 'station', station: 'ST-FAR' }] }));
+      stationServer = await startServer('127.0.0.1:0', 'stations.db', 600, ['--places', join(work, 'stations.geojson')], 'tokens-stations.json');
+      const sBase = `http://127.0.0.1:${stationServer.port}`;
+      const openStation = async (tok) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${stationServer.port}/ws/station?token=${tok}`);
+        const got = [];
+        ws.on('message', (d) => { const m = JSON.parse(String(d)); for (const x of Array.isArray(m) ? m : [m]) got.push(x); });
+        await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
+        stationSockets.push(ws);
+        return { ws, got, send: (m) => ws.send(JSON.stringify(m)) };
+      };
+      const near = await openStation('s-test');
+      const far = await openStation('s-far');
+      const four = await context.newPage();
+      four.on('pageerror', (e) => pageErrors.push(String(e)));
+      await four.goto(`${sBase}/?token=${CONSOLE_TOKEN}`);
+      await waitFor('live', () => four.evaluate(() => window.__console?.connection() === 'live'));
+      await waitFor('the stations loaded', () => four.evaluate(() => window.__console.placeCount()).then((n) => n === 2));
+
+      // A landslide reported by the near station.
+      near.send({ type: 'hazard', id: 'hz-1', lat: 29.6100, lon: 106.6200, ts: Date.now() - 60_000, kind: 'landslide', note: '塌方，单车道' });
+      const acc = await waitFor('the hazard accepted', () => near.got.find((m) => m.type === 'accepted' && m.id === 'hz-1'));
+      const hid = acc.hazard;
+      await waitFor('the hazard on the page', () => four.evaluate(() => window.__console.hazards()).then((h) => h.includes(hid)));
+      await waitFor('a hazard alert', () => four.evaluate(() => window.__console.alerts()).then((l) => l.some((a) => a.kind === 'hazard' && !a.resolved)));
+      await four.locator('.tab[data-tab="alerts-panel"]').click();
+      await waitFor('the alert names the kind and the station', async () => /塌方[\s\S]*测试劝导站/.test(await four.locator('#alerts').innerText()));
+      const icon = four.locator(`.hazard-icon[data-hazard="${hid}"]`);
+      await four.evaluate(() => window.__console.setView(29.61, 106.62, 13));
+      await icon.waitFor({ state: 'visible' });
+      await icon.click();
+      const clear = four.locator('.hazard-popup button[data-act="clear"]');
+      await clear.waitFor({ state: 'visible' });
+      assert.match(await four.locator('.hazard-popup').innerText(), /测试劝导站/);
+      await clear.click();
+      await waitFor('the hazard cleared', () => four.locator(`.hazard-icon.cleared[data-hazard="${hid}"]`).count().then((n) => n === 1));
+      await waitFor('its alert over', () => four.evaluate(() => window.__console.alerts()).then((l) => l.some((a) => a.kind === 'hazard' && a.resolved)));
+      const stored = await (await fetch(`${sBase}/api/hazards?state=all&token=${CONSOLE_TOKEN}`)).json();
+      assert.equal(stored.find((h) => h.hazard === hid)?.state, 'cleared');
+
+      // A plate seen 300 km away ten minutes ago, in a report now: flagged where liability is decided.
+      far.send({ type: 'sighting', id: 'far-1', plate: '渝F55555', ts: Date.now() - 600_000 });
+      await waitFor('the sighting accepted', () => far.got.find((m) => m.type === 'accepted' && m.id === 'far-1'));
+      const r = await fetch(`${sBase}/api/incidents`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer r-secret' },
+        body: JSON.stringify({ id: 'cc-fraud-1', lat: 29.5600, lon: 106.5500, severity: 'minor', drivable: true, parties_agree: true,
+          vehicles: [{ plate: '渝F55555' }, { plate: '渝G66666' }] }) });
+      const id = JSON.parse(await r.text()).incident;
+      await four.locator('.tab[data-tab="queue-panel"]').click();
+      await waitFor(`${id} flagged in the queue`, () => four.locator(`#queue .qrow.flagged[data-id="${id}"]`).count().then((n) => n === 1));
+      await four.locator(`#queue .qrow[data-id="${id}"]`).click();
+      const signals = four.locator('#d-signals');
+      await signals.waitFor({ state: 'visible' });
+      const text = await signals.innerText();
+      assert.match(text, /轨迹矛盾/);
+      assert.match(text, /远方劝导站/, 'the evidence: which station saw it');
+      assert.match(text, /渝F55555/);
+      // Right above the liability decision.
+      assert.equal(await four.evaluate(() => document.getElementById('d-signals').nextElementSibling?.id), 'liability-form');
+      // The plate's history from its link.
+      await signals.locator('a[data-plate="渝F55555"]').click();
+      await waitFor('the vehicle history', async () => /远方劝导站/.test(await four.locator('#d-plate').innerText()) &&
+        new RegExp(id).test(await four.locator('#d-plate').innerText()));
+      await four.screenshot({ path: join(artifacts, 'console-signals.png') });
+      await four.close();
+    });
+
   await t.test('with two servers the page moves to the one that answers; a report filed while none does is kept and goes there', async () => {
     // The second server's port, reserved now; the server starts on it later.
     const port2 = await new Promise((r) => { const srv = createServer(); srv.listen(0, '127.0.0.1', () => { const p = srv.address().port; srv.close(() => r(p)); }); });
@@ -639,7 +756,7 @@ test('dispatch console in a real browser', async (t) => {
       .then((l) => { const s = l.filter((a) => a.kind === 'stale' && !a.resolved); return s.length >= 5 ? s : null; }), 20_000);
     assert.ok(stale.some((a) => a.key === 'stale:M004'), JSON.stringify(stale.map((a) => a.key)));
     await two.locator('.tab[data-tab="alerts-panel"]').click();
-    assert.match(await two.locator('#alerts').innerText(), /渝警保04 失联/);
+    await waitFor('the stale alert listed', async () => /渝警保04 失联/.test(await two.locator('#alerts').innerText()));
     // A position again: that alert is over.
     standbyGateway.positions([{ id: 'M004', lat: FLEET.find((u) => u.id === 'M004').lat + 0.0002, lon: FLEET.find((u) => u.id === 'M004').lon }], Date.now());
     await waitFor('M004 fresh again', () => two.evaluate(() => window.__console.alerts())

@@ -367,7 +367,8 @@ test('history: the query names every filter; the same filters applied to what ca
   assert.equal(model.matchesHistory(inc, { state: 'cancelled' }), false);
   assert.equal(model.matchesHistory(inc, { severity: 'minor' }), false);
   assert.equal(model.matchesHistory(inc, { district: '江北区' }), false);
-  assert.equal(model.matchesHistory(inc, { to: from }), false, 'to is exclusive');
+  assert.equal(model.matchesHistory(inc, { to: from }), false);
+  assert.equal(model.matchesHistory(inc, { to: from + 1000, from: from + 1000 }), true, 'from and to are inclusive');
   assert.equal(model.matchesHistory(inc, { from: from + 2000 }), false);
   assert.equal(model.matchesHistory(inc, { plate: '渝B' }), false);
 });
