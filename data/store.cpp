@@ -384,8 +384,11 @@ struct Store::Impl {
     if (writes_refused == 0) return !gave_up.load();
     abandoned.fetch_add(writes_refused, std::memory_order_relaxed);
     gave_up = true;
-    log_line(fmt::format("the store is {}: {} writes refused, nobody is told of them",
-                         fenced.load() ? "fenced" : "closing", writes_refused));
+    // Fenced is final and a stale engine keeps ticking: say it once, not at every tick.
+    if (fenced.load() && told_fenced.exchange(true)) return false;
+    log_line(fmt::format("the store is {}: {} writes refused, nobody is told of them{}",
+                         fenced.load() ? "fenced" : "closing", writes_refused,
+                         fenced.load() ? " (and so are all later ones)" : ""));
     return false;
   }
 
@@ -418,6 +421,7 @@ struct Store::Impl {
 
   std::atomic<bool> healthy{true};
   std::atomic<bool> fenced{false};
+  std::atomic<bool> told_fenced{false};
   std::atomic<std::int64_t> epoch{0};
   std::atomic<std::uint64_t> commits{0}, writes{0}, failures{0}, dropped{0}, abandoned{0};
   std::mutex hook_mu;

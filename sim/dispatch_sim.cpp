@@ -77,22 +77,19 @@ class Conn : public std::enable_shared_from_this<Conn> {
  public:
   using Handler = std::function<void(const json::object&, std::int64_t arrival_us)>;
   using Filter = std::function<bool(std::string_view)>;  // false: not worth parsing
-  Conn(asio::io_context& ioc, std::string name) : ws_(ioc), name_(std::move(name)) {}
+  Conn(asio::io_context& ioc, std::string name)
+      : ioc_(ioc), ws_(std::make_unique<Ws>(ioc)), retry_(ioc), name_(std::move(name)) {}
 
   // Synchronous; before the connection's thread runs.
   void connect(const std::string& host, const std::string& port, const std::string& path,
                const std::string& token) {
-    tcp::resolver resolver(ws_.get_executor());
-    auto results = resolver.resolve(host, port);
-    beast::get_lowest_layer(ws_).connect(results);
-    beast::get_lowest_layer(ws_).socket().set_option(tcp::no_delay(true));
-    ws_.set_option(websocket::stream_base::decorator([token](websocket::request_type& req) {
-      req.set(http::field::authorization, "Bearer " + token);
-    }));
-    ws_.read_message_max(64 << 20);
-    ws_.handshake(host + ":" + port, path);
-    open_ = true;
+    path_ = path;
+    token_ = token;
+    connect_to(host, port);
   }
+  // Several dispatchd (contract section 9): when the connection drops, the others are
+  // tried in turn (a standby refuses the upgrade) until one takes it, for up to 30 s.
+  void set_servers(std::vector<std::pair<std::string, std::string>> servers) { servers_ = std::move(servers); }
   void start(Handler h, Filter f = {}) {
     handler_ = std::move(h);
     filter_ = std::move(f);
@@ -101,7 +98,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void send(std::string text) {
     if (!open_.load(std::memory_order_relaxed)) return;
     queued_bytes_.fetch_add(text.size(), std::memory_order_relaxed);
-    asio::dispatch(ws_.get_executor(), [self = shared_from_this(), t = std::move(text)]() mutable {
+    asio::dispatch(ioc_, [self = shared_from_this(), t = std::move(text)]() mutable {
       self->enqueue(std::move(t));
     });
   }
@@ -110,20 +107,66 @@ class Conn : public std::enable_shared_from_this<Conn> {
   std::uint64_t frames_read() const { return frames_read_.load(std::memory_order_relaxed); }
   std::uint64_t bytes_read() const { return bytes_read_.load(std::memory_order_relaxed); }
   void close() {
-    asio::dispatch(ws_.get_executor(), [self = shared_from_this()] {
+    asio::dispatch(ioc_, [self = shared_from_this()] {
+      self->closing_ = true;
+      self->retry_.cancel();
       if (!self->open_.exchange(false)) return;
       beast::error_code ec;
-      beast::get_lowest_layer(self->ws_).socket().shutdown(tcp::socket::shutdown_both, ec);
+      beast::get_lowest_layer(*self->ws_).socket().shutdown(tcp::socket::shutdown_both, ec);
     });
   }
 
  private:
+  using Ws = websocket::stream<beast::tcp_stream>;
+
+  void connect_to(const std::string& host, const std::string& port) {
+    auto ws = std::make_unique<Ws>(ioc_);
+    tcp::resolver resolver(ioc_);
+    auto results = resolver.resolve(host, port);
+    beast::get_lowest_layer(*ws).connect(results);
+    beast::get_lowest_layer(*ws).socket().set_option(tcp::no_delay(true));
+    ws->set_option(websocket::stream_base::decorator([token = token_](websocket::request_type& req) {
+      req.set(http::field::authorization, "Bearer " + token);
+    }));
+    ws->read_message_max(64 << 20);
+    ws->handshake(host + ":" + port, path_);
+    ws_ = std::move(ws);
+    ++generation_;
+    open_ = true;
+  }
+
+  // On the connection's thread, after it dropped: the next server, then the others.
+  void reconnect(std::chrono::steady_clock::time_point until) {
+    for (std::size_t k = 0; k < servers_.size() && !closing_; ++k) {
+      const auto& [h, p] = servers_[next_server_++ % servers_.size()];
+      try {
+        connect_to(h, p);
+        std::cerr << "dispatch-sim: " << name_ << " reconnected to " << h << ":" << p << "\n";
+        buf_.consume(buf_.size());
+        writing_ = false;
+        read();
+        if (!q_.empty()) write();
+        return;
+      } catch (const std::exception&) {
+      }
+    }
+    if (closing_ || std::chrono::steady_clock::now() >= until) return;
+    retry_.expires_after(std::chrono::milliseconds(100));
+    retry_.async_wait([self = shared_from_this(), until](beast::error_code ec) {
+      if (!ec) self->reconnect(until);
+    });
+  }
+
   void read() {
-    ws_.async_read(buf_, [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+    ws_->async_read(buf_, [self = shared_from_this(), gen = generation_](beast::error_code ec, std::size_t n) {
       const std::int64_t arrival_us = mono_us();  // before anything else
+      if (gen != self->generation_) return;  // a stream replaced by a reconnect
       if (ec) {
-        if (self->open_.exchange(false))
+        if (self->open_.exchange(false)) {
           std::cerr << "dispatch-sim: " << self->name_ << " closed: " << ec.message() << "\n";
+          if (!self->closing_ && !self->servers_.empty())
+            self->reconnect(std::chrono::steady_clock::now() + std::chrono::seconds(30));
+        }
         return;
       }
       self->frames_read_.fetch_add(1, std::memory_order_relaxed);
@@ -156,13 +199,15 @@ class Conn : public std::enable_shared_from_this<Conn> {
   }
   void write() {
     writing_ = true;
-    ws_.text(true);
-    ws_.async_write(asio::buffer(q_.front()), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    ws_->text(true);
+    ws_->async_write(asio::buffer(q_.front()), [self = shared_from_this(), gen = generation_](beast::error_code ec,
+                                                                                            std::size_t) {
+      if (gen != self->generation_) return;  // a stream replaced by a reconnect
       self->queued_bytes_.fetch_sub(self->q_.front().size(), std::memory_order_relaxed);
       self->q_.pop_front();
       self->writing_ = false;
       if (ec) {
-        self->open_ = false;
+        // The reader sees the same failure and closes (or reconnects).
         for (auto& t : self->q_) self->queued_bytes_.fetch_sub(t.size(), std::memory_order_relaxed);
         self->q_.clear();
         return;
@@ -171,7 +216,14 @@ class Conn : public std::enable_shared_from_this<Conn> {
     });
   }
 
-  websocket::stream<beast::tcp_stream> ws_;
+  asio::io_context& ioc_;
+  std::unique_ptr<Ws> ws_;
+  asio::steady_timer retry_;
+  std::uint64_t generation_ = 0;
+  bool closing_ = false;
+  std::string path_, token_;
+  std::vector<std::pair<std::string, std::string>> servers_;
+  std::size_t next_server_ = 0;
   beast::flat_buffer buf_;
   std::deque<std::string> q_;
   std::atomic<std::size_t> queued_bytes_{0};
@@ -365,6 +417,7 @@ class Sim {
       candidates.emplace_back(rest.substr(0, rest.rfind(':')), rest.substr(rest.rfind(':') + 1));
     }
     std::tie(host_, port_) = candidates.front();
+    if (candidates.size() > 1) servers_ = candidates;
     if (candidates.size() > 1)
       for (const auto& [h, p] : candidates) {
         try {
@@ -424,12 +477,14 @@ class Sim {
     for (std::size_t g = 0; g < opt_.gateways; ++g) {
       auto c = std::make_shared<Conn>(gw_ioc_, fmt::format("gateway {}", g));
       c->connect(host_, port_, "/ws/unit", gateway_token_);
+      c->set_servers(servers_);
       c->start([this](const json::object& m, std::int64_t at) { on_gateway_message(m, at); });
       gateways_.push_back(c);
     }
     for (std::size_t r = 0; r < opt_.reporters; ++r) {
       auto c = std::make_shared<Conn>(rep_ioc_, fmt::format("reporter {}", r));
       c->connect(host_, port_, "/ws/report", reporter_token_);
+      c->set_servers(servers_);
       c->start([this](const json::object& m, std::int64_t at) { on_report_message(m, at); });
       reporters_.push_back(c);
     }
@@ -438,6 +493,7 @@ class Sim {
       // positions, incidents) off the socket; only frames that may hold an error are parsed.
       auto c = std::make_shared<Conn>(ioc_, fmt::format("console {}", i));
       c->connect(host_, port_, "/ws/console", console_token_);
+      c->set_servers(servers_);
       c->start([this](const json::object& m, std::int64_t) { on_console_message(m); },
                [](std::string_view text) { return text.find("\"error\"") != std::string_view::npos; });
       consoles_.push_back(c);
@@ -445,6 +501,7 @@ class Sim {
     for (auto& [name, token] : insurer_tokens_) {
       auto c = std::make_shared<Conn>(ioc_, "insurer " + name);
       c->connect(host_, port_, "/ws/insurer", token);
+      c->set_servers(servers_);
       c->start([this, c](const json::object& m, std::int64_t) { on_insurer_message(c, m); });
       insurers_.push_back(c);
     }
@@ -1202,6 +1259,7 @@ class Sim {
   asio::steady_timer progress_timer_{ioc_};
   asio::steady_timer rep_timer_{rep_ioc_};
   asio::signal_set signals_{ioc_, SIGINT, SIGTERM};
+  std::vector<std::pair<std::string, std::string>> servers_;  // several dispatchd: reconnect among them
   std::string host_, port_, gateway_token_, reporter_token_, console_token_;
   std::vector<std::pair<std::string, std::string>> insurer_tokens_;
   std::vector<std::shared_ptr<Conn>> gateways_, insurers_, consoles_, reporters_;

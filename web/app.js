@@ -946,9 +946,9 @@ function renderRescue(inc) {
 
 function stepClock(c) {
   if (!c) return '';
-  const val = c.done ? t('box.done', { t: hhmmss(c.doneTs) }) : Number.isFinite(c.remainingMs)
+  const val = c.done ? t(c.overdue ? 'box.doneLate' : 'box.done', { t: hhmmss(c.doneTs) }) : Number.isFinite(c.remainingMs)
     ? t(c.remainingMs < 0 ? 'box.over' : 'box.due', { d: fmtDuration(Math.abs(c.remainingMs)) }) : '';
-  return `<span class="c-clock${c.overdue && !c.done ? ' late' : ''}" data-clock="${esc(c.clock)}">${esc(word('clock', c.clock))} ${esc(val)}</span>`;
+  return `<span class="c-clock${c.overdue ? (c.done ? ' late-done' : ' late') : ''}" data-clock="${esc(c.clock)}">${esc(word('clock', c.clock))} ${esc(val)}</span>`;
 }
 
 // Why each unit was or was not chosen, as the server weighed them (roads: ETA by road).
@@ -976,7 +976,7 @@ function renderDetailClocks(inc, open) {
   const now = store.now();
   const P = store.policy;
   const c = incidentClocks(inc, now, P);
-  const box = (lbl, val, late, key = '') => `<div class="clockbox${late ? ' late' : ''}"${key ? ` data-clock="${esc(key)}"` : ''}><div class="lbl">${esc(lbl)}</div><div class="val">${val}</div></div>`;
+  const box = (lbl, val, late, key = '', lateDone = false) => `<div class="clockbox${late ? ' late' : ''}${lateDone ? ' late-done' : ''}"${key ? ` data-clock="${esc(key)}"` : ''}><div class="lbl">${esc(lbl)}</div><div class="val">${val}</div></div>`;
   const parts = [box(t('box.since'), fmtDuration(c.sinceReport), false)];
   if (open) {
     if (c.toAssign) parts.push(box(t(c.toAssign.running ? 'box.unassignedFor' : 'box.timeToAssign'), fmtDuration(c.toAssign.ms), c.toAssign.running && c.toAssign.ms > P.assignTargetMs));
@@ -985,9 +985,9 @@ function renderDetailClocks(inc, open) {
   }
   for (const k of c.clocks) {
     if (k.clock === 'liability' && c.remote && open) continue;
-    const val = k.done ? esc(t('box.done', { t: hhmmss(k.doneTs) })) : Number.isFinite(k.remainingMs)
+    const val = k.done ? esc(t(k.overdue ? 'box.doneLate' : 'box.done', { t: hhmmss(k.doneTs) })) : Number.isFinite(k.remainingMs)
       ? esc(t(k.remainingMs < 0 ? 'box.over' : 'box.due', { d: fmtDuration(Math.abs(k.remainingMs)) })) : '—';
-    parts.push(box(word('clock', k.clock), val, k.overdue && !k.done, k.clock));
+    parts.push(box(word('clock', k.clock), val, k.overdue && !k.done, k.clock, k.overdue && k.done));
   }
   if (!open) parts.push(box(t('box.state'), esc(word('state', inc.state)), false));
   setHTML($('d-clocks'), parts.join(''));
@@ -1059,6 +1059,7 @@ async function fetchRoute(id) {
     routeLayer.addLayer(layer);
     routeShown.set(id, layer);
     debug.routes.set(id, gj.geometry.coordinates.length);
+    if (debug.routes.size > 50) debug.routes.delete(debug.routes.keys().next().value);
   } catch {
     /* no route: the straight task line stays */
   }
@@ -1442,7 +1443,6 @@ function sendCommand(msg, okText) {
     toast(t('toast.notsent'), 'err');
     return false;
   }
-  debug.sent.push(msg.type);
   if (okText) toast(okText);
   return true;
 }
@@ -1467,9 +1467,11 @@ function onMessage(msg) {
       else awaitingSelect.add(msg.incident);
     }
     debug.accepted.set(msg.id, msg.incident);
+    if (debug.accepted.size > 200) debug.accepted.delete(debug.accepted.keys().next().value);
   } else if (msg.type === 'error') {
     if (msg.ref) settlePending(msg.ref);
     debug.errors.push(msg);
+    if (debug.errors.length > 50) debug.errors.shift();
     toast(`${t('toast.error', { code: msg.code || 'error', message: msg.message || '' })}${msg.ref ? ` (${msg.ref})` : ''}`, 'err');
   }
 }
@@ -1591,6 +1593,7 @@ function switchLang(next, remember) {
 $('lang-switch').addEventListener('click', () => switchLang(getLang() === 'en' ? 'zh-CN' : 'en', true));
 
 // ---------------------------------------------------------------- read-only hook for tests
+// (what it keeps is bounded: the page may run for weeks)
 
 const debug = {
   districts: 0,
@@ -1601,7 +1604,6 @@ const debug = {
   lastReportId: null,
   routes: new Map(),
   errors: [],
-  sent: [],
   lastCsv: null,
   hovered: null,
   districtGeo: null,

@@ -250,6 +250,7 @@ const zh = {
   'box.due': '剩余 {d}',
   'box.over': '超时 {d}',
   'box.done': '完成 {t}',
+  'box.doneLate': '超时完成 {t}',
   'busy.title': '忙碌：派警将撤销其当前任务',
   // report form
   'rf.title': '录入事故',
@@ -571,6 +572,7 @@ const en = {
   'box.due': 'due in {d}',
   'box.over': 'over by {d}',
   'box.done': 'done {t}',
+  'box.doneLate': 'done late {t}',
   'busy.title': 'busy: assigning it cancels its task',
   'rf.title': 'New accident report',
   'rf.severity': 'Severity',

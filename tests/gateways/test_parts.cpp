@@ -50,6 +50,34 @@ TEST_CASE("endpoints") {
   CHECK(!parse_endpoint("host:8o"));
 }
 
+TEST_CASE("several servers: parsed in order; the next at once after a failure, a back-off after a whole round") {
+  const auto list = parse_endpoints("a:1,[::1]:2,c:3");
+  REQUIRE(list);
+  REQUIRE(list->size() == 3);
+  CHECK(list->at(1).host == "::1");
+  CHECK(!parse_endpoints("a:1,,c:3"));
+  CHECK(!parse_endpoints("a:1,b"));
+  CHECK(parse_endpoints("a:1")->size() == 1);
+
+  ServerRing ring(*list);
+  CHECK(ring.current().host == "a");
+  CHECK(ring.failed());   // a refused (a standby): b at once
+  CHECK(ring.current().port == 2);
+  CHECK(ring.failed());   // b gone: c at once
+  CHECK(ring.current().host == "c");
+  CHECK(!ring.failed());  // all three failed in a row: back off, then a again
+  CHECK(ring.current().host == "a");
+  CHECK(ring.failed());
+  ring.connected();       // b took it: it stays b (after a disconnect, b is tried first)
+  CHECK(ring.current().port == 2);
+  CHECK(ring.failed());
+  CHECK(ring.failed());
+  CHECK(!ring.failed());
+  ServerRing one(std::vector<Endpoint>{{"x", 9}});
+  CHECK(!one.failed());   // a single server: back off every time, as before
+  CHECK(one.current().host == "x");
+}
+
 TEST_CASE("a batch is a JSON array of position messages with the contract's fields") {
   const std::vector<Position> batch{{"M017", 29.563, 106.551, 1764300000000, 32.5, 270.0},
                                     {"H1", 29.72, 106.64, 1764300000500, {}, {}}};

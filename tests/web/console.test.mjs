@@ -10,6 +10,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -38,6 +39,8 @@ if (!dispatchd || !existsSync(dispatchd)) {
 // does not have yet are skipped, said so in the output.
 const serverHelp = spawnSync(dispatchd, ['--help'], { encoding: 'utf8' }).stdout || '';
 const serverHas = (flag) => serverHelp.includes(flag);
+// Air rescue v2 (the chain, the clocks): a helicopter not airborne in 3 s is overdue.
+const rescueV2 = serverHas('--airborne-within');
 
 const require = createRequire(join(webRoot, 'package.json'));
 const { chromium } = require('playwright-core');
@@ -106,7 +109,7 @@ function startServer(listen, db = 'dispatch.db', staleAfterS = 600, extra = [], 
     const args = ['--listen', listen, '--db', join(work, db), '--tokens', join(work, tokens),
       '--fleet', join(work, 'fleet.json'), '--web-root', webRoot,
       // Nothing may lapse or go stale while a slow machine runs the browser (unless asked).
-      '--ack-timeout', '600', '--stale-after', String(staleAfterS), ...extra];
+      '--ack-timeout', '600', '--stale-after', String(staleAfterS), ...(rescueV2 ? ['--airborne-within', '3'] : []), ...extra];
     const proc = spawn(dispatchd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const timer = setTimeout(() => reject(new Error(`dispatchd did not print its port:\n${serverLog}`)), 15_000);
@@ -219,6 +222,12 @@ test('dispatch console in a real browser', async (t) => {
     await waitFor('the district boundaries', () => hook(() => window.__console.districtCount()).then((n) => n > 0));
     // Chinese callsigns show in the stats and on the canvas; the queue starts empty.
     assert.equal(await page.locator('#queue .qrow').count(), 0);
+    if (rescueV2) {
+      // The server's own numbers (its snapshot's config), not the console's defaults.
+      const policy = await hook(() => window.__console.policy());
+      assert.equal(policy.ackWithinMs, 600_000, '--ack-timeout 600');
+      assert.equal(policy.staleAfterMs, 600_000, '--stale-after 600');
+    }
     // Chinese by default, in a dispatcher's words.
     assert.equal(await page.evaluate(() => document.documentElement.lang), 'zh-CN');
     assert.match(await page.locator('#conn').innerText(), /在线/);
@@ -586,31 +595,52 @@ test('dispatch console in a real browser', async (t) => {
     assert.equal(await page.locator('#replay-bar').isVisible(), false);
   });
 
-  await t.test('air rescue: the helicopter\'s task line goes to its landing zone, its steps reach the timeline', async () => {
-    // A critical accident in rural 长寿区, 1.5 km from its landing zone.
+  await t.test('air rescue: the helicopter\'s and the securing team\'s lines go to the landing zone; the chain with its clocks; an overdue alert', async () => {
+    // A critical accident in rural 长寿区, near its landing zone.
     const scene = { lat: 29.8700, lon: 107.0950 };
     const id = await postReport({ id: 'cc-critical-1', ...scene, severity: 'critical', injured: 2 });
     const heli = await waitFor('the helicopter sent', () => gateway.find((m) => m.type === 'assign' && m.incident === id && m.unit === 'H1'));
     assert.equal(heli.task, 'landing_zone');
-    const ground = await waitFor('a team to the scene', () => gateway.find((m) => m.type === 'assign' && m.incident === id && m.unit !== 'H1'));
-    const lines = await waitFor('both task lines drawn', () => hook(() => window.__console.taskLines())
-      .then((l) => { const mine = l.filter((x) => x.incident === id); return mine.length === 2 ? mine : null; }));
+    const ground = await waitFor('a team to the scene', () => gateway.find((m) => m.type === 'assign' && m.incident === id && m.task === 'scene'));
+    const secure = rescueV2 ? await waitFor('a team to secure the landing zone', () => gateway.find((m) => m.type === 'assign' && m.incident === id && m.task === 'secure_lz')) : null;
+    const want = secure ? 3 : 2;
+    const lines = await waitFor('the task lines drawn', () => hook(() => window.__console.taskLines())
+      .then((l) => { const mine = l.filter((x) => x.incident === id); return mine.length === want ? mine : null; }));
+    const at = (l, p) => Math.abs(l.lat - p.lat) < 1e-6 && Math.abs(l.lon - p.lon) < 1e-6;
     const heliLine = lines.find((l) => l.unit === 'H1');
     assert.equal(heliLine.task, 'landing_zone');
-    assert.ok(Math.abs(heliLine.lat - heli.lat) < 1e-9 && Math.abs(heliLine.lon - heli.lon) < 1e-9, 'to the landing zone');
-    assert.ok(Math.abs(heliLine.lat - scene.lat) > 1e-3 || Math.abs(heliLine.lon - scene.lon) > 1e-3, 'not to the scene');
-    const groundLine = lines.find((l) => l.unit === ground.unit);
-    assert.ok(Math.abs(groundLine.lat - scene.lat) < 1e-6 && Math.abs(groundLine.lon - scene.lon) < 1e-6, 'the team to the scene');
-    // The crew reports airborne: it shows as a step, in Chinese, and the helicopter is en route.
+    assert.ok(at(heliLine, heli), 'the helicopter to the landing zone');
+    assert.ok(!at(heliLine, scene), 'not to the scene');
+    assert.ok(at(lines.find((l) => l.unit === ground.unit), scene), 'the team to the scene');
+    if (secure) assert.ok(at(lines.find((l) => l.unit === secure.unit), heli), 'the securing team to the landing zone too');
+    await openFromQueue(id);
+    assert.match(await page.locator('#d-assignments').innerText(), /降落点/, 'the task in a dispatcher\'s words');
+    if (rescueV2) {
+      // The chain as the server tracks it, each step with its time; the air clocks run.
+      const chain = page.locator('#d-rescue');
+      await waitFor('the chain', async () => /信息通报医院[\s\S]*调用直升机/.test(await chain.innerText()));
+      assert.equal(await page.locator('#d-rescue li.done[data-step="heli_called"]').count(), 1);
+      assert.equal(await page.locator('#d-rescue li.todo[data-step="airborne"]').count(), 1);
+      assert.match(await chain.innerText(), /保障降落点|降落点/);
+      // --airborne-within 3: not airborne in time, the server raises the alarm.
+      await waitFor('the server\'s overdue alert', () => hook(() => window.__console.alerts())
+        .then((l) => l.some((a) => a.key === `overdue:${id}:airborne`)), 20_000);
+      await waitFor('the airborne clock late beside its step', () => page.locator('#d-rescue li[data-step="airborne"] .c-clock.late').count().then((n) => n === 1));
+      assert.match(await page.locator('#d-clocks').innerText(), /起飞时限/);
+    }
+    // The crew reports airborne: the step is done, in Chinese, and the helicopter is en route.
     gateway.send({ type: 'rescue', assignment: heli.assignment, step: 'airborne' });
     await waitFor('H1 en route', () => hook(() => window.__console.unitStatus('H1')).then((s) => s === 'en_route'));
-    await openFromQueue(id);
     await waitFor('the step in the timeline', async () => /起飞/.test(await page.locator('#d-timeline').innerText()));
-    assert.match(await page.locator('#d-timeline').innerText(), /启动空地一体化救援/);
-    assert.match(await page.locator('#d-assignments').innerText(), /降落点/, 'the task in a dispatcher\'s words');
+    if (rescueV2) {
+      await waitFor('airborne done in the chain', () => page.locator('#d-rescue li.done[data-step="airborne"]').count().then((n) => n === 1));
+      assert.match(await page.locator('#d-rescue li[data-step="airborne"]').innerText(), /\d\d:\d\d:\d\d/);
+      await waitFor('met late, and said so', async () => /超时完成/.test(await page.locator('#d-rescue li[data-step="airborne"] .c-clock').innerText()));
+    }
     if ((await hook((i) => window.__console.incident(i), id)).hospital) {
       assert.match(await page.locator('#d-summary').innerText(), /接收医院/);
     }
+    await page.screenshot({ path: join(artifacts, 'console-rescue.png') });
   });
 
   await t.test('with roads: the road layer, the team on the same bank sent, its route drawn', { skip: !serverHas('--roads') && 'this dispatchd has no --roads' }, async () => {
@@ -716,6 +746,31 @@ test('dispatch console in a real browser', async (t) => {
       await four.screenshot({ path: join(artifacts, 'console-signals.png') });
       await four.close();
     });
+
+  await t.test('--tiles: the operator\'s tile server is the base map, with its credit', { skip: !serverHas('--tiles') && 'this dispatchd has no --tiles' }, async () => {
+    // A tile server of our own on loopback: one 1x1 PNG for every tile, each request counted.
+    const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==', 'base64');
+    const asked = [];
+    const tiles = createHttpServer((req, res) => { asked.push(req.url); res.writeHead(200, { 'content-type': 'image/png' }); res.end(png); });
+    await new Promise((r) => tiles.listen(0, '127.0.0.1', r));
+    const template = `http://127.0.0.1:${tiles.address().port}/{z}/{x}/{y}.png`;
+    const tileServer = await startServer('127.0.0.1:0', 'tiles.db', 600, ['--tiles', template, '--tiles-attribution', '© 测试底图']);
+    try {
+      const five = await context.newPage();
+      five.on('pageerror', (e) => pageErrors.push(String(e)));
+      await five.goto(`http://127.0.0.1:${tileServer.port}/?token=${CONSOLE_TOKEN}`);
+      await waitFor('live', () => five.evaluate(() => window.__console?.connection() === 'live'));
+      assert.equal(await five.evaluate(() => window.__console.tiles()), template);
+      await waitFor('tiles asked for', () => asked.length > 4);
+      assert.ok(asked.every((u) => /^\/\d+\/\d+\/\d+\.png$/.test(u)), asked.slice(0, 3).join(' '));
+      await waitFor('tiles on the map', () => five.locator('img.leaflet-tile-loaded').count().then((n) => n > 4));
+      assert.match(await five.locator('.leaflet-control-attribution').innerText(), /© 测试底图/);
+      await five.close();
+    } finally {
+      await stopServer(tileServer);
+      tiles.close();
+    }
+  });
 
   await t.test('with two servers the page moves to the one that answers; a report filed while none does is kept and goes there', async () => {
     // The second server's port, reserved now; the server starts on it later.

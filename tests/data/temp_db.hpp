@@ -1,0 +1,104 @@
+// A database for one test: a fresh SQLite file in a temporary folder, or, with
+// DISPATCH_TEST_BACKEND=postgresql, a fresh database on the PostgreSQL server that libpq's
+// environment names (PGHOST, PGPORT, PGUSER, PGPASSWORD: ctest runs test_data_pg under
+// pg_virtualenv). Shared by the store's test files.
+#pragma once
+
+#include <doctest/doctest.h>
+#include <libpq-fe.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "data/store.hpp"
+
+namespace test_db {
+
+namespace fs = std::filesystem;
+
+inline bool on_pg() {
+  const char* b = std::getenv("DISPATCH_TEST_BACKEND");
+  return b && std::string(b) == "postgresql";
+}
+
+// Runs SQL on the PostgreSQL server (the maintenance database, or `db`); the first
+// column of the first row, or "" (and a failed check) on error.
+inline std::string pg_scalar(const std::string& sql, const std::string& db = "postgres") {
+  PGconn* c = PQconnectdb(("dbname=" + db).c_str());
+  REQUIRE_MESSAGE(PQstatus(c) == CONNECTION_OK, "PostgreSQL: " << PQerrorMessage(c));
+  PGresult* r = PQexec(c, sql.c_str());
+  const auto st = PQresultStatus(r);
+  INFO(sql << " -> " << PQresultErrorMessage(r));
+  CHECK((st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK));
+  std::string out = st == PGRES_TUPLES_OK && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "";
+  PQclear(r);
+  PQfinish(c);
+  return out;
+}
+
+inline std::string pg_url(const std::string& db) {
+  auto env = [](const char* k, const char* d) {
+    const char* v = std::getenv(k);
+    return std::string(v && *v ? v : d);
+  };
+  return "postgresql://" + env("PGUSER", "postgres") + ":" + env("PGPASSWORD", "") + "@" +
+         env("PGHOST", "localhost") + ":" + env("PGPORT", "5432") + "/" + db;
+}
+
+#define SQLITE_ONLY()                                   \
+  do {                                                  \
+    if (on_pg()) {                                      \
+      MESSAGE("SQLite only; skipped on PostgreSQL");    \
+      return;                                           \
+    }                                                   \
+  } while (0)
+
+struct TempDb {
+  fs::path dir;
+  std::string path;
+  std::string pg_db;  // PostgreSQL: the database made for this test
+  TempDb() {
+    if (on_pg()) {
+      // No server at all: say so and skip the whole run (ctest: SKIP_RETURN_CODE 77).
+      static const bool reachable = [] {
+        PGconn* c = PQconnectdb("dbname=postgres");
+        const bool ok = PQstatus(c) == CONNECTION_OK;
+        if (!ok)
+          std::fprintf(stderr, "SKIP: DISPATCH_TEST_BACKEND=postgresql but no PostgreSQL is reachable (%s); "
+                               "run under pg_virtualenv\n", PQerrorMessage(c));
+        PQfinish(c);
+        return ok;
+      }();
+      if (!reachable) std::exit(77);
+      static int n = 0;
+      pg_db = "dispatch_test_" + std::to_string(getpid()) + "_" + std::to_string(++n);
+      pg_scalar("CREATE DATABASE " + pg_db);
+      path = pg_url(pg_db);
+      return;
+    }
+    char tmpl[] = "/tmp/dispatch-store-XXXXXX";
+    REQUIRE(mkdtemp(tmpl));
+    dir = tmpl;
+    path = (dir / "dispatch.db").string();
+  }
+  ~TempDb() {
+    if (!pg_db.empty()) {
+      pg_scalar("DROP DATABASE IF EXISTS " + pg_db + " WITH (FORCE)");
+      return;
+    }
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  dispatch::data::StoreOptions options() const {
+    dispatch::data::StoreOptions o;
+    o.path = path;
+    o.retry_after = std::chrono::milliseconds(20);
+    return o;
+  }
+};
+
+}  // namespace test_db
