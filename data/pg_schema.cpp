@@ -153,6 +153,79 @@ BEGIN
   END IF;
 END $$;
 )sql"},
+
+    {4, 5, "reserved for version 5 (another branch's step; at a merge, its step replaces this one)",
+     "SELECT 1"},
+
+    {5, 6, "rural stations: sightings, hazards and their history, incidents' plates and signals",
+     // As SQLite's step 5 (additive); the incidents already stored get their plates indexed.
+     R"sql(
+CREATE TABLE sightings(
+  station TEXT COLLATE "C" NOT NULL,
+  plate TEXT NOT NULL,
+  plate_key TEXT COLLATE "C" NOT NULL,
+  ts BIGINT NOT NULL,
+  lat DOUBLE PRECISION NOT NULL,
+  lon DOUBLE PRECISION NOT NULL,
+  direction TEXT NOT NULL DEFAULT '',
+  note TEXT NOT NULL DEFAULT '',
+  received_ts BIGINT NOT NULL,
+  PRIMARY KEY(station, plate_key, ts)
+);
+CREATE INDEX sightings_plate_ts ON sightings(plate_key, ts);
+CREATE INDEX sightings_ts ON sightings(ts);
+CREATE TABLE hazards(
+  id TEXT COLLATE "C" PRIMARY KEY,
+  seq BIGINT NOT NULL,
+  report_id TEXT COLLATE "C" NOT NULL,
+  source TEXT COLLATE "C" NOT NULL,
+  station TEXT COLLATE "C" NOT NULL DEFAULT '',
+  lat DOUBLE PRECISION NOT NULL,
+  lon DOUBLE PRECISION NOT NULL,
+  ts BIGINT NOT NULL,
+  kind TEXT NOT NULL,
+  note TEXT NOT NULL DEFAULT '',
+  state TEXT NOT NULL,
+  received_ts BIGINT NOT NULL,
+  cleared_ts BIGINT,
+  cleared_by TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX hazards_seq ON hazards(seq);
+CREATE INDEX hazards_open ON hazards(seq) WHERE state = 'open';
+CREATE INDEX hazards_source_report ON hazards(source, report_id);
+CREATE TABLE hazard_events(
+  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  hazard TEXT COLLATE "C" NOT NULL,
+  ts BIGINT NOT NULL,
+  event TEXT NOT NULL,
+  detail TEXT NOT NULL,
+  actor_role TEXT NOT NULL,
+  actor_name TEXT NOT NULL
+);
+CREATE INDEX hazard_events_hazard ON hazard_events(hazard, ts);
+CREATE TABLE incident_plates(
+  plate_key TEXT COLLATE "C" NOT NULL,
+  incident TEXT COLLATE "C" NOT NULL,
+  plate TEXT NOT NULL,
+  reported_ts BIGINT NOT NULL,
+  PRIMARY KEY(plate_key, incident)
+);
+CREATE INDEX incident_plates_key_ts ON incident_plates(plate_key, reported_ts);
+CREATE INDEX incident_plates_ts ON incident_plates(reported_ts);
+INSERT INTO incident_plates(plate_key, incident, plate, reported_ts)
+  SELECT replace(replace(replace(replace(replace(upper(v->>'plate'), ' ', ''), '.', ''), '-', ''),
+                 chr(183), ''), chr(12539), ''),
+         i.id, v->>'plate', i.reported_ts
+  FROM incidents i, jsonb_array_elements(CASE WHEN i.vehicles ~ '^\s*\[' THEN i.vehicles::jsonb ELSE '[]'::jsonb END) v
+  WHERE coalesce(v->>'plate', '') != ''
+  ON CONFLICT DO NOTHING;
+CREATE TABLE incident_signals(
+  incident TEXT COLLATE "C" PRIMARY KEY,
+  computed_ts BIGINT NOT NULL,
+  stage TEXT NOT NULL,
+  signals TEXT NOT NULL DEFAULT '[]'
+);
+)sql"},
 };
 
 constexpr bool steps_in_order() {

@@ -102,6 +102,13 @@ const char* write_sql(W w) {
     case W::prune_unit_events:
       return "DELETE FROM unit_events WHERE id IN "
              "(SELECT id FROM unit_events WHERE ts < ?1 ORDER BY ts LIMIT ?2)";
+    case W::insert_sighting:
+    case W::upsert_hazard:
+    case W::insert_hazard_event:
+    case W::upsert_incident_signals:
+    case W::insert_incident_plate:
+    case W::prune_sightings:
+      return station_write_sql(w);
     case W::count_:
       break;
   }
@@ -197,6 +204,19 @@ const char* read_sql(R r) {
       return "SELECT " TRACK_COLS " FROM tracks WHERE unit = ?1 AND ts >= ?2 AND ts <= ?3 ORDER BY ts";
     case R::unit_events:
       return "SELECT " UNIT_EVENT_COLS " FROM unit_events WHERE unit = ?1 ORDER BY ts, id";
+    case R::recent_sightings:
+    case R::recent_plates:
+    case R::open_hazards:
+    case R::hazard_keys:
+    case R::max_hazard_seq:
+    case R::open_signals:
+    case R::signals_of:
+    case R::hazards_all:
+    case R::hazards_open:
+    case R::hazard_events:
+    case R::vehicle_sightings:
+    case R::vehicle_incidents:
+      return station_read_sql(r);
     case R::count_:
       break;
   }

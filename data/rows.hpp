@@ -57,6 +57,13 @@ enum class W {
   upsert_claim,
   prune_tracks,
   prune_unit_events,
+  // rural stations (stations_store.cpp)
+  insert_sighting,
+  upsert_hazard,
+  insert_hazard_event,
+  upsert_incident_signals,
+  insert_incident_plate,
+  prune_sightings,
   count_
 };
 const char* write_sql(W w);
@@ -82,9 +89,28 @@ enum class R {
   seq_of,
   track,
   unit_events,
+  // rural stations (stations_store.cpp)
+  recent_sightings,
+  recent_plates,
+  open_hazards,
+  hazard_keys,
+  max_hazard_seq,
+  open_signals,
+  signals_of,
+  hazards_all,
+  hazards_open,
+  hazard_events,
+  vehicle_sightings,
+  vehicle_incidents,
   count_
 };
 const char* read_sql(R r);
+// The rural stations' statements (stations_store.cpp).
+const char* station_write_sql(W w);
+const char* station_read_sql(R r);
+std::string signals_json(const std::vector<engine::Signal>& signals);
+std::vector<engine::Signal> parse_signals(const std::string& text);
+std::string plate_key(const std::string& plate);  // engine::SignalBook::normalize_plate
 
 // 0 means "not yet" in the records and NULL in the database.
 inline std::optional<std::int64_t> ts_or_null(engine::Millis t) {
@@ -128,10 +154,23 @@ auto bind_write(const engine::Write& w, bool insert_only, Run&& run) {
         } else if constexpr (std::is_same_v<T, rec::Page>) {
           return run(W::upsert_page, r.id, r.seq, r.unit, r.capcode, r.assignment, r.text, r.delivered,
                      r.created_ts, ts_or_null(r.delivered_ts));
-        } else {
-          static_assert(std::is_same_v<T, rec::Claim>);
+        } else if constexpr (std::is_same_v<T, rec::Claim>) {
           return run(W::upsert_claim, r.id, r.seq, r.incident, r.insurer, strings_json(r.plates),
                      r.insured_at_fault, r.paid, r.created_ts, r.deadline_ts, ts_or_null(r.paid_ts), r.amount);
+        } else if constexpr (std::is_same_v<T, rec::Sighting>) {  // rural stations
+          return run(W::insert_sighting, r.station, r.plate, plate_key(r.plate), r.ts, r.lat, r.lon, r.direction,
+                     r.note, r.received_ts);
+        } else if constexpr (std::is_same_v<T, rec::Hazard>) {
+          return run(W::upsert_hazard, r.id, r.seq, r.report_id, r.source, r.station, r.lat, r.lon, r.ts, r.kind,
+                     r.note, std::string(r.cleared ? "cleared" : "open"), r.received_ts, ts_or_null(r.cleared_ts),
+                     r.cleared_by);
+        } else if constexpr (std::is_same_v<T, rec::HazardEvent>) {
+          return run(W::insert_hazard_event, r.hazard, r.ts, r.event, r.detail, r.actor_role, r.actor_name);
+        } else if constexpr (std::is_same_v<T, rec::IncidentSignals>) {
+          return run(W::upsert_incident_signals, r.incident, r.computed_ts, r.stage, signals_json(r.signals));
+        } else {
+          static_assert(std::is_same_v<T, rec::IncidentPlate>);
+          return run(W::insert_incident_plate, plate_key(r.plate), r.incident, r.plate, r.reported_ts);
         }
       },
       w);

@@ -200,6 +200,85 @@ CREATE INDEX incidents_source_report ON incidents(source, report_id);
 -- unit_events are pruned by age like tracks (unit_event_retention_ms), oldest first.
 CREATE INDEX unit_events_ts ON unit_events(ts);
 )sql"},
+
+    {4, "reserved for version 5 (another branch's step; at a merge, its step replaces this "
+        "one, and the rural stations' step stays the step to version 6)",
+     "SELECT 1;"},
+
+    {5, "rural stations: sightings, hazards and their history, incidents' plates and signals",
+     // Additive: new tables only. The incidents already stored get their plates indexed
+     // (the key drops spaces and dots and upper-cases ASCII, as SignalBook::normalize_plate).
+     R"sql(
+CREATE TABLE sightings(
+  station TEXT NOT NULL,
+  plate TEXT NOT NULL,
+  plate_key TEXT NOT NULL,
+  ts INTEGER NOT NULL,
+  lat REAL NOT NULL,
+  lon REAL NOT NULL,
+  direction TEXT NOT NULL DEFAULT '',
+  note TEXT NOT NULL DEFAULT '',
+  received_ts INTEGER NOT NULL,
+  PRIMARY KEY(station, plate_key, ts)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX sightings_plate_ts ON sightings(plate_key, ts);
+CREATE INDEX sightings_ts ON sightings(ts);
+
+CREATE TABLE hazards(
+  id TEXT PRIMARY KEY,
+  seq INTEGER NOT NULL,
+  report_id TEXT NOT NULL,
+  source TEXT NOT NULL,
+  station TEXT NOT NULL DEFAULT '',
+  lat REAL NOT NULL,
+  lon REAL NOT NULL,
+  ts INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  note TEXT NOT NULL DEFAULT '',
+  state TEXT NOT NULL,
+  received_ts INTEGER NOT NULL,
+  cleared_ts INTEGER,
+  cleared_by TEXT NOT NULL DEFAULT ''
+) STRICT;
+CREATE INDEX hazards_seq ON hazards(seq);
+CREATE INDEX hazards_open ON hazards(seq) WHERE state = 'open';
+CREATE INDEX hazards_source_report ON hazards(source, report_id);
+
+CREATE TABLE hazard_events(
+  id INTEGER PRIMARY KEY,
+  hazard TEXT NOT NULL,
+  ts INTEGER NOT NULL,
+  event TEXT NOT NULL,
+  detail TEXT NOT NULL,
+  actor_role TEXT NOT NULL,
+  actor_name TEXT NOT NULL
+) STRICT;
+CREATE INDEX hazard_events_hazard ON hazard_events(hazard, ts);
+
+CREATE TABLE incident_plates(
+  plate_key TEXT NOT NULL,
+  incident TEXT NOT NULL,
+  plate TEXT NOT NULL,
+  reported_ts INTEGER NOT NULL,
+  PRIMARY KEY(plate_key, incident)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX incident_plates_key_ts ON incident_plates(plate_key, reported_ts);
+CREATE INDEX incident_plates_ts ON incident_plates(reported_ts);
+INSERT OR IGNORE INTO incident_plates(plate_key, incident, plate, reported_ts)
+  SELECT upper(replace(replace(replace(replace(replace(json_extract(v.value, '$.plate'),
+                 ' ', ''), '.', ''), '-', ''), char(183), ''), char(12539), '')),
+         i.id, json_extract(v.value, '$.plate'), i.reported_ts
+  FROM incidents i, json_each(i.vehicles) v
+  WHERE json_valid(i.vehicles) AND json_extract(v.value, '$.plate') IS NOT NULL
+    AND json_extract(v.value, '$.plate') != '';
+
+CREATE TABLE incident_signals(
+  incident TEXT PRIMARY KEY,
+  computed_ts INTEGER NOT NULL,
+  stage TEXT NOT NULL,
+  signals TEXT NOT NULL DEFAULT '[]'
+) STRICT;
+)sql"},
 };
 
 constexpr bool steps_in_order() {

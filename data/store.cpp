@@ -19,6 +19,7 @@
 
 #include "data/backend.hpp"
 #include "data/schema.hpp"
+#include "data/stations_store.hpp"
 
 namespace dispatch::data {
 
@@ -55,13 +56,15 @@ Millis wall_ms() {
       .count();
 }
 
-// One round of pruning: tracks, then unit events, a chunk at a time.
+// One round of pruning: tracks, then unit events, then sightings, a chunk at a time.
 struct PruneRound {
   Millis track_cutoff = 0;
   Millis event_cutoff = 0;
+  Millis sighting_cutoff = 0;
   bool tracks_left = false;
   bool events_left = false;
-  bool active() const { return tracks_left || events_left; }
+  bool sightings_left = false;
+  bool active() const { return tracks_left || events_left || sightings_left; }
 };
 
 }  // namespace
@@ -283,7 +286,8 @@ struct Store::Impl {
     PruneRound r;
     r.track_cutoff = now - options.track_retention_ms;
     r.event_cutoff = now - options.unit_event_retention_ms;
-    r.tracks_left = r.events_left = true;
+    r.sighting_cutoff = now - options.sighting_retention_ms;
+    r.tracks_left = r.events_left = r.sightings_left = true;
     return r;
   }
 
@@ -291,17 +295,20 @@ struct Store::Impl {
   // failure (disk trouble) ends the round: the next one tries again.
   std::int64_t prune_step(PruneRound& r) {
     const bool tracks = r.tracks_left;
+    const bool sightings = !r.tracks_left && !r.events_left;  // rural stations' sightings last
     std::string error;
     std::int64_t n = 0;
-    const std::vector<Op> op{Op{tracks ? W::prune_tracks : W::prune_unit_events,
-                                params(tracks ? r.track_cutoff : r.event_cutoff, prune_chunk)}};
+    const std::vector<Op> op{
+        sightings ? Op{W::prune_sightings, params(r.sighting_cutoff, prune_chunk)}
+                  : Op{tracks ? W::prune_tracks : W::prune_unit_events,
+                       params(tracks ? r.track_cutoff : r.event_cutoff, prune_chunk)}};
     const auto result = db->commit(op, error, &n);
     if (result == CommitResult::fenced) set_fenced(error);
     if (result != CommitResult::ok) {
-      r.tracks_left = r.events_left = false;
+      r.tracks_left = r.events_left = r.sightings_left = false;
       return 0;
     }
-    if (n < prune_chunk) (tracks ? r.tracks_left : r.events_left) = false;
+    if (n < prune_chunk) (sightings ? r.sightings_left : tracks ? r.tracks_left : r.events_left) = false;
     return n;
   }
 
@@ -541,6 +548,14 @@ bool Store::fenced() const { return impl_->fenced.load(); }
 void Store::on_fenced(std::function<void()> hook) {
   std::lock_guard lk(impl_->hook_mu);
   impl_->fenced_hook = std::move(hook);
+}
+
+std::vector<HazardRecord> Store::hazards(const HazardQuery& query) {
+  return impl_->read_locked([&](Backend& db) { return stations::hazards(db, query); });
+}
+
+VehicleHistory Store::vehicle(const VehicleQuery& query) {
+  return impl_->read_locked([&](Backend& db) { return stations::vehicle(db, query); });
 }
 
 std::size_t Store::prune_tracks(engine::Millis now) {

@@ -31,6 +31,8 @@ struct StoreOptions {
   std::int64_t track_retention_ms = 7LL * 24 * 3600 * 1000;
   // unit_events (the units' audit trail) older than this are pruned like tracks.
   std::int64_t unit_event_retention_ms = 90LL * 24 * 3600 * 1000;
+  // Sightings (rural stations) older than this are pruned like tracks.
+  std::int64_t sighting_retention_ms = 90LL * 24 * 3600 * 1000;
   // The write queue's bound, in writes submitted and not yet committed. Over it,
   // has_room() is false (the server answers `unavailable` to commands that need a
   // write) and submit_optional() drops its writes. submit() always queues: what it is
@@ -64,6 +66,36 @@ struct IncidentRecord {
   engine::rec::Incident incident;
   std::vector<engine::rec::Assignment> assignments;
   std::vector<engine::rec::Timeline> timeline;
+  std::vector<engine::Signal> signals{};  // fraud signals (rural stations), [] when none
+};
+
+// Rural stations (contract v2 section 10): GET /api/hazards, newest first.
+struct HazardQuery {
+  bool open_only = true;
+  std::size_t limit = 1000;
+};
+struct HazardRecord {
+  engine::rec::Hazard hazard;
+  std::vector<engine::rec::HazardEvent> events;  // its history, oldest first
+};
+// GET /api/vehicles/{plate}: its sightings and incidents, newest first, each list at most
+// `limit` long and older than `before_ts` (0: no bound). The plate matches as a key
+// (engine::SignalBook::normalize_plate).
+struct VehicleQuery {
+  std::string plate;
+  std::size_t limit = 100;
+  engine::Millis before_ts = 0;
+};
+struct VehicleHistory {
+  std::vector<engine::rec::Sighting> sightings;
+  struct Incident {
+    std::string id;
+    engine::Millis reported_ts = 0;
+    std::string severity, state;
+    double lat = 0, lon = 0;
+    std::string district;
+  };
+  std::vector<Incident> incidents;
 };
 
 struct StoreStats {
@@ -125,9 +157,12 @@ class Store {
   std::vector<engine::rec::TrackPoint> track(const std::string& unit, engine::Millis since,
                                              engine::Millis until);
   std::vector<engine::rec::UnitEvent> unit_events(const std::string& unit);
+  // Rural stations (data/stations_store.cpp).
+  std::vector<HazardRecord> hazards(const HazardQuery& query);
+  VehicleHistory vehicle(const VehicleQuery& query);
 
   // Deletes track points older than now - track_retention_ms (and unit_events older
-  // than now - unit_event_retention_ms) and returns how many rows went. The
+  // than now - unit_event_retention_ms, sightings older than now - sighting_retention_ms) and returns how many rows went. The
   // writer also does this by itself at start and every few minutes (wall clock), so
   // this is for tests and tools. Blocks until the writer has done it.
   std::size_t prune_tracks(engine::Millis now);

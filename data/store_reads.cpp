@@ -1,8 +1,10 @@
 // The store's reads (recovery, REST, history), written once over any backend. The Store
 // serialises them and calls them only while its read side is open.
+#include <chrono>
 #include <limits>
 
 #include "data/backend.hpp"
+#include "data/stations_store.hpp"
 
 namespace dispatch::data::reads {
 
@@ -11,6 +13,7 @@ using rows::R;
 namespace {
 
 void read_children(Backend& m, IncidentRecord& r) {
+  r.signals = stations::signals_of(m, r.incident.id);  // rural stations' fraud signals
   m.read(R::assignments_of, params(r.incident.id),
          [&](const Row& q) { r.assignments.push_back(rows::read_assignment(q)); });
   m.read(R::timeline_of, params(r.incident.id), [&](const Row& q) { r.timeline.push_back(rows::read_timeline(q)); });
@@ -45,6 +48,11 @@ engine::Snapshot load(Backend& m) {
     s.max_page_seq = static_cast<std::uint64_t>(q.int64(2));
     s.max_claim_seq = static_cast<std::uint64_t>(q.int64(3));
   });
+  // Rural stations: the signals' windows as of now, hazards, open incidents' signals.
+  stations::load(m, s.stations,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count());
   return s;
 }
 

@@ -36,6 +36,7 @@ void Engine::on_liability(const cmd::Liability& c, const Origin& o, Millis now, 
   timeline(*inc, now, "liability",
            "at fault: " + c.at_fault + (c.note.empty() ? "" : " (" + c.note + ")"), actor, out);
   out.must_wait = true;
+  compute_signals(*inc, "liability", now, out);  // again, before the claims carry them
   if (inc->claims.empty()) open_claims(*inc, now, actor, out);
   // Remote fast handling ends with the liability decision once no claim is left unpaid.
   const bool unpaid = std::any_of(inc->claims.begin(), inc->claims.end(), [&](const std::string& id) {

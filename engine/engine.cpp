@@ -72,6 +72,9 @@ void Engine::handle(const Command& command, const Origin& origin, Millis now, Ou
         else if constexpr (std::is_same_v<C, cmd::Escalate>) on_escalate(c, origin, now, out);
         else if constexpr (std::is_same_v<C, cmd::Rescue>) on_rescue(c, origin, now, out);
         else if constexpr (std::is_same_v<C, cmd::ClaimPaid>) on_claim_paid(c, origin, now, out);
+        else if constexpr (std::is_same_v<C, cmd::Sighting>) on_sighting(c, origin, now, out);
+        else if constexpr (std::is_same_v<C, cmd::Hazard>) on_hazard(c, origin, now, out);
+        else if constexpr (std::is_same_v<C, cmd::ClearHazard>) on_clear_hazard(c, origin, now, out);
       },
       command);
 }
@@ -129,6 +132,7 @@ void Engine::on_report(const cmd::Report& c, const Origin& o, Millis now, Output
            std::string(to_string(c.severity)) + " reported by " + actor.role + " " + actor.name,
            actor, out);
   out.must_wait = true;
+  compute_signals(ref, "report", now, out);  // fraud signals (engine/stations.cpp)
   if (c.severity == Severity::minor && c.drivable && c.parties_agree) {
     ref.rec.state = IncidentState::remote;
     timeline(ref, now, "remote", "remote fast handling: waiting for a liability decision", system_actor, out);
@@ -204,6 +208,7 @@ void Engine::tick(Millis now, Output& out) {
   sweep_stale(now, out);
   resend_pages(now, out);
   evict_closed(now);
+  tick_stations(now);
   if (!out.writes.empty()) out.must_wait = true;
 }
 

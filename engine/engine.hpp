@@ -53,6 +53,8 @@
 #include "engine/geography.hpp"
 #include "engine/policy.hpp"
 #include "engine/records.hpp"
+#include "engine/signals.hpp"
+#include "engine/stations.hpp"
 #include "engine/types.hpp"
 #include "geo/geo.hpp"
 #include "geo/travel_times.hpp"
@@ -67,6 +69,7 @@ struct Principal {
   bool all_units = false;
   std::vector<std::string> units;
   std::string insurer;  // insurer tokens: whose claims
+  std::string station{};  // station tokens: which station (a place of kind station)
   bool may_speak_for(std::string_view unit) const;
 };
 
@@ -184,7 +187,8 @@ struct Rescue {
 
 using Command = std::variant<cmd::Status, cmd::Ack, cmd::Decline, cmd::Arrived, cmd::Cleared,
                              cmd::Report, cmd::Assign, cmd::Cancel, cmd::Liability, cmd::Close,
-                             cmd::Delivered, cmd::Escalate, cmd::Rescue, cmd::ClaimPaid>;
+                             cmd::Delivered, cmd::Escalate, cmd::Rescue, cmd::ClaimPaid,
+                             cmd::Sighting, cmd::Hazard, cmd::ClearHazard>;
 
 namespace ev {
 struct Accepted {
@@ -231,7 +235,8 @@ struct Alert {
 }  // namespace ev
 
 using Payload = std::variant<ev::Accepted, ev::Assign, ev::Cancel, ev::Page, ev::Error,
-                             ev::UnitChanged, ev::IncidentChanged, ev::Claim, ev::Alert>;
+                             ev::UnitChanged, ev::IncidentChanged, ev::Claim, ev::Alert,
+                             ev::HazardAccepted, ev::HazardChanged, ev::SightingAccepted>;
 
 struct Target {
   enum class Kind : std::uint8_t { conn, consoles, pagers, insurer };
@@ -281,6 +286,10 @@ struct Stats {
   std::uint64_t pages_resent = 0;
   std::uint64_t claims = 0;
   std::uint64_t claims_paid = 0;
+  std::uint64_t sightings = 0;          // taken (stored)
+  std::uint64_t sightings_windowed = 0; // of them, in the signals' window
+  std::uint64_t hazards = 0;
+  std::uint64_t signals_raised = 0;     // incidents that got a new signal
   std::array<std::uint64_t, 5> overdue{};  // by clock, in the order of clock_names
 };
 
@@ -417,6 +426,7 @@ struct Incident {
   // waiting queues it is in.
   std::uint8_t wait_kinds = 0;
   bool counted = false;  // counts towards its source's open incidents (max_open_per_source)
+  std::vector<Signal> signals;  // fraud signals (engine/signals.hpp), [] when none
   std::optional<Rescue> rescue;  // an air-ground rescue: its target, places and steps
   std::vector<Clock> clocks;
   const Clock* clock(std::string_view name) const {
@@ -482,6 +492,11 @@ class Engine {
   };
   std::vector<Candidate> candidates(std::string_view incident, std::size_t k, Millis now) const;
 
+  // Rural stations (engine/stations.cpp): hazards, and the signals' room.
+  const rec::Hazard* hazard(std::string_view id) const;
+  std::vector<const rec::Hazard*> open_hazards() const;  // oldest first
+  const SignalBook& signal_book() const { return signals_; }
+
   // Keyed by "district|severity" (district empty when unknown).
   const std::map<std::string, ServiceLevels>& service_levels() const { return service_; }
   const Config& config() const { return config_; }
@@ -509,6 +524,17 @@ class Engine {
   void on_escalate(const cmd::Escalate&, const Origin&, Millis, Output&);
   void on_rescue(const cmd::Rescue&, const Origin&, Millis, Output&);
   void on_claim_paid(const cmd::ClaimPaid&, const Origin&, Millis, Output&);
+  // Rural stations (engine/stations.cpp).
+  void on_sighting(const cmd::Sighting&, const Origin&, Millis, Output&);
+  void on_hazard(const cmd::Hazard&, const Origin&, Millis, Output&);
+  void on_clear_hazard(const cmd::ClearHazard&, const Origin&, Millis, Output&);
+  void restore_stations(const StationSnapshot& s, Millis now);
+  void tick_stations(Millis now);  // windows evicted, cleared hazards leave memory
+  // Computes the incident's fraud signals (at the report, at the liability decision),
+  // keeps what was raised before, and writes and shows them when they changed.
+  void compute_signals(Incident& inc, const char* stage, Millis now, Output& out);
+  void hazard_event(const rec::Hazard& h, Millis ts, std::string event, std::string detail,
+                    const Actor& actor, Output& out);
   // Clocks (clocks.cpp): started once per name; met once; overdue checked by tick().
   void start_clock(Incident& inc, std::string_view name, Millis start, Millis due);
   void meet_clock(Incident& inc, std::string_view name, Millis now);
@@ -639,6 +665,13 @@ class Engine {
   std::uint64_t incident_seq_ = 0, assignment_seq_ = 0, page_seq_ = 0, claim_seq_ = 0;
   std::size_t pagers_connected_ = 0;
   std::deque<std::pair<Millis, std::string>> closed_;  // closed incidents, oldest first
+  // Rural stations: the signals' room, hazards (open ones, and every cleared one since
+  // start: a console may clear only once), and per token its hazard ids.
+  SignalBook signals_;
+  std::unordered_map<std::string, rec::Hazard, Hash, std::equal_to<>> hazards_;
+  std::unordered_map<std::string, std::string, Hash, std::equal_to<>> hazard_keys_;  // source \n id -> hazard
+  std::uint64_t hazard_seq_ = 0;
+  std::deque<std::pair<Millis, std::string>> cleared_hazards_;  // oldest first
   // Clocks not met yet, by due time: (due, incident id, clock name).
   std::set<std::tuple<Millis, std::string, std::string_view>> clocks_due_;
 };

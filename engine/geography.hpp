@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "geo/geo.hpp"
 
@@ -31,6 +32,11 @@ class Geography {
   virtual std::optional<PlaceRef> helipad_hospital(geo::LatLon p) const = 0;
   // The nearest helicopter landing zone.
   virtual std::optional<PlaceRef> landing_zone(geo::LatLon p) const = 0;
+  // A rural traffic-safety station by id (places of kind `station`; contract v2 10).
+  virtual std::optional<PlaceRef> station(std::string_view id) const {
+    (void)id;
+    return std::nullopt;
+  }
 };
 
 }  // namespace dispatch::engine

@@ -8,6 +8,7 @@
 #include <variant>
 #include <vector>
 
+#include "engine/station_records.hpp"
 #include "engine/types.hpp"
 #include "geo/geo.hpp"
 
@@ -123,7 +124,10 @@ struct Claim {
 namespace dispatch::engine {
 
 using Write = std::variant<rec::Unit, rec::Incident, rec::Assignment, rec::Timeline,
-                           rec::UnitEvent, rec::TrackPoint, rec::Page, rec::Claim>;
+                           rec::UnitEvent, rec::TrackPoint, rec::Page, rec::Claim,
+                           // rural stations (station_records.hpp)
+                           rec::Sighting, rec::Hazard, rec::HazardEvent, rec::IncidentSignals,
+                           rec::IncidentPlate>;
 
 // What the store hands the engine at start: everything still open, and the counters.
 struct Snapshot {
@@ -158,6 +162,7 @@ struct Snapshot {
   std::uint64_t max_incident_seq = 0;
   std::uint64_t max_assignment_seq = 0;
   std::uint64_t max_page_seq = 0;
+  StationSnapshot stations;  // sightings, incidents' plates, hazards, signals
 };
 
 }  // namespace dispatch::engine

@@ -141,6 +141,7 @@ void Engine::restore(const Snapshot& s, Millis now) {
     pages_.push_back(PendingPage{p, 0});
     page_seq_ = std::max(page_seq_, p.seq);
   }
+  restore_stations(s.stations, now);  // engine/stations.cpp
   for (auto& [id, inc] : incidents_) rebuild_rescue_and_clocks(*inc);
   // Service levels: the store's history, as the live path would have counted it.
   for (const auto& x : s.service_samples) {

@@ -76,12 +76,21 @@ struct HazardEvent {
   std::string actor_name;
 };
 
-// An incident's signals as last computed (replaces the earlier set).
+// An incident's signals as last computed (replaces the earlier set). Written when a
+// computation raised one (at the report or the liability decision).
 struct IncidentSignals {
   std::string incident;
   Millis computed_ts = 0;
   std::string stage;  // report, liability
   std::vector<Signal> signals;
+};
+
+// A plate of an incident (appended when it is reported): the vehicle's history, and the
+// 30 days' window after a restart.
+struct IncidentPlate {
+  std::string plate;  // as reported
+  std::string incident;
+  Millis reported_ts = 0;
 };
 
 }  // namespace rec

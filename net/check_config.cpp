@@ -101,9 +101,19 @@ int check_config(const ServerOptions& o, const std::string& db_path, std::ostrea
       MapGeography g("", o.zones_gcj02, {}, o.places_path, warnings);
       for (const auto& w : warnings) warn(o.places_path + ": " + w);
       ok(fmt::format("places {}: {} places", o.places_path, g.place_count()));
+      // A station token must name a station of the places (dispatchd refuses to start).
+      if (tokens_ok)
+        for (const auto& [_, p] : tokens.by_token)
+          if (p->role == "station" && !g.station(p->station))
+            bad(fmt::format("station token '{}' names station '{}', which is not a place of kind station in {}",
+                            p->name, p->station, o.places_path));
     } catch (const std::exception& e) {
       bad(std::string("places: ") + e.what());
     }
+  } else if (tokens_ok) {
+    for (const auto& [_, p] : tokens.by_token)
+      if (p->role == "station")
+        bad(fmt::format("station token '{}' names station '{}', but no --places are loaded", p->name, p->station));
   }
 
   if (!o.insurers_path.empty()) {

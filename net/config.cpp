@@ -88,6 +88,9 @@ Tokens parse_tokens(const std::string& text, const std::string& what) {
     p->insurer = str(o, "insurer");
     if (p->role == "insurer" && p->insurer.empty())
       throw std::runtime_error(what + ": insurer token '" + p->name + "' names no insurer");
+    p->station = str(o, "station");
+    if (p->role == "station" && p->station.empty())
+      throw std::runtime_error(what + ": station token '" + p->name + "' names no station");
     if ((p->role == "unit" || p->role == "gateway") && !p->all_units && p->units.empty())
       throw std::runtime_error(what + ": " + p->role + " token '" + p->name + "' lists no units");
     if (!t.by_token.emplace(token, std::move(p)).second)

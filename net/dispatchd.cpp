@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
   app.add_option("--zones", opt.zones_path, "district boundaries (GeoJSON; '' for none)")
       ->capture_default_str();
   app.add_flag("--zones-wgs84", zones_wgs84, "the zones file is WGS84 (default: GCJ-02, converted at load)");
-  app.add_option("--places", opt.places_path, "helicopter bases, landing zones, hospitals (GeoJSON; '' for none)")
+  app.add_option("--places", opt.places_path, "helicopter bases, landing zones, hospitals, rural stations (GeoJSON; '' for none)")
       ->capture_default_str();
   app.add_option("--insurers", opt.insurers_path, "the insurers and their other names (JSON; '' for none)")
       ->capture_default_str();
@@ -133,6 +133,9 @@ int main(int argc, char** argv) {
   double unit_event_days = 90;
   app.add_option("--unit-event-retention-days", unit_event_days, "days the units' audit trail is kept")
       ->capture_default_str();
+  double sighting_days = 90;
+  app.add_option("--sighting-retention-days", sighting_days, "days the rural stations' sightings are kept")
+      ->capture_default_str();
   app.add_option("--console-max-queue", opt.console_hard_bytes,
                  "bytes queued to a console before it is dropped as too slow")
       ->capture_default_str();
@@ -157,6 +160,7 @@ int main(int argc, char** argv) {
   opt.zones_gcj02 = !zones_wgs84;
   opt.request_timeout = std::chrono::seconds(std::max(1L, request_timeout_s));
   opt.store.unit_event_retention_ms = static_cast<std::int64_t>(unit_event_days * 86400 * 1000);
+  opt.store.sighting_retention_ms = static_cast<std::int64_t>(sighting_days * 86400 * 1000);
   opt.store.path = db;
   opt.lease = std::chrono::milliseconds(std::max(30L, lease_ms));
   opt.store.synchronous_full = !sync_normal;

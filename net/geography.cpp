@@ -61,4 +61,10 @@ std::optional<engine::PlaceRef> MapGeography::landing_zone(geo::LatLon p) const 
   return ref(impl_->places->nearest(p, geo::PlaceKind::landing_zone));
 }
 
+std::optional<engine::PlaceRef> MapGeography::station(std::string_view id) const {
+  if (!impl_->places) return std::nullopt;
+  const geo::Place* p = impl_->places->by_id(id);
+  return p && p->kind == geo::PlaceKind::station ? ref(p) : std::nullopt;
+}
+
 }  // namespace dispatch::net

@@ -22,6 +22,7 @@ class MapGeography : public engine::Geography {
   std::optional<engine::PlaceRef> trauma_hospital(geo::LatLon p) const override;
   std::optional<engine::PlaceRef> helipad_hospital(geo::LatLon p) const override;
   std::optional<engine::PlaceRef> landing_zone(geo::LatLon p) const override;
+  std::optional<engine::PlaceRef> station(std::string_view id) const override;
 
   // For the console's base layer: WGS84 GeoJSON ("{}" when not loaded).
   const std::string& districts_geojson() const { return districts_json_; }

@@ -54,6 +54,9 @@ class BasicHttpSession : public Peer {
   void get_track(const std::string& unit);
   void get_route(const std::string& assignment);
   void post_incident(std::shared_ptr<const engine::Principal> principal);
+  // Rural stations (rest_stations.ipp).
+  void get_hazards();
+  void get_vehicle(const std::string& plate);
 
   // Answers. Every answer goes through respond(), which drops the body for HEAD.
   void respond(unsigned status, std::string body, std::string_view type,

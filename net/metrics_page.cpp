@@ -89,6 +89,12 @@ std::string Server::Impl::render_engine_metrics() {
   render_counter(e, "dispatch_pages_resent_total", "Pages sent again", es.pages_resent);
   render_counter(e, "dispatch_claims_total", "Claims handed to insurers", es.claims);
   render_counter(e, "dispatch_claims_paid_total", "Claims paid", es.claims_paid);
+  // Rural stations (contract v2 section 10).
+  render_counter(e, "dispatch_sightings_total", "Sightings logged by stations", es.sightings);
+  render_counter(e, "dispatch_sightings_windowed", "Sightings held for the fraud signals' window",
+                 engine.signal_book().sightings(), "gauge");
+  render_counter(e, "dispatch_hazards_total", "Hazards reported", es.hazards);
+  render_counter(e, "dispatch_incidents_signalled_total", "Incidents that got a fraud signal", es.signals_raised);
   render_family_head(e, "dispatch_overdue_total", "Clocks that ran out before they were met, by clock");
   for (std::size_t i = 0; i < engine::clock_names.size(); ++i)
     render_sample(e, "dispatch_overdue_total", "clock", engine::clock_names[i], es.overdue[i]);

@@ -20,9 +20,10 @@ namespace {
 constexpr std::size_t max_note_bytes = 4096;
 
 // Message types (the roles that may send each are in role.hpp's table).
-constexpr std::array<std::string_view, 15> known_types{
+constexpr std::array<std::string_view, 18> known_types{
     "position", "status", "ack", "decline", "arrived", "cleared", "report", "assign",
-    "cancel", "liability", "close", "delivered", "escalate", "rescue", "claim_paid"};
+    "cancel", "liability", "close", "delivered", "escalate", "rescue", "claim_paid",
+    "sighting", "hazard", "clear_hazard"};
 
 const std::string_view* find_type(std::string_view t) {
   for (const auto& k : known_types)
@@ -144,7 +145,7 @@ bool read_report(Reader& r, cmd::Report& rep) {
 }
 
 std::string ref_of(const json::object& o) {
-  for (std::string_view k : {"id", "unit", "assignment", "incident", "page", "claim"})
+  for (std::string_view k : {"id", "unit", "assignment", "incident", "page", "claim", "hazard"})
     if (const json::value* v = o.if_contains(k); v && v->is_string())
       return std::string(JsonWriter::utf8_prefix(std::string_view(v->get_string()), 256));
   return {};
@@ -269,6 +270,31 @@ void parse_message(const json::value& v, std::optional<Role> role, ParsedFrame& 
     cmd::Delivered d;
     if (!r.string("page", d.page, true)) return bad();
     out.commands.emplace_back(std::move(d));
+  } else if (type == "sighting") {  // rural stations (contract v2 section 10)
+    cmd::Sighting x;
+    r.string("id", x.id, false);
+    r.string("plate", x.plate, true);
+    r.integer("ts", x.ts, true, 0, max_ts);
+    r.string("direction", x.direction, false, false);
+    r.string("note", x.note, false, false);
+    if (r.ok() && x.plate.size() > 32) r.fail("plate", "is too long (at most 32 bytes)");
+    if (!r.ok()) return bad();
+    out.commands.emplace_back(std::move(x));
+  } else if (type == "hazard") {
+    cmd::Hazard x;
+    r.string("id", x.id, true);
+    r.number("lat", x.lat, true, -90, 90);
+    r.number("lon", x.lon, true, -180, 180);
+    r.integer("ts", x.ts, true, 0, max_ts);
+    r.string("kind", x.kind, true);
+    r.string("note", x.note, false, false);
+    if (r.ok() && x.kind.size() > 64) r.fail("kind", "is too long (at most 64 bytes)");
+    if (!r.ok()) return bad();
+    out.commands.emplace_back(std::move(x));
+  } else if (type == "clear_hazard") {
+    cmd::ClearHazard x;
+    if (!r.string("hazard", x.hazard, true)) return bad();
+    out.commands.emplace_back(std::move(x));
   }
 }
 

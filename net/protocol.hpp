@@ -47,8 +47,10 @@ std::string render_cancel(const engine::ev::Cancel& c);
 std::string render_page(const engine::ev::Page& p);
 // {"type":"alert","alert":"overdue","incident","clock","due_ts","ts"} for consoles.
 std::string render_alert(const engine::ev::Alert& a);
-// {"type":"claim",...} for an insurer; `inc` adds the accident's facts when known.
-std::string render_claim(const engine::rec::Claim& c, const engine::rec::Incident* inc);
+// {"type":"claim",...} for an insurer; `inc` adds the accident's facts when known, and
+// `signals` the incident's fraud signals ("signals":[...], rural stations).
+std::string render_claim(const engine::rec::Claim& c, const engine::rec::Incident* inc,
+                         const std::vector<engine::Signal>* signals = nullptr);
 // A unit's state at one moment, copied on the engine thread so that it can be rendered on
 // another (the console feed). id and callsign point into the engine's roster arena, which
 // never moves or changes once restored; status is a static wire name.
@@ -87,7 +89,8 @@ std::string render_service_levels(const engine::Engine& e);
 std::string render_incident_record(const engine::rec::Incident& inc,
                                    const std::vector<engine::rec::Assignment>& assignments,
                                    const std::vector<engine::rec::Timeline>& timeline,
-                                   engine::Millis remote_liability_ms);
+                                   engine::Millis remote_liability_ms,
+                                   const std::vector<engine::Signal>& signals = {});
 
 // The CSV export of GET /api/incidents?format=csv (RFC 4180: CRLF lines, fields with a
 // comma, quote or line break quoted, quotes doubled; text that a spreadsheet would take for

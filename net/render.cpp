@@ -9,6 +9,7 @@
 
 #include "net/json_writer.hpp"
 #include "net/protocol.hpp"
+#include "net/render_stations.hpp"
 
 namespace dispatch::net {
 
@@ -71,7 +72,7 @@ void claim_fields(JsonWriter& w, const rec::Claim& c) {
 }
 }  // namespace
 
-std::string render_claim(const rec::Claim& c, const rec::Incident* inc) {
+std::string render_claim(const rec::Claim& c, const rec::Incident* inc, const std::vector<Signal>* signals) {
   std::string s;
   JsonWriter w(s);
   w.begin_object().field("type", "claim");
@@ -83,6 +84,7 @@ std::string render_claim(const rec::Claim& c, const rec::Incident* inc) {
     w.field("reported_ts", inc->reported_ts);
     w.key("liability_ts").time_or_null(inc->liability_ts);
   }
+  if (signals) signals_field(w, *signals);
   w.end_object();
   return s;
 }
@@ -252,6 +254,7 @@ void incident_object(JsonWriter& w, const Engine& e, const Incident& inc, bool w
   w.key("timeline").begin_array();
   for (const auto& t : inc.timeline) timeline_fields(w, t);
   w.end_array();
+  signals_field(w, inc.signals);
   w.end_object();
 }
 
@@ -355,6 +358,7 @@ std::string render_snapshot(const Engine& e, Millis now, std::string_view config
   w.key("incidents").begin_array();
   for (const Incident* inc : e.open_incidents()) incident_object(w, e, *inc, false);
   w.end_array();
+  open_hazards_field(w, e);
   w.end_object();
   return s;
 }
@@ -389,7 +393,8 @@ std::string render_service_levels(const Engine& e) {
 
 std::string render_incident_record(const rec::Incident& inc,
                                    const std::vector<rec::Assignment>& assignments,
-                                   const std::vector<rec::Timeline>& timeline, Millis remote_liability_ms) {
+                                   const std::vector<rec::Timeline>& timeline, Millis remote_liability_ms,
+                                   const std::vector<Signal>& signals) {
   std::string s;
   JsonWriter w(s);
   w.begin_object();
@@ -400,6 +405,7 @@ std::string render_incident_record(const rec::Incident& inc,
   w.key("timeline").begin_array();
   for (const auto& t : timeline) timeline_fields(w, t);
   w.end_array();
+  signals_field(w, signals);
   w.end_object();
   return s;
 }

@@ -34,6 +34,8 @@ void BasicHttpSession<Stream>::route(const RouteMatch& m, std::shared_ptr<const 
     case RouteId::api_incident: return get_incident(m.captures.at(0));
     case RouteId::api_unit_track: return get_track(m.captures.at(0));
     case RouteId::post_incident: return post_incident(std::move(principal));
+    case RouteId::api_hazards: return get_hazards();
+    case RouteId::api_vehicle: return get_vehicle(m.captures.at(0));
     case RouteId::geo_roads:
       if (!srv_.roads_geojson) return respond_error(404, "not_found", "no road network loaded (--roads)");
       return respond(200, *srv_.roads_geojson, "application/geo+json");
@@ -167,7 +169,8 @@ void BasicHttpSession<Stream>::get_incidents(bool csv) {
     JsonWriter w(body);
     w.begin_array();
     const auto liability_ms = s->srv_.engine.config().remote_liability_ms;  // fixed at start
-    for (const auto& r : rows) w.raw(render_incident_record(r.incident, r.assignments, r.timeline, liability_ms));
+    for (const auto& r : rows)
+      w.raw(render_incident_record(r.incident, r.assignments, r.timeline, liability_ms, r.signals));
     w.end_array();
     s->respond_later(200, std::move(body), "application/json");
   });
@@ -229,7 +232,7 @@ void BasicHttpSession<Stream>::get_incident(const std::string& iid) {
     if (!r) return s->respond_later(404, json_error_body("unknown_incident", "no such incident"), "application/json");
     s->respond_later(200,
                      render_incident_record(r->incident, r->assignments, r->timeline,
-                                            s->srv_.engine.config().remote_liability_ms),
+                                            s->srv_.engine.config().remote_liability_ms, r->signals),
                      "application/json");
   });
 }
@@ -359,3 +362,5 @@ void BasicHttpSession<Stream>::post_incident(std::shared_ptr<const engine::Princ
 }
 
 }  // namespace dispatch::net
+
+#include "net/rest_stations.ipp"

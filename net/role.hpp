@@ -9,8 +9,8 @@
 
 namespace dispatch::net {
 
-enum class Role : std::uint8_t { console, reporter, unit, gateway, pager, insurer };
-inline constexpr std::size_t role_count = 6;
+enum class Role : std::uint8_t { console, reporter, unit, gateway, pager, insurer, station };
+inline constexpr std::size_t role_count = 7;
 
 struct RoleInfo {
   Role role;
@@ -26,12 +26,14 @@ struct RoleInfo {
 };
 
 inline constexpr std::array<RoleInfo, role_count> role_table{{
-    {Role::console, "console", "/ws/console", " report assign cancel liability close escalate ", 16u << 20, false},
+    {Role::console, "console", "/ws/console", " report assign cancel liability close escalate clear_hazard ", 16u << 20, false},
     {Role::reporter, "reporter", "/ws/report", " report ", 1u << 20, false},
     {Role::unit, "unit", "/ws/unit", " position status ack decline arrived cleared rescue ", 1u << 20, false},
     {Role::gateway, "gateway", "/ws/unit", " position status ack decline arrived cleared rescue ", 4u << 20, true},
     {Role::pager, "pager", "/ws/pager", " ack delivered ", 1u << 20, false},
     {Role::insurer, "insurer", "/ws/insurer", " claim_paid ", 1u << 20, false},
+    // A rural traffic-safety station (contract v2 section 10); its token names its station.
+    {Role::station, "station", "/ws/station", " sighting hazard report ", 1u << 20, false},
 }};
 
 constexpr const RoleInfo& info(Role r) { return role_table[static_cast<std::size_t>(r)]; }

@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "net/json_writer.hpp"
+#include "net/render_stations.hpp"
 #include "net/server_impl.hpp"
 
 namespace dispatch::net {
@@ -40,6 +41,7 @@ void Server::Impl::register_peer(std::shared_ptr<Peer> p) {
         break;
       case Role::gateway:
       case Role::reporter:
+      case Role::station:
         break;
     }
   });
@@ -89,6 +91,7 @@ std::string ref_of(const engine::Command& c) {
         else if constexpr (requires { m.incident; }) return m.incident;
         else if constexpr (requires { m.page; }) return m.page;
         else if constexpr (requires { m.claim; }) return m.claim;
+        else if constexpr (requires { m.hazard; }) return m.hazard;
         else {
           (void)sizeof(M);
           return {};
@@ -146,7 +149,16 @@ Text render_payload(const engine::Engine& engine, const engine::Payload& p, Mill
           const engine::rec::Claim* c = engine.claim(ev.claim);
           if (!c) return nullptr;
           const engine::Incident* inc = engine.incident(c->incident);
-          return std::make_shared<const std::string>(render_claim(*c, inc ? &inc->rec : nullptr));
+          return std::make_shared<const std::string>(
+              render_claim(*c, inc ? &inc->rec : nullptr, inc ? &inc->signals : nullptr));
+        } else if constexpr (std::is_same_v<E, engine::ev::HazardAccepted>) {
+          return std::make_shared<const std::string>(render_hazard_accepted(ev));
+        } else if constexpr (std::is_same_v<E, engine::ev::SightingAccepted>) {
+          return std::make_shared<const std::string>(render_sighting_accepted(ev));
+        } else if constexpr (std::is_same_v<E, engine::ev::HazardChanged>) {
+          const engine::rec::Hazard* h = engine.hazard(ev.hazard);
+          if (!h) return nullptr;
+          return std::make_shared<const std::string>(render_hazard(*h));
         } else if constexpr (std::is_same_v<E, engine::ev::UnitChanged>)
           return std::make_shared<const std::string>(render_unit(engine, engine.units()[ev.unit], now));
         else {

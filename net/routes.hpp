@@ -19,6 +19,7 @@ enum class Method : std::uint8_t { get, head, post, other };
 enum class RouteId : std::uint8_t {
   healthz, metrics, geo_districts, geo_places,
   api_units, api_unit_track, api_stats, api_incidents, api_incident, post_incident,
+  api_hazards, api_vehicle,
   geo_roads, api_assignment_route,
   api_config, api_incidents_csv,
 };
@@ -45,6 +46,9 @@ inline constexpr std::array<Route, 14> route_table{{
     {Method::get, "/api/incidents", mask(Role::console), RouteId::api_incidents},
     {Method::get, "/api/incidents/{}", mask(Role::console), RouteId::api_incident},
     {Method::post, "/api/incidents", mask(Role::console) | mask(Role::reporter), RouteId::post_incident},
+    // Rural stations (contract v2 section 10).
+    {Method::get, "/api/hazards", mask(Role::console), RouteId::api_hazards},
+    {Method::get, "/api/vehicles/{}", mask(Role::console), RouteId::api_vehicle},
     {Method::get, "/geo/roads.geojson", 0, RouteId::geo_roads},
     {Method::get, "/api/assignments/{}/route", mask(Role::console), RouteId::api_assignment_route},
     {Method::get, "/api/config", mask(Role::console), RouteId::api_config},

@@ -104,6 +104,12 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(o
     log_line(fmt::format("map: {} districts, {} places", m.geography->zone_count(), m.geography->place_count()));
     m.engine.set_geography(m.geography.get());
   }
+  // A station token must name a station of --places (contract v2 section 10): refused at
+  // start, so that no sighting is ever logged at an unknown place.
+  for (const auto& [token, who] : m.tokens.by_token)
+    if (who->role == "station" && (!m.geography || !m.geography->station(who->station)))
+      throw std::runtime_error("station token '" + who->name + "' names station '" + who->station +
+                               "', which is not a place of kind station in --places");
   if (!m.opt.roads_path.empty()) {
     const auto t0 = std::chrono::steady_clock::now();
     m.roads = geo::RoadNetwork::load_osm(m.opt.roads_path);
@@ -134,7 +140,8 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(o
   malloc_trim(0);
 #endif
   for (std::string_view t : {"position", "status", "ack", "decline", "arrived", "cleared", "report", "assign", "cancel",
-                             "liability", "close", "delivered", "escalate", "rescue", "claim_paid"})
+                             "liability", "close", "delivered", "escalate", "rescue", "claim_paid",
+                             "sighting", "hazard", "clear_hazard"})
     m.metrics.messages_in[t];
   ConnectionSlots::Limits limits{connection_cap(m.opt.max_connections), m.opt.max_connections_per_peer};
   m.listener = std::make_unique<Listener>(

@@ -429,8 +429,11 @@ TEST_CASE("a version-3 database is migrated: report ids indexed by (source, repo
     data::Store s(o);
   }
   { data::Store s(t.options()); }
-  // Version 4 is version 3 plus this step, so undoing it gives exactly a version-3 file.
+  // Version 4 is version 3 plus this step, so undoing it (and the later steps: the rural
+  // stations' tables) gives exactly a version-3 file.
   exec(t.path,
+       "DROP TABLE sightings; DROP TABLE hazards; DROP TABLE hazard_events;"
+       "DROP TABLE incident_plates; DROP TABLE incident_signals;"
        "DROP INDEX incidents_source_report; DROP INDEX unit_events_ts;"
        "CREATE INDEX incidents_report ON incidents(report_id); PRAGMA user_version = 3;");
   REQUIRE(count(t.path, "PRAGMA user_version") == 3);
@@ -444,8 +447,8 @@ TEST_CASE("a version-3 database is migrated: report ids indexed by (source, repo
        "('I-000003', 3, 'r-9', 'closed', 'minor', 29.5, 106.5, 3, 3, ''),"
        "('I-000004', 4, 'r-9', 'closed', 'minor', 29.5, 106.5, 4, 4, '');");
   data::Store s(t.options());
-  CHECK(count(t.path, "PRAGMA user_version") == 4);
-  CHECK(data::Store::schema_version() == 4);
+  CHECK(count(t.path, "PRAGMA user_version") == data::Store::schema_version());
+  CHECK(data::Store::schema_version() >= 4);
   CHECK(count(t.path, "SELECT count(*) FROM sqlite_schema WHERE name = 'incidents_report'") == 0);
   CHECK(count(t.path, "SELECT count(*) FROM sqlite_schema WHERE name = 'incidents_source_report'") == 1);
   CHECK(count(t.path, "SELECT count(*) FROM incidents") == 4);
