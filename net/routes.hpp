@@ -35,7 +35,7 @@ struct Route {
   RouteId id;
 };
 
-inline constexpr std::array<Route, 14> route_table{{
+inline constexpr std::array<Route, 16> route_table{{
     {Method::get, "/healthz", 0, RouteId::healthz},
     {Method::get, "/metrics", 0, RouteId::metrics},
     {Method::get, "/geo/districts.geojson", 0, RouteId::geo_districts},
