@@ -70,13 +70,14 @@ const char* write_sql(W w) {
              "hospital = excluded.hospital";
     case W::upsert_assignment:
       return "INSERT INTO assignments(" ASSIGNMENT_COLS
-             ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) "
+             ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) "
              "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, incident = excluded.incident, "
              "unit = excluded.unit, task = excluded.task, state = excluded.state, "
              "lat = excluded.lat, lon = excluded.lon, eta_s = excluded.eta_s, "
              "assigned_ts = excluded.assigned_ts, acked_ts = excluded.acked_ts, "
              "arrived_ts = excluded.arrived_ts, cleared_ts = excluded.cleared_ts, "
-             "ended_ts = excluded.ended_ts, end_reason = excluded.end_reason";
+             "ended_ts = excluded.ended_ts, end_reason = excluded.end_reason, "
+             "candidates = excluded.candidates";
     case W::insert_timeline:
       return "INSERT INTO timeline(" TIMELINE_COLS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6)";
     case W::insert_unit_event:

@@ -26,10 +26,11 @@ namespace rec = engine::rec;
   "closed_ts, hospital"
 #define ASSIGNMENT_COLS                                                                  \
   "id, seq, incident, unit, task, state, lat, lon, eta_s, assigned_ts, acked_ts, "      \
-  "arrived_ts, cleared_ts, ended_ts, end_reason"
+  "arrived_ts, cleared_ts, ended_ts, end_reason, candidates"
 #define A_ASSIGNMENT_COLS                                                                  \
   "a.id, a.seq, a.incident, a.unit, a.task, a.state, a.lat, a.lon, a.eta_s, "             \
-  "a.assigned_ts, a.acked_ts, a.arrived_ts, a.cleared_ts, a.ended_ts, a.end_reason"
+  "a.assigned_ts, a.acked_ts, a.arrived_ts, a.cleared_ts, a.ended_ts, a.end_reason, "     \
+  "a.candidates"
 #define TIMELINE_COLS "incident, ts, event, detail, actor_role, actor_name"
 #define T_TIMELINE_COLS "t.incident, t.ts, t.event, t.detail, t.actor_role, t.actor_name"
 #define UNIT_EVENT_COLS "unit, ts, event, detail, actor_role, actor_name"
@@ -144,7 +145,7 @@ auto bind_write(const engine::Write& w, bool insert_only, Run&& run) {
           return run(W::upsert_assignment, r.id, r.seq, r.incident, r.unit, std::string(engine::to_string(r.task)),
                      std::string(engine::to_string(r.state)), r.lat, r.lon, r.eta_s, r.assigned_ts,
                      ts_or_null(r.acked_ts), ts_or_null(r.arrived_ts), ts_or_null(r.cleared_ts),
-                     ts_or_null(r.ended_ts), r.end_reason);
+                     ts_or_null(r.ended_ts), r.end_reason, r.candidates);
         } else if constexpr (std::is_same_v<T, rec::Timeline>) {
           return run(W::insert_timeline, r.incident, r.ts, r.event, r.detail, r.actor_role, r.actor_name);
         } else if constexpr (std::is_same_v<T, rec::UnitEvent>) {
@@ -250,6 +251,7 @@ rec::Assignment read_assignment(const Row& q) {
   a.cleared_ts = q.int64(12);
   a.ended_ts = q.int64(13);
   a.end_reason = q.text(14);
+  a.candidates = q.text(15);
   return a;
 }
 

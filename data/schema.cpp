@@ -279,6 +279,11 @@ CREATE TABLE incident_signals(
   signals TEXT NOT NULL DEFAULT '[]'
 ) STRICT;
 )sql"},
+
+    {6, "the candidates weighed for each assignment (JSON array text; protocol.md \"Candidates\")",
+     R"sql(
+ALTER TABLE assignments ADD COLUMN candidates TEXT NOT NULL DEFAULT '';
+)sql"},
 };
 
 constexpr bool steps_in_order() {

@@ -9,7 +9,7 @@
 namespace dispatch::data::schema {
 
 // The version this build writes and reads.
-inline constexpr int version = 6;
+inline constexpr int version = 7;
 
 // Brings the database on `db` to `version`: an empty file gets the whole schema, an older
 // one is migrated step by step in one transaction, a newer one (or a file that is not

@@ -570,12 +570,27 @@ class Engine {
   bool any_assignable(UnitKind kind, geo::LatLon near, Millis now) const;
   // The nearest assignable unit for a target (policy.cpp): by ETA, road ETA for ground
   // units when travel times are set.
+  // With `examined`: the units it weighed (with roads, the straight-line prefilter and
+  // their road ETAs), each `chosen`, `farther` or `unreachable`.
   std::optional<policy::Choice> choose(UnitKind kind, geo::LatLon target,
-                                       const std::vector<std::uint32_t>& skip, Millis now) const;
+                                       const std::vector<std::uint32_t>& skip, Millis now,
+                                       std::vector<policy::Weighed>* examined = nullptr) const;
+  // The assignment's `candidates` (JSON array text) for a policy choice: the chosen unit,
+  // a few others examined, and the nearest few units of the kind that could not be taken
+  // (busy, stale, off_duty, declined) within the chosen unit's distance. At most
+  // max_candidates entries.
+  std::string candidates_json(UnitKind kind, geo::LatLon target,
+                              const std::vector<std::uint32_t>& excluded, Millis now,
+                              const policy::Choice& chosen,
+                              std::vector<policy::Weighed> examined) const;
+  static constexpr std::size_t max_candidates = 8;
+  // A manual assignment's `candidates`: the one unit the dispatcher chose, `manual`.
+  std::string manual_candidates_json(const Unit& u, geo::LatLon target) const;
   // `eta_s`: as the policy found it; none: eta_to() (a manual assignment).
   Assignment& create_assignment(Incident& inc, std::size_t need, Unit& u, Millis now,
                                 const Actor& actor, Output& out,
-                                std::optional<double> eta_s = std::nullopt);
+                                std::optional<double> eta_s = std::nullopt,
+                                std::string candidates = {});
   // One unit's ETA to a target: by road for ground units when roads are set and reachable.
   double eta_to(const Unit& u, geo::LatLon target) const;
   // The one way an assignment ends (lifecycle.cpp): cleared, declined, lapsed or cancelled.

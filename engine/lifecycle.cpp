@@ -139,10 +139,17 @@ void Engine::dispatch(Incident& inc, Millis now, const Actor& actor, Output& out
   for (std::size_t i = 0; i < inc.needs.size(); ++i) {
     Need& n = inc.needs[i];
     if (n.done || n.active) continue;
-    auto hit = choose(n.kind, n.target, n.excluded, now);
-    if (!hit && n.or_kind) hit = choose(*n.or_kind, n.target, n.excluded, now);
+    std::vector<policy::Weighed> examined;
+    UnitKind kind = n.kind;
+    auto hit = choose(n.kind, n.target, n.excluded, now, &examined);
+    if (!hit && n.or_kind) {
+      examined.clear();
+      kind = *n.or_kind;
+      hit = choose(kind, n.target, n.excluded, now, &examined);
+    }
     if (hit) {
-      create_assignment(inc, i, units_[hit->unit], now, actor, out, hit->eta_s);
+      std::string why = candidates_json(kind, n.target, n.excluded, now, *hit, std::move(examined));
+      create_assignment(inc, i, units_[hit->unit], now, actor, out, hit->eta_s, std::move(why));
     } else {
       left |= n.kind_bits();
     }
@@ -201,7 +208,8 @@ void Engine::dispatch_waiting(Millis now, Output& out) {
 }
 
 Assignment& Engine::create_assignment(Incident& inc, std::size_t need, Unit& u, Millis now,
-                                      const Actor& actor, Output& out, std::optional<double> eta_s) {
+                                      const Actor& actor, Output& out, std::optional<double> eta_s,
+                                      std::string candidates) {
   Need& n = inc.needs[need];
   auto a = std::make_unique<Assignment>();
   auto& r = a->rec;
@@ -216,6 +224,7 @@ Assignment& Engine::create_assignment(Incident& inc, std::size_t need, Unit& u, 
   const double d = u.has_pos ? geo::distance_m(u.pos, n.target) : 0.0;
   r.eta_s = static_cast<int>(std::lround(eta_s ? *eta_s : eta_to(u, n.target)));
   r.assigned_ts = now;
+  r.candidates = candidates.empty() ? manual_candidates_json(u, n.target) : std::move(candidates);
   if (inc.assignments.empty()) service_of(inc).to_assign.add(static_cast<double>(now - inc.rec.received_ts) / 1000.0);
   a->incident = &inc;
   a->unit = slot_of(u);

@@ -122,7 +122,8 @@ void Engine::plan_needs(Incident& inc, Millis now, Output* out, std::optional<bo
 // (ties: distance). Unreachable candidates are skipped; none reachable: the straight line.
 std::optional<policy::Choice> Engine::choose(UnitKind kind, geo::LatLon target,
                                              const std::vector<std::uint32_t>& skip,
-                                             Millis now) const {
+                                             Millis now,
+                                             std::vector<policy::Weighed>* examined) const {
   const Millis fresh_after = now - config_.stale_after_ms;
   auto accept = [&](std::uint32_t slot) {
     const Unit& u = units_[slot];
@@ -133,7 +134,14 @@ std::optional<policy::Choice> Engine::choose(UnitKind kind, geo::LatLon target,
   if (!travel_ || kind == UnitKind::heli || config_.road_candidates == 0) {
     auto hit = idx.nearest(target, accept);
     if (!hit) return std::nullopt;
-    return policy::Choice{hit->id, hit->distance_m, eta_for(kind, hit->distance_m)};
+    policy::Choice c{hit->id, hit->distance_m, eta_for(kind, hit->distance_m)};
+    if (examined) {
+      // The first few nearest by straight line: the chosen one, and the next ones farther.
+      examined->push_back({c.unit, c.distance_m, c.eta_s, "chosen"});
+      for (const auto& h : idx.nearest_k(target, 4, accept))
+        if (h.id != c.unit) examined->push_back({h.id, h.distance_m, eta_for(kind, h.distance_m), "farther"});
+    }
+    return c;
   }
   const auto hits = idx.nearest_k(target, config_.road_candidates, accept);
   if (hits.empty()) return std::nullopt;
@@ -150,7 +158,130 @@ std::optional<policy::Choice> Engine::choose(UnitKind kind, geo::LatLon target,
       best = policy::Choice{hits[i].id, hits[i].distance_m, seconds[i]};
   }
   if (!best) best = policy::Choice{hits[0].id, hits[0].distance_m, eta_for(kind, hits[0].distance_m)};
+  if (examined) {
+    examined->push_back({best->unit, best->distance_m, best->eta_s, "chosen"});
+    for (std::size_t i = 0; i < hits.size(); ++i)
+      if (hits[i].id != best->unit)
+        examined->push_back({hits[i].id, hits[i].distance_m, seconds[i],
+                             std::isfinite(seconds[i]) ? "farther" : "unreachable"});
+  }
   return best;
+}
+
+namespace {
+
+void append_json_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += ch;
+    }
+  }
+  out += '"';
+}
+
+void append_weighed(std::string& out, std::string_view unit, double distance_m, double eta_s,
+                    const char* why) {
+  if (out.size() > 1) out += ',';
+  out += "{\"unit\":";
+  append_json_string(out, unit);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, ",\"distance_m\":%.0f,\"eta_s\":", distance_m);
+  out += buf;
+  if (std::isfinite(eta_s)) {
+    std::snprintf(buf, sizeof buf, "%.0f", eta_s);
+    out += buf;
+  } else {
+    out += "null";
+  }
+  out += ",\"why\":\"";
+  out += why;
+  out += "\"}";
+}
+
+}  // namespace
+
+// The nearest few units that could not be taken are found by one bounded pass over the
+// fleet with a cheap equirectangular distance, keeping the 4 nearest within the chosen
+// unit's distance (docs/performance.md "Candidates" has its cost).
+std::string Engine::candidates_json(UnitKind kind, geo::LatLon target,
+                                    const std::vector<std::uint32_t>& excluded, Millis now,
+                                    const policy::Choice& chosen,
+                                    std::vector<policy::Weighed> examined) const {
+  constexpr std::size_t max_other = 4;  // non-assignable units kept
+  constexpr double deg = 3.14159265358979323846 / 180;
+  constexpr double earth_m = 6'371'008.8;
+  const double coslat = std::cos(target.lat * deg);
+  // Equirectangular metres, squared; a little slack so a unit at the chosen distance is kept.
+  auto approx2 = [&](geo::LatLon p) {
+    const double x = (p.lon - target.lon) * deg * coslat * earth_m;
+    const double y = (p.lat - target.lat) * deg * earth_m;
+    return x * x + y * y;
+  };
+  const double limit = chosen.distance_m * 1.01 + 1;
+  const double limit2 = limit * limit;
+  std::array<std::pair<double, std::uint32_t>, max_other> near{};
+  std::size_t kept = 0;
+  const Millis fresh_after = now - config_.stale_after_ms;
+  for (std::uint32_t slot = 0; slot < units_.size(); ++slot) {
+    const Unit& u = units_[slot];
+    if (u.kind != kind || !u.has_pos || slot == chosen.unit) continue;
+    const double d2 = approx2(u.pos);
+    if (d2 > limit2 || (kept == max_other && d2 >= near[kept - 1].first)) continue;
+    const bool declined = std::find(excluded.begin(), excluded.end(), slot) != excluded.end();
+    if (!declined && u.status == UnitStatus::available && u.pos_ts >= fresh_after) continue;  // assignable
+    std::size_t i = kept < max_other ? kept++ : max_other - 1;
+    while (i > 0 && near[i - 1].first > d2) {
+      near[i] = near[i - 1];
+      --i;
+    }
+    near[i] = {d2, slot};
+  }
+  std::vector<policy::Weighed> others;
+  for (std::size_t i = 0; i < kept; ++i) {
+    const std::uint32_t slot = near[i].second;
+    const Unit& u = units_[slot];
+    const char* why = std::find(excluded.begin(), excluded.end(), slot) != excluded.end()
+                          ? "declined"
+                      : u.status == UnitStatus::off_duty  ? "off_duty"
+                      : u.status != UnitStatus::available ? "busy"
+                                                          : "stale";
+    others.push_back({slot, geo::distance_m(u.pos, target), std::numeric_limits<double>::quiet_NaN(), why});
+  }
+  // The chosen one, then the others examined (least ETA first) and the ones that could not
+  // be taken, at most max_candidates in all, by straight-line distance after the chosen.
+  std::vector<policy::Weighed> list;
+  list.push_back({chosen.unit, chosen.distance_m, chosen.eta_s, "chosen"});
+  std::erase_if(examined, [&](const policy::Weighed& w) { return w.unit == chosen.unit; });
+  std::stable_sort(examined.begin(), examined.end(), [](const auto& a, const auto& b) {
+    return a.eta_s < b.eta_s;  // +infinity (unreachable) last
+  });
+  const std::size_t room = max_candidates - 1 - others.size();
+  for (std::size_t i = 0; i < examined.size() && i < room; ++i) list.push_back(examined[i]);
+  list.insert(list.end(), others.begin(), others.end());
+  std::stable_sort(list.begin() + 1, list.end(),
+                   [](const auto& a, const auto& b) { return a.distance_m < b.distance_m; });
+  std::string out = "[";
+  out.reserve(80 * list.size() + 2);
+  for (const auto& w : list) append_weighed(out, units_[w.unit].id(), w.distance_m, w.eta_s, w.why);
+  out += ']';
+  return out;
+}
+
+std::string Engine::manual_candidates_json(const Unit& u, geo::LatLon target) const {
+  std::string out = "[";
+  append_weighed(out, u.id(), u.has_pos ? geo::distance_m(u.pos, target) : 0.0,
+                 u.has_pos ? eta_to(u, target) : std::numeric_limits<double>::quiet_NaN(), "manual");
+  out += ']';
+  return out;
 }
 
 double Engine::eta_to(const Unit& u, geo::LatLon target) const {

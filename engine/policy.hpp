@@ -25,6 +25,17 @@ struct Choice {
   double eta_s = 0;
 };
 
+// A unit weighed for an assignment (the assignment's `candidates`): its slot,
+// straight-line distance, ETA (+infinity: no road reaches the target; NaN: none, the unit
+// was not assignable) and why it was or was not chosen (a wire word: chosen, farther,
+// unreachable, declined, busy, stale, off_duty, manual).
+struct Weighed {
+  std::uint32_t unit = 0;
+  double distance_m = 0;
+  double eta_s = 0;
+  const char* why = "";
+};
+
 // The nearest assignable unit of a kind for a target, by least ETA (ties: distance),
 // skipping the given slots; nullopt when there is none.
 using Nearest = std::function<std::optional<Choice>(UnitKind, geo::LatLon target,

@@ -62,6 +62,9 @@ struct Assignment {
   Millis assigned_ts = 0, acked_ts = 0, arrived_ts = 0, cleared_ts = 0;
   Millis ended_ts = 0;                 // declined, lapsed or cancelled
   std::string end_reason;
+  // The candidates weighed (protocol.md "Candidates"): a JSON array, as sent; empty for
+  // assignments stored before it was kept.
+  std::string candidates;
 };
 
 // One line of an incident's timeline (appended, never changed).

@@ -156,6 +156,8 @@ void assignment_fields(JsonWriter& w, const rec::Assignment& a) {
   w.key("lon").coord(a.lon);
   w.key("ended_ts").time_or_null(a.ended_ts);
   w.key("reason").string_or_null(a.end_reason);
+  // The candidates weighed (protocol.md "Candidates"): kept as JSON text by the engine.
+  w.key("candidates").raw(a.candidates.empty() ? std::string_view("[]") : std::string_view(a.candidates));
   w.end_object();
 }
 

@@ -223,6 +223,36 @@ TEST_CASE("round trip: every record kind through submit, commit, load and the re
   CHECK(s.unit_events("M1").size() == 1);
 }
 
+TEST_CASE("round trip: an assignment's candidates (JSON text) are stored, loaded and updated") {
+  TempDb t;
+  const std::string why =
+      R"([{"unit":"M1","distance_m":812,"eta_s":95,"why":"chosen"},)"
+      R"({"unit":"M2","distance_m":300,"eta_s":1210,"why":"farther"},)"
+      R"({"unit":"渝M\"3","distance_m":500,"eta_s":null,"why":"busy"}])";
+  {
+    data::Store s(t.options());
+    s.add_units({unit("M1"), unit("M2")});
+    auto a = assignment(1, "I-1", "M1");
+    a.candidates = why;
+    auto b = assignment(2, "I-1", "M2");  // stored before candidates were kept: empty
+    s.submit({incident(1, "cc-1"), a, b}, [] {});
+    a.state = AssignmentState::en_route;  // an upsert keeps them
+    a.acked_ts = 2100;
+    s.submit({a}, [] {});
+    s.flush();
+  }
+  data::Store s(t.options());
+  const auto snap = s.load();
+  REQUIRE(snap.assignments.size() == 2);
+  CHECK(snap.assignments[0].state == AssignmentState::en_route);
+  CHECK(snap.assignments[0].candidates == why);
+  CHECK(snap.assignments[1].candidates == "");
+  const auto one = s.incident("I-1");
+  REQUIRE(one);
+  REQUIRE(one->assignments.size() == 2);
+  CHECK(one->assignments[0].candidates == why);
+}
+
 TEST_CASE("upserts are idempotent; add_units leaves stored units alone") {
   TempDb t;
   data::Store s(t.options());
@@ -430,8 +460,9 @@ TEST_CASE("a version-3 database is migrated: report ids indexed by (source, repo
   }
   { data::Store s(t.options()); }
   // Version 4 is version 3 plus this step, so undoing it (and the later steps: the rural
-  // stations' tables) gives exactly a version-3 file.
+  // stations' tables, the assignments' candidates) gives exactly a version-3 file.
   exec(t.path,
+       "ALTER TABLE assignments DROP COLUMN candidates;"
        "DROP TABLE sightings; DROP TABLE hazards; DROP TABLE hazard_events;"
        "DROP TABLE incident_plates; DROP TABLE incident_signals;"
        "DROP INDEX incidents_source_report; DROP INDEX unit_events_ts;"
