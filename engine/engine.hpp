@@ -578,12 +578,11 @@ class Engine {
   // The assignment's `candidates` (JSON array text) for a policy choice: the chosen unit,
   // a few others examined, and the nearest few units of the kind that could not be taken
   // (busy, stale, off_duty, declined) within the chosen unit's distance. At most
-  // max_candidates entries.
+  // policy::max_candidates entries.
   std::string candidates_json(UnitKind kind, geo::LatLon target,
                               const std::vector<std::uint32_t>& excluded, Millis now,
                               const policy::Choice& chosen,
                               std::vector<policy::Weighed> examined) const;
-  static constexpr std::size_t max_candidates = 8;
   // A manual assignment's `candidates`: the one unit the dispatcher chose, `manual`.
   std::string manual_candidates_json(const Unit& u, geo::LatLon target) const;
   // `eta_s`: as the policy found it; none: eta_to() (a manual assignment).

@@ -264,7 +264,7 @@ std::string Engine::candidates_json(UnitKind kind, geo::LatLon target,
   std::stable_sort(examined.begin(), examined.end(), [](const auto& a, const auto& b) {
     return a.eta_s < b.eta_s;  // +infinity (unreachable) last
   });
-  const std::size_t room = max_candidates - 1 - others.size();
+  const std::size_t room = policy::max_candidates - 1 - others.size();
   for (std::size_t i = 0; i < examined.size() && i < room; ++i) list.push_back(examined[i]);
   list.insert(list.end(), others.begin(), others.end());
   std::stable_sort(list.begin() + 1, list.end(),

@@ -36,6 +36,9 @@ struct Weighed {
   const char* why = "";
 };
 
+// The most units an assignment's `candidates` keeps.
+inline constexpr std::size_t max_candidates = 8;
+
 // The nearest assignable unit of a kind for a target, by least ETA (ties: distance),
 // skipping the given slots; nullopt when there is none.
 using Nearest = std::function<std::optional<Choice>(UnitKind, geo::LatLon target,
