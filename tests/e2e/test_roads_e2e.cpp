@@ -32,9 +32,15 @@ struct Fixture {
   std::string fleet_file = dir.file("fleet.json", fleet);
   std::optional<Server> server;
 
+  std::vector<std::string> args;
+
   explicit Fixture(bool roads) {
-    std::vector<std::string> args{"--db", db, "--tokens", tokens, "--fleet", fleet_file};
+    args = {"--db", db, "--tokens", tokens, "--fleet", fleet_file};
     if (roads) args.insert(args.end(), {"--roads", river});
+    server.emplace(args);
+  }
+  void restart() {
+    server.reset();
     server.emplace(args);
   }
   unsigned short port() const { return server->port(); }
@@ -117,6 +123,51 @@ TEST_CASE("with --roads: the team on the same bank is sent, with the road ETA") 
   CHECK(gj.at("type").as_string() == "FeatureCollection");
   CHECK(gj.at("features").as_array().size() == 4);  // two bank roads, the bridge, the lane
   CHECK(layer.body.find("footway") == std::string::npos);
+}
+
+// The unit's candidates (protocol.md "Roads (v2)", "Candidates") in GET /api/incidents/{id}.
+json::object candidates_of(unsigned short port, const std::string& incident, const std::string& assignment) {
+  const auto r = http_request(port, http::verb::get, "/api/incidents/" + incident, {}, "c-secret");
+  REQUIRE(r.status == 200);
+  json::object out;
+  const json::value body = r.json();
+  for (const auto& a : body.at("assignments").as_array()) {
+    if (a.at("assignment").as_string() != assignment) continue;
+    for (const auto& c : a.at("candidates").as_array()) out[c.at("unit").as_string()] = c;
+  }
+  return out;
+}
+
+TEST_CASE("with --roads: the assignment keeps its candidates, the unit across the river farther; kept over a restart") {
+  Fixture f(true);
+  std::string incident, assignment;
+  {
+    Ws gw(f.port(), "/ws/unit", "g-secret");
+    Ws rep(f.port(), "/ws/report", "r-secret");
+    f.place(gw);
+    rep.send(report("cc-road-why", scene.lat, scene.lon));
+    REQUIRE(rep.recv_type("accepted"));
+    auto a = gw.recv_type("assign");
+    REQUIRE(a);
+    REQUIRE(str(*a, "unit") == "M1");
+    incident = str(*a, "incident");
+    assignment = str(*a, "assignment");
+  }
+  auto check = [&](const json::object& c) {
+    REQUIRE(c.contains("M1"));
+    CHECK(c.at("M1").at("why").as_string() == "chosen");
+    CHECK(std::abs(c.at("M1").at("eta_s").to_number<double>() - road_eta(same_bank)) <= 1.0);
+    REQUIRE(c.contains("M2"));
+    CHECK(c.at("M2").at("why").as_string() == "farther");
+    CHECK(std::abs(c.at("M2").at("eta_s").to_number<double>() - road_eta(across)) <= 1.0);
+    CHECK(c.at("M2").at("distance_m").to_number<double>() ==
+          doctest::Approx(dispatch::geo::distance_m(scene, across)).epsilon(0.01));
+    CHECK(c.at("M2").at("distance_m").to_number<double>() < c.at("M1").at("distance_m").to_number<double>());
+  };
+  check(candidates_of(f.port(), incident, assignment));
+  // The open incident is restored from the database with the same candidates.
+  f.restart();
+  check(candidates_of(f.port(), incident, assignment));
 }
 
 TEST_CASE("without --roads: today's straight-line model, no road layer, a straight route") {
