@@ -89,6 +89,36 @@ void BM_ReportAssignClear(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// As BM_ReportAssignClear with every other unit off duty: each assignment's candidates
+// then hold the nearest few units that could not go (docs/performance.md "Candidates").
+void BM_ReportAssignClearHalfOff(benchmark::State& state) {
+  Fleet f(static_cast<std::size_t>(state.range(0)));
+  Principal rep{"reporter", "cc", false, {}, {}};
+  Output out;
+  for (std::size_t i = 0; i < f.batch.size(); i += 2) {
+    out.clear();
+    f.engine.handle(cmd::Status{f.batch[i].unit, UnitStatus::off_duty}, Origin{1, &f.gw}, f.now, out);
+  }
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<double> lat(29.3, 29.9), lon(106.2, 106.9);
+  std::uint64_t n = 0;
+  for (auto _ : state) {
+    cmd::Report r;
+    r.id = tagged("b-", ++n);
+    r.lat = lat(rng);
+    r.lon = lon(rng);
+    r.severity = Severity::injury;
+    out.clear();
+    f.engine.handle(r, Origin{2, &rep}, f.now, out);
+    std::string assignment;
+    for (auto& m : out.messages)
+      if (auto* a = std::get_if<ev::Assign>(&m.payload)) assignment = a->assignment;
+    out.clear();
+    f.engine.handle(cmd::Cleared{assignment}, Origin{1, &f.gw}, f.now, out);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 // N incidents wait (1,000 motos, all busy; severities 80% minor, 17% injury, 3% critical);
 // each iteration one unit is freed (its assignment cleared: the incident closes and the unit
 // takes the most urgent waiting incident) and, untimed, a new report joins the queue so
@@ -195,6 +225,7 @@ void BM_MemoryPerUnit(benchmark::State& state) {
 
 BENCHMARK(BM_Positions)->Arg(1000)->Arg(10000)->Arg(100000);
 BENCHMARK(BM_ReportAssignClear)->Arg(1000)->Arg(10000)->Arg(100000);
+BENCHMARK(BM_ReportAssignClearHalfOff)->Arg(10000)->Arg(100000);
 BENCHMARK(BM_FreedUnitWithWaiting)->Arg(100)->Arg(1000)->Arg(10000)->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MemoryPerUnit)->Arg(10000)->Arg(100000)->Iterations(3)->Unit(benchmark::kMillisecond);

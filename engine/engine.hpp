@@ -654,6 +654,9 @@ class Engine {
   std::unordered_map<std::string, Source, Hash, std::equal_to<>> sources_;
   Source& source(const std::string& name);
   std::array<geo::UnitIndex, 3> index_;  // by UnitKind: the assignable units with a position
+  // By UnitKind: every other unit with a position (busy, off duty, stale): the nearest few
+  // that could not go, for an assignment's candidates (candidates_json).
+  std::array<geo::UnitIndex, 3> unassignable_;
   // The waiting queues, one per unit kind: the incidents with a need of that kind without a
   // unit, most urgent first (severity, then the oldest report: rank()). An incident
   // waiting for two kinds is in both.

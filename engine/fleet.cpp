@@ -219,10 +219,17 @@ void Engine::positions(std::span<const cmd::Position> batch, const Origin& origi
 
 void Engine::reindex(Unit& u, Millis now) {
   auto& idx = index_[static_cast<int>(u.kind)];
-  if (u.status == UnitStatus::available && u.has_pos && now - u.pos_ts <= config_.stale_after_ms)
+  auto& other = unassignable_[static_cast<int>(u.kind)];
+  if (u.status == UnitStatus::available && u.has_pos && now - u.pos_ts <= config_.stale_after_ms) {
     idx.upsert(slot_of(u), u.pos);
-  else
+    other.remove(slot_of(u));
+  } else {
     idx.remove(slot_of(u));
+    if (u.has_pos)
+      other.upsert(slot_of(u), u.pos);
+    else
+      other.remove(slot_of(u));
+  }
 }
 
 void Engine::on_status(const cmd::Status& c, const Origin& o, Millis now, Output& out) {

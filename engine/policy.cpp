@@ -209,42 +209,36 @@ void append_weighed(std::string& out, std::string_view unit, double distance_m, 
 
 }  // namespace
 
-// The nearest few units that could not be taken are found by one bounded pass over the
-// fleet with a cheap equirectangular distance, keeping the 4 nearest within the chosen
-// unit's distance (docs/performance.md "Candidates" has its cost).
+// The nearest few units that could not be taken: the 4 nearest of the kind's index of
+// unassignable units (busy, off duty, stale), stale ones among the nearest of the
+// assignable index, and those that declined this need; kept
+// when within the chosen unit's distance (docs/performance.md "Candidates" has the cost).
 std::string Engine::candidates_json(UnitKind kind, geo::LatLon target,
                                     const std::vector<std::uint32_t>& excluded, Millis now,
                                     const policy::Choice& chosen,
                                     std::vector<policy::Weighed> examined) const {
-  constexpr std::size_t max_other = 4;  // non-assignable units kept
-  constexpr double deg = 3.14159265358979323846 / 180;
-  constexpr double earth_m = 6'371'008.8;
-  const double coslat = std::cos(target.lat * deg);
-  // Equirectangular metres, squared; a little slack so a unit at the chosen distance is kept.
-  auto approx2 = [&](geo::LatLon p) {
-    const double x = (p.lon - target.lon) * deg * coslat * earth_m;
-    const double y = (p.lat - target.lat) * deg * earth_m;
-    return x * x + y * y;
-  };
-  const double limit = chosen.distance_m * 1.01 + 1;
-  const double limit2 = limit * limit;
-  std::array<std::pair<double, std::uint32_t>, max_other> near{};
-  std::size_t kept = 0;
+  constexpr std::size_t max_other = 4;  // units that could not go, kept
+  const double limit = chosen.distance_m * 1.001 + 1;
+  std::vector<std::pair<double, std::uint32_t>> near;
+  near.reserve(max_other + excluded.size());
+  for (const auto& h : unassignable_[static_cast<int>(kind)].nearest_k(target, max_other, [](std::uint32_t) { return true; }))
+    if (h.distance_m <= limit && h.id != chosen.unit) near.emplace_back(h.distance_m, h.id);
+  // Units gone stale since the last tick are still in the assignable index: look among
+  // its few nearest (bounded; the tick moves them to the other index).
   const Millis fresh_after = now - config_.stale_after_ms;
-  for (std::uint32_t slot = 0; slot < units_.size(); ++slot) {
+  for (const auto& h : index_[static_cast<int>(kind)].nearest_k(target, 2 * max_other, [](std::uint32_t) { return true; }))
+    if (h.distance_m <= limit && h.id != chosen.unit && units_[h.id].pos_ts < fresh_after)
+      near.emplace_back(h.distance_m, h.id);
+  for (const std::uint32_t slot : excluded) {
     const Unit& u = units_[slot];
-    if (u.kind != kind || !u.has_pos || slot == chosen.unit) continue;
-    const double d2 = approx2(u.pos);
-    if (d2 > limit2 || (kept == max_other && d2 >= near[kept - 1].first)) continue;
-    const bool declined = std::find(excluded.begin(), excluded.end(), slot) != excluded.end();
-    if (!declined && u.status == UnitStatus::available && u.pos_ts >= fresh_after) continue;  // assignable
-    std::size_t i = kept < max_other ? kept++ : max_other - 1;
-    while (i > 0 && near[i - 1].first > d2) {
-      near[i] = near[i - 1];
-      --i;
-    }
-    near[i] = {d2, slot};
+    if (slot == chosen.unit || u.kind != kind || !u.has_pos) continue;
+    const double d = geo::distance_m(u.pos, target);
+    if (d <= limit && std::none_of(near.begin(), near.end(), [&](const auto& x) { return x.second == slot; }))
+      near.emplace_back(d, slot);
   }
+  std::sort(near.begin(), near.end());
+  if (near.size() > max_other) near.resize(max_other);
+  const std::size_t kept = near.size();
   std::vector<policy::Weighed> others;
   for (std::size_t i = 0; i < kept; ++i) {
     const std::uint32_t slot = near[i].second;
@@ -253,8 +247,9 @@ std::string Engine::candidates_json(UnitKind kind, geo::LatLon target,
                           ? "declined"
                       : u.status == UnitStatus::off_duty  ? "off_duty"
                       : u.status != UnitStatus::available ? "busy"
-                                                          : "stale";
-    others.push_back({slot, geo::distance_m(u.pos, target), std::numeric_limits<double>::quiet_NaN(), why});
+                      : u.pos_ts < fresh_after            ? "stale"
+                                                          : "busy";
+    others.push_back({slot, near[i].first, std::numeric_limits<double>::quiet_NaN(), why});
   }
   // The chosen one, then the others examined (least ETA first) and the ones that could not
   // be taken, at most max_candidates in all, by straight-line distance after the chosen.
