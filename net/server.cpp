@@ -197,6 +197,15 @@ void Server::stop() {
     error_code ignored;
     m.signals.cancel(ignored);
   });
+  // No session reads another frame; those already handed to the engine thread are applied
+  // (their writes reach the store before it closes: a position a gateway had confirmed by
+  // its ping is never lost to a SIGTERM).
+  m.input_closed.store(true);
+  if (!m.threads.empty()) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (m.frames_to_engine.load() > 0 && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   auto drained = std::make_shared<std::promise<void>>();
   auto done = drained->get_future();
   asio::post(m.engine_ioc, [&m, drained] {

@@ -133,6 +133,12 @@ struct Server::Impl {
   asio::signal_set signals{ioc};
   std::vector<std::thread> threads;
   std::atomic<bool> stopping{false};
+  // At stop, before the store closes: no session reads another frame (what it read but had
+  // not handed over is dropped unanswered, so its sender sends it again to the next server),
+  // and every frame handed to the engine thread is applied while the store still takes
+  // writes. frames_to_engine counts frames posted and not yet applied.
+  std::atomic<bool> input_closed{false};
+  std::atomic<std::int64_t> frames_to_engine{0};
   std::mutex stop_mutex;
   std::condition_variable stop_cv;
   bool stopped = false;

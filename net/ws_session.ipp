@@ -66,7 +66,7 @@ void BasicWsSession<Stream>::on_accept(error_code ec) {
 
 template <class Stream>
 void BasicWsSession<Stream>::do_read() {
-  if (closing_) return;
+  if (closing_ || srv_.input_closed.load()) return;
   if (in_flight_ >= detail::max_in_flight) {
     reading_paused_ = true;  // the engine is behind: the socket's buffer holds the rest
     return;
@@ -139,8 +139,19 @@ void BasicWsSession<Stream>::on_read(error_code ec) {
     auto it = srv_.metrics.messages_in.find(t);
     if (it != srv_.metrics.messages_in.end()) inc(it->second);
   }
+  // Counted before the check, so that stop() either sees this frame counted or this
+  // session sees the input closed (then the frame is dropped, unanswered: the sender never
+  // had it confirmed, as no pong or answer follows it).
+  srv_.frames_to_engine.fetch_add(1);
+  if (srv_.input_closed.load()) {
+    srv_.frames_to_engine.fetch_sub(1);
+    return;
+  }
   ++in_flight_;
-  asio::post(srv_.engine_ioc, [s = self(), frame, parsed] { s->srv_.on_frame(s, *frame, parsed); });
+  asio::post(srv_.engine_ioc, [s = self(), frame, parsed] {
+    s->srv_.on_frame(s, *frame, parsed);
+    s->srv_.frames_to_engine.fetch_sub(1);
+  });
   do_read();
 }
 
