@@ -13,10 +13,14 @@
 #include <string>
 
 #include "data/store.hpp"
+#include "tests/data/temp_db.hpp"
 
 using namespace dispatch;
 using namespace dispatch::engine;
 namespace fs = std::filesystem;
+using test_db::on_pg;
+using test_db::pg_scalar;
+using test_db::TempDb;
 
 namespace {
 
@@ -26,66 +30,6 @@ Millis wall() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
-
-bool on_pg() {
-  const char* b = std::getenv("DISPATCH_TEST_BACKEND");
-  return b && std::string(b) == "postgresql";
-}
-
-std::string pg_scalar(const std::string& sql, const std::string& db = "postgres") {
-  PGconn* c = PQconnectdb(("dbname=" + db).c_str());
-  REQUIRE_MESSAGE(PQstatus(c) == CONNECTION_OK, "PostgreSQL: " << PQerrorMessage(c));
-  PGresult* r = PQexec(c, sql.c_str());
-  const auto st = PQresultStatus(r);
-  INFO(sql << " -> " << PQresultErrorMessage(r));
-  CHECK((st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK));
-  std::string out = st == PGRES_TUPLES_OK && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "";
-  PQclear(r);
-  PQfinish(c);
-  return out;
-}
-
-std::string pg_url(const std::string& db) {
-  auto env = [](const char* k, const char* d) {
-    const char* v = std::getenv(k);
-    return std::string(v && *v ? v : d);
-  };
-  return "postgresql://" + env("PGUSER", "postgres") + ":" + env("PGPASSWORD", "") + "@" +
-         env("PGHOST", "localhost") + ":" + env("PGPORT", "5432") + "/" + db;
-}
-
-struct TempDb {
-  fs::path dir;
-  std::string path;
-  std::string pg_db;
-  TempDb() {
-    if (on_pg()) {
-      static int n = 0;
-      pg_db = "dispatch_stations_" + std::to_string(getpid()) + "_" + std::to_string(++n);
-      pg_scalar("CREATE DATABASE " + pg_db);
-      path = pg_url(pg_db);
-      return;
-    }
-    char tmpl[] = "/tmp/dispatch-stations-XXXXXX";
-    REQUIRE(mkdtemp(tmpl));
-    dir = tmpl;
-    path = (dir / "dispatch.db").string();
-  }
-  ~TempDb() {
-    if (!pg_db.empty()) {
-      pg_scalar("DROP DATABASE IF EXISTS " + pg_db + " WITH (FORCE)");
-      return;
-    }
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  data::StoreOptions options() const {
-    data::StoreOptions o;
-    o.path = path;
-    o.retry_after = std::chrono::milliseconds(20);
-    return o;
-  }
-};
 
 std::int64_t count(const std::string& path, const std::string& sql) {
   if (path.rfind("postgresql://", 0) == 0) {
