@@ -3,6 +3,7 @@
 // the reads' logic. The SQL itself is in rows.cpp; the backends run it.
 #include "data/store.hpp"
 
+#include <pthread.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -77,7 +78,10 @@ struct Store::Impl {
     // rounds come every prune_every after it, so a point submitted now is never pruned
     // by surprise before then. A shared database is pruned only by the active server.
     if (!db->shared()) prune_all(wall_ms());
-    writer = std::thread([this] { run(); });
+    writer = std::thread([this] {
+      pthread_setname_np(pthread_self(), "writer");
+      run();
+    });
   }
 
   ~Impl() { close(); }

@@ -1,5 +1,6 @@
 #include "net/lease.hpp"
 
+#include <pthread.h>
 #include <fmt/format.h>
 
 #include <cstdlib>
@@ -17,7 +18,10 @@ LeaseLoop::LeaseLoop(std::string url, std::string holder, std::chrono::milliseco
 LeaseLoop::~LeaseLoop() { stop(false); }
 
 void LeaseLoop::start() {
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "lease");
+    run();
+  });
 }
 
 void LeaseLoop::stop(bool release) {

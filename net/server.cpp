@@ -3,6 +3,7 @@
 
 #include "net/server.hpp"
 
+#include <pthread.h>
 #include <fmt/format.h>
 #include <sys/resource.h>
 #ifdef __GLIBC__
@@ -167,9 +168,20 @@ std::string Server::start() {
     m.arm_tick();
     m.arm_flush();
   });
-  m.threads.emplace_back([&m] { m.engine_ioc.run(); });
-  m.threads.emplace_back([&m] { m.console_ioc.run(); });
-  for (int i = 0; i < std::max(1, m.opt.io_threads); ++i) m.threads.emplace_back([&m] { m.ioc.run(); });
+  // Named, so that `top -H` and perf tell them apart.
+  m.threads.emplace_back([&m] {
+    pthread_setname_np(pthread_self(), "engine");
+    m.engine_ioc.run();
+  });
+  m.threads.emplace_back([&m] {
+    pthread_setname_np(pthread_self(), "consoles");
+    m.console_ioc.run();
+  });
+  for (int i = 0; i < std::max(1, m.opt.io_threads); ++i)
+    m.threads.emplace_back([&m] {
+      pthread_setname_np(pthread_self(), "io");
+      m.ioc.run();
+    });
   if (m.store->shared()) {
     m.lease = make_lease_loop(m);
     m.lease->start();

@@ -8,6 +8,8 @@
 #   scripts/bench.sh                       all of it (about 6 minutes after the build)
 #   SECONDS_PER_RUN=30 scripts/bench.sh
 #   PARTS="intake" scripts/bench.sh        only some of: load intake micro
+#   PARTS=load LINES="2 3" scripts/bench.sh  only those lines of the load table
+#   DISPATCHD_FLAGS="--sync-normal" ...     extra flags for dispatchd in the load lines
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -48,7 +50,11 @@ stop_dispatchd() {
 # ---- load: reports on their own thread and connection, a console open -------------------
 run() {  # units rate reports_per_s gateways batch label
   local units=$1 rate=$2 rps=$3 gws=$4 batch=$5 label=$6
-  start_dispatchd "$units"
+  # LINES="2 3" runs only those lines of the table (1-based), to iterate on one of them.
+  line_no=$((line_no + 1))
+  [ -z "${LINES:-}" ] || [[ " $LINES " == *" $line_no "* ]] || return 0
+  # shellcheck disable=SC2086
+  start_dispatchd "$units" ${DISPATCHD_FLAGS:-}
   "$B/sim/dispatch-sim" run --url "ws://$addr" --tokens "$work/tokens.json" --fleet "$work/fleet.json" \
     --duration "$secs" --rate "$rate" --reports-per-s "$rps" --gateways "$gws" --batch "$batch" --consoles 1 \
     --json "$work/s.json" >/dev/null 2>&1
@@ -75,6 +81,7 @@ if [[ " $parts " == *" load "* ]]; then
   echo "| run                          |   units |  positions/s | reports/s | acc p50 | asg p50 | asg p99 | asg max | mis | err | RSS MiB |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   : > "$work/stages"
+  line_no=0
   run 1000 1 100 2 500 "1k units, 100 reports/s"
   run 10000 1 100 4 500 "10k units, 100 reports/s"
   run 10000 1 1000 4 500 "10k units, 1000 reports/s"
