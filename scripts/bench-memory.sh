@@ -18,7 +18,7 @@ units_list=${UNITS:-10000 100000}
 consoles_list=${CONSOLES:-0 1}
 work=$(mktemp -d /tmp/dispatch-mem-XXXXXX)
 pid=""
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), build $B, ${secs} s per run"
 
 status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
@@ -47,6 +47,9 @@ for c in $consoles_list; do
     "$B/sim/dispatch-sim" run --url "ws://$addr" --tokens "$work/tokens.json" --fleet "$work/fleet.json" \
       --duration "$secs" --rate 1 --reports-per-s 10 --gateways 4 --batch 500 --consoles "$c" \
       --json "$work/s.json" >/dev/null 2>"$work/sim.err" || { cat "$work/sim.err" >&2; exit 1; }
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "dispatchd ended before the reading:" >&2; tail -n 5 "$work/err" >&2; exit 1
+    fi
     start[$c,$n]=$rss0
     end[$c,$n]=$(status_kib "$pid" VmRSS)
     hwm[$c,$n]=$(status_kib "$pid" VmHWM)
