@@ -6,14 +6,35 @@
 // on the engine thread; rendering, queue sizes and delivery are callbacks.
 #pragma once
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace dispatch::net {
+
+// WebSocket messages sent one after another out of one buffer: a console flush's positions
+// without a string (and a shared_ptr) per message. `text` may be shared by the runs of
+// several consoles (a flush renders each unit once).
+struct FrameRun {
+  std::shared_ptr<const std::string> text;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> spans;  // offset and size of each message
+  std::size_t bytes = 0;                                       // the sizes' sum
+  std::size_t size() const { return spans.size(); }
+  std::string_view at(std::size_t i) const { return {text->data() + spans[i].first, spans[i].second}; }
+};
+
+// Unit objects rendered back to back into one buffer: object i is text[begin[i], begin[i+1]).
+struct RenderedUnits {
+  std::shared_ptr<const std::string> text;
+  std::vector<std::uint32_t> begin;  // one more than there are objects
+};
 
 class ConsoleFeed {
  public:
@@ -24,6 +45,11 @@ class ConsoleFeed {
     std::size_t soft_bytes = 1 << 20;
     std::size_t hard_bytes = 16 << 20;
     std::size_t batch_frame_bytes = 48 * 1024;  // ?batch=1 consoles: arrays up to this size
+    // Units one flush sends a console at most (the oldest pending first; the rest wait,
+    // coalesced, for the next flush): a flush's copies and text stay below about 12 MB
+    // however many units moved, and its bytes (about 220 a unit) below hard_bytes. At 4
+    // flushes a second, 131k units a second per console.
+    std::size_t max_flush_units = 32768;
   };
 
   explicit ConsoleFeed(Limits limits) : limits_(limits) {}
@@ -64,6 +90,12 @@ class ConsoleFeed {
   };
   template <class Queued>
   void plan(Queued&& queued, Plan& p) {
+    plan(queued, [](ConnId) { return true; }, p);
+  }
+  // ready(id) false: that console still has a flush on its way (its positions wait,
+  // coalesced), so that at most one flush per console is planned and not yet delivered.
+  template <class Queued, class Ready>
+  void plan(Queued&& queued, Ready&& ready, Plan& p) {
     p.slots.clear();
     p.sends.clear();
     p.dropped.clear();
@@ -74,13 +106,20 @@ class ConsoleFeed {
         p.dropped.push_back(id);
         continue;
       }
-      if (q > limits_.soft_bytes) continue;  // newest positions wait, coalesced
-      for (auto slot : c.pending) {
+      if (q > limits_.soft_bytes || !ready(id)) continue;  // newest positions wait, coalesced
+      const std::size_t take = std::min(c.pending.size(), std::max<std::size_t>(1, limits_.max_flush_units));
+      for (std::size_t i = 0; i < take; ++i) {
+        const auto slot = c.pending[i];
         c.is_pending[slot] = false;
         if (!in_plan(slot)) p.slots.push_back(slot);
       }
-      p.sends.push_back({id, c.batch, std::move(c.pending)});
-      c.pending.clear();
+      if (take == c.pending.size()) {
+        p.sends.push_back({id, c.batch, std::move(c.pending)});
+        c.pending.clear();
+      } else {
+        p.sends.push_back({id, c.batch, {c.pending.begin(), c.pending.begin() + static_cast<std::ptrdiff_t>(take)}});
+        c.pending.erase(c.pending.begin(), c.pending.begin() + static_cast<std::ptrdiff_t>(take));
+      }
     }
     for (auto slot : p.slots) planned_[slot] = false;
     for (ConnId id : p.dropped) consoles_.erase(id);
@@ -112,6 +151,50 @@ class ConsoleFeed {
       out.push_back(std::make_shared<const std::string>(std::move(arr)));
     }
     return out;
+  }
+
+  // The same frames as frames(), as one run: `index` lists the console's objects in
+  // `units`; each is its own message (a span of the shared text), or (batch consoles) the
+  // arrays are built into the run's own text.
+  static FrameRun run(const RenderedUnits& units, const std::vector<std::uint32_t>& index, bool batch,
+                      std::size_t batch_frame_bytes) {
+    FrameRun r;
+    auto object = [&](std::uint32_t i) {
+      return std::string_view(*units.text).substr(units.begin[i], units.begin[i + 1] - units.begin[i]);
+    };
+    if (!batch) {
+      r.text = units.text;
+      r.spans.reserve(index.size());
+      for (auto i : index) {
+        const std::uint32_t n = units.begin[i + 1] - units.begin[i];
+        if (n == 0) continue;
+        r.spans.emplace_back(units.begin[i], n);
+        r.bytes += n;
+      }
+      return r;
+    }
+    std::string arr;
+    std::size_t total = 0;
+    for (auto i : index) total += object(i).size() + 1;
+    arr.reserve(total + 1 + total / (batch_frame_bytes ? batch_frame_bytes : 1));
+    std::size_t start = 0;
+    auto close = [&] {
+      arr += ']';
+      r.spans.emplace_back(static_cast<std::uint32_t>(start), static_cast<std::uint32_t>(arr.size() - start));
+      start = arr.size();
+    };
+    for (auto i : index) {
+      const std::string_view t = object(i);
+      if (t.empty()) continue;
+      const std::size_t open = arr.size() - start;
+      if (open != 0 && open + 1 + t.size() + 1 > batch_frame_bytes) close();
+      arr += arr.size() == start ? '[' : ',';
+      arr += t;
+    }
+    if (arr.size() != start) close();
+    r.bytes = arr.size();
+    r.text = std::make_shared<const std::string>(std::move(arr));
+    return r;
   }
 
   // One flush, planned and rendered in one go (tests, and small fleets):

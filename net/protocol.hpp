@@ -66,6 +66,8 @@ struct UnitView {
 };
 UnitView unit_view(const engine::Engine& e, const engine::Unit& u, engine::Millis now);
 std::string render_unit_view(const UnitView& u);
+// The same object, appended to `out` (a console flush renders its units into one buffer).
+void append_unit_view(std::string& out, const UnitView& u);
 // {"type":"unit",...} and {"type":"incident",...}, from the engine's current state.
 std::string render_unit(const engine::Engine& e, const engine::Unit& u, engine::Millis now);
 std::string render_incident(const engine::Engine& e, const engine::Incident& inc,

@@ -282,13 +282,17 @@ UnitView unit_view(const Engine& e, const Unit& u, Millis now) {
   return v;
 }
 
-std::string render_unit_view(const UnitView& u) {
-  std::string s;
-  s.reserve(256);
-  JsonWriter w(s);
+void append_unit_view(std::string& out, const UnitView& u) {
+  JsonWriter w(out);
   w.begin_object().field("type", "unit");
   unit_view_fields(w, u);
   w.end_object();
+}
+
+std::string render_unit_view(const UnitView& u) {
+  std::string s;
+  s.reserve(256);
+  append_unit_view(s, u);
   return s;
 }
 

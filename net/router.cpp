@@ -24,7 +24,8 @@ void Server::Impl::register_peer(std::shared_ptr<Peer> p) {
       case Role::console:
         feed.add(p->id, p->batch_frames);
         // The snapshot shows the state of this moment, once that state is durable.
-        release_to(p, std::make_shared<const std::string>(render_snapshot(engine, wall_now(), console_config)));
+        release_to(p, std::make_shared<const std::string>(render_snapshot(engine, wall_now(), console_config)),
+                   true);
         break;
       case Role::pager:
         pagers.push_back(p->id);
@@ -226,8 +227,9 @@ void Server::Impl::send_held(Outgoing& o) {
   send(o);
 }
 
-void Server::Impl::release_to(const std::shared_ptr<Peer>& p, Text text) {
+void Server::Impl::release_to(const std::shared_ptr<Peer>& p, Text text, bool snapshot) {
   Outgoing o;
+  o.snapshot = snapshot;
   o.to = engine::Target::to(p->id);
   o.text = std::move(text);
   o.made_us = mono_us();
@@ -249,7 +251,10 @@ void Server::Impl::send(Outgoing& o) {
     case engine::Target::Kind::conn: {
       auto it = peers.find(o.to.conn);
       if (it == peers.end()) break;
-      if (auto p = it->second.lock()) p->deliver(std::move(o.text), payload);
+      if (auto p = it->second.lock()) {
+        if (o.snapshot) p->deliver_snapshot(std::move(o.text));
+        else p->deliver(std::move(o.text), payload);
+      }
       break;
     }
     case engine::Target::Kind::consoles: {
@@ -308,13 +313,25 @@ void Server::Impl::flush_consoles() {
   // instead of piling up behind the gate.
   if (feed.size() == 0 || gate.held() > max_held) return;
   const auto t0 = mono_us();
-  ConsoleFeed::Plan plan;
+  ConsoleFeed::Plan& plan = flush_plan;
+  auto peer = [this](ConnId id) -> std::shared_ptr<Peer> {
+    auto it = peers.find(id);
+    return it == peers.end() ? nullptr : it->second.lock();
+  };
   feed.plan(
-      [this](ConnId id) -> std::size_t {
-        auto it = peers.find(id);
-        if (it == peers.end()) return 0;
-        auto p = it->second.lock();
-        return p ? p->queued_bytes.load(std::memory_order_relaxed) : 0;
+      [&](ConnId id) -> std::size_t {
+        auto p = peer(id);
+        if (!p) return 0;
+        const std::size_t q = p->queued_bytes.load(std::memory_order_relaxed);
+        const std::size_t snap = p->snapshot_bytes.load(std::memory_order_relaxed);
+        return q > snap ? q - snap : 0;
+      },
+      // One flush per console on its way (held at the gate, or rendering): while the
+      // store is slow to commit, the next positions wait coalesced here, one per unit,
+      // instead of as more copies of every unit's state behind the gate.
+      [&](ConnId id) {
+        auto p = peer(id);
+        return !p || !p->flush_in_flight.load(std::memory_order_acquire);
       },
       plan);
   for (ConnId id : plan.dropped) drop_console(id);
@@ -323,20 +340,20 @@ void Server::Impl::flush_consoles() {
   auto job = std::make_shared<ConsoleFlush>();
   job->batch_frame_bytes = feed.batch_frame_bytes();
   job->views.reserve(plan.slots.size());
-  std::unordered_map<std::uint32_t, std::uint32_t> index;
-  index.reserve(plan.slots.size());
+  if (view_of_slot.size() < engine.units().size()) view_of_slot.resize(engine.units().size());
   for (auto slot : plan.slots) {
-    index.emplace(slot, static_cast<std::uint32_t>(job->views.size()));
+    view_of_slot[slot] = static_cast<std::uint32_t>(job->views.size());
     job->views.push_back(unit_view(engine, engine.units()[slot], now));
   }
   for (auto& send : plan.sends) {
-    auto it = peers.find(send.console);
-    if (it == peers.end()) continue;
+    auto p = peer(send.console);
+    if (!p) continue;
     ConsoleFlush::Send s;
-    s.console = it->second;
+    s.console = p;
     s.batch = send.batch;
     s.index.reserve(send.slots.size());
-    for (auto slot : send.slots) s.index.push_back(index.at(slot));
+    for (auto slot : send.slots) s.index.push_back(view_of_slot[slot]);
+    p->flush_in_flight.store(true, std::memory_order_relaxed);
     job->sends.push_back(std::move(s));
   }
   Outgoing o;
@@ -346,24 +363,27 @@ void Server::Impl::flush_consoles() {
   hold(std::move(o));
 }
 
+// Every unit of the flush rendered once, back to back into one buffer; each console's
+// messages are spans of it (or, for ?batch=1 consoles, arrays built from it).
 void Server::Impl::run_console_flush(ConsoleFlush& job) {
   const auto t0 = mono_us();
-  std::vector<Text> texts(job.views.size());
-  std::vector<bool> rendered(job.views.size(), false);
+  RenderedUnits units;
+  {
+    std::string text;
+    text.reserve(job.views.size() * 200);
+    units.begin.reserve(job.views.size() + 1);
+    for (const auto& v : job.views) {
+      units.begin.push_back(static_cast<std::uint32_t>(text.size()));
+      append_unit_view(text, v);
+    }
+    units.begin.push_back(static_cast<std::uint32_t>(text.size()));
+    units.text = std::make_shared<const std::string>(std::move(text));
+  }
   for (auto& s : job.sends) {
     auto p = s.console.lock();
     if (!p) continue;
-    std::vector<const Text*> list;
-    list.reserve(s.index.size());
-    for (auto i : s.index) {
-      if (!rendered[i]) {
-        texts[i] = std::make_shared<const std::string>(render_unit_view(job.views[i]));
-        rendered[i] = true;
-      }
-      list.push_back(&texts[i]);
-    }
-    auto frames = ConsoleFeed::frames(list, s.batch, job.batch_frame_bytes);
-    if (!frames.empty()) p->deliver_many(std::move(frames));
+    auto run = std::make_shared<const FrameRun>(ConsoleFeed::run(units, s.index, s.batch, job.batch_frame_bytes));
+    if (run->size() != 0) p->deliver_run(std::move(run));
   }
   metrics.stage_send.observe_us(mono_us() - t0);
 }

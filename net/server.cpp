@@ -1,6 +1,7 @@
 // The server's facade: wires the rooms together (listener -> HTTP session -> WebSocket
 // session -> router on the engine thread -> store), starts the threads and stops them.
 
+#include <algorithm>
 #include "net/server.hpp"
 
 #include <pthread.h>
@@ -61,7 +62,10 @@ std::size_t connection_cap(std::size_t asked) {
 Server::Impl::Impl(ServerOptions o)
     : opt(std::move(o)),
       engine(opt.engine),
-      feed(ConsoleFeed::Limits{opt.console_soft_bytes, opt.console_hard_bytes, 48 * 1024}) {}
+      // A flush's units at most: 32768 at the default 16 MiB bound, so that one flush
+      // (about 220 bytes a unit) stays well below the bound it is held against.
+      feed(ConsoleFeed::Limits{opt.console_soft_bytes, opt.console_hard_bytes, 48 * 1024,
+                               std::clamp<std::size_t>(opt.console_hard_bytes / 512, 64, 32768)}) {}
 
 Server::Impl::~Impl() = default;
 

@@ -50,13 +50,26 @@ struct Peer : std::enable_shared_from_this<Peer> {
   Role role = Role::console;
   std::shared_ptr<const engine::Principal> who;
   std::atomic<std::size_t> queued_bytes{0};
+  // Of queued_bytes: a console's snapshot not yet written. Not held against the console's
+  // bounds (the snapshot of 100k units is about 20 MB, above the 16 MiB at which a console
+  // that does not read is dropped); what piles up behind it is.
+  std::atomic<std::size_t> snapshot_bytes{0};
   bool batch_frames = false;  // a console that asked for positions as arrays
   virtual ~Peer() = default;
   // `payload` is the event behind the text, for HTTP answers (null for console changes).
   virtual void deliver(Text msg, const engine::Payload* payload) = 0;
+  // A console's snapshot (its first message).
+  virtual void deliver_snapshot(Text msg) { deliver(std::move(msg), nullptr); }
   virtual void deliver_many(std::vector<Text> msgs) {
     for (auto& m : msgs) deliver(std::move(m), nullptr);
   }
+  // A console flush: each span of the run is one message, in order.
+  virtual void deliver_run(std::shared_ptr<const FrameRun> run) {
+    for (std::size_t i = 0; i < run->size(); ++i) deliver(std::make_shared<const std::string>(run->at(i)), nullptr);
+  }
+  // A console with a position flush planned and not yet handed to deliver_run (set on
+  // the engine thread, cleared when that flush is done with, on any thread).
+  std::atomic<bool> flush_in_flight{false};
   virtual void drop(std::string reason) { (void)reason; }
   // The engine thread has taken a frame this peer sent (so it may read another).
   virtual void frame_taken() {}
@@ -81,6 +94,14 @@ class Listener;
 // A console flush, planned on the engine thread and rendered on the console strand: the
 // units' state of that moment (UnitView), and which console takes which of them.
 struct ConsoleFlush {
+  ConsoleFlush() = default;
+  ConsoleFlush(const ConsoleFlush&) = delete;
+  ConsoleFlush& operator=(const ConsoleFlush&) = delete;
+  // Delivered or given up (a standby, a stop): its consoles may have the next one planned.
+  ~ConsoleFlush() {
+    for (auto& s : sends)
+      if (auto p = s.console.lock()) p->flush_in_flight.store(false, std::memory_order_release);
+  }
   std::vector<UnitView> views;  // one per unit to send, in plan order
   struct Send {
     std::weak_ptr<Peer> console;
@@ -99,6 +120,7 @@ struct Outgoing {
   std::optional<engine::Payload> payload;  // for conn targets (HTTP answers, metrics)
   std::int64_t made_us = 0;                // when rendered (stage timing)
   std::string assign_incident;             // an assign: report -> assign latency
+  bool snapshot = false;                   // a console's snapshot (Peer::deliver_snapshot)
 };
 
 struct Server::Impl {
@@ -153,6 +175,8 @@ struct Server::Impl {
   std::unordered_map<std::string, std::vector<ConnId>> insurers;
   engine::Output out;
   std::vector<std::uint32_t> moved;
+  ConsoleFeed::Plan flush_plan;             // flush_consoles(), kept for its capacity
+  std::vector<std::uint32_t> view_of_slot;  // flush_consoles(): a unit's place in the flush
   ReleaseGate<Outgoing> gate;
   std::unordered_map<std::string, std::int64_t> report_started_us;  // incident -> its report's arrival
 
@@ -175,7 +199,7 @@ struct Server::Impl {
   // Renders what the engine produced and sends it once the writes before it are durable.
   void apply();
   // Sends a rendered text to `p` once everything submitted so far is durable.
-  void release_to(const std::shared_ptr<Peer>& p, Text text);
+  void release_to(const std::shared_ptr<Peer>& p, Text text, bool snapshot = false);
   // Holds `o` at the gate until everything submitted before it has committed, then sends it.
   void hold(Outgoing o);
   void send_held(Outgoing& o);

@@ -33,6 +33,8 @@ class BasicWsSession : public Peer {
 
   void deliver(Text msg, const engine::Payload* payload) override;
   void deliver_many(std::vector<Text> msgs) override;
+  void deliver_run(std::shared_ptr<const FrameRun> run) override;
+  void deliver_snapshot(Text msg) override;
   void drop(std::string reason) override;
   void frame_taken() override;
 
@@ -42,7 +44,25 @@ class BasicWsSession : public Peer {
   void do_read();
   void on_read(boost::system::error_code ec);
   void tell_rate_limited();
+  // What waits to be written: one message, or a run of them (`next` is the one to write).
+  struct Queued {
+    Text text;
+    std::shared_ptr<const FrameRun> run;
+    std::size_t next = 0;
+    bool snapshot = false;  // counted in snapshot_bytes too
+    std::string_view current() const { return run ? run->at(next) : std::string_view(*text); }
+    bool done() const { return run ? next >= run->size() : next != 0; }
+    std::size_t rest_bytes() const {
+      if (!run) return next == 0 ? text->size() : 0;
+      std::size_t n = 0;
+      for (std::size_t i = next; i < run->size(); ++i) n += run->spans[i].second;
+      return n;
+    }
+  };
   void enqueue(Text msg);
+  void enqueue(Queued q, std::size_t bytes);
+  void clear_queue();
+  void forget(const Queued& q);  // q leaves the queue unwritten
   void write_next();
   void on_write(boost::system::error_code ec);
   void close_now(std::string reason);
@@ -53,7 +73,7 @@ class BasicWsSession : public Peer {
   std::shared_ptr<ConnectionSlots::Ticket> ticket_;
   std::string raw_;
   boost::beast::flat_buffer buffer_;
-  std::deque<Text> queue_;
+  std::deque<Queued> queue_;
   std::size_t max_queued_;
   RateLimiter limiter_;
   int in_flight_ = 0;  // frames posted to the engine thread, not yet taken

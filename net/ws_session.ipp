@@ -176,18 +176,53 @@ void BasicWsSession<Stream>::deliver_many(std::vector<Text> msgs) {
   });
 }
 
+template <class Stream>
+void BasicWsSession<Stream>::deliver_run(std::shared_ptr<const FrameRun> run) {
+  if (run->size() == 0) return;
+  const std::size_t bytes = run->bytes;
+  queued_bytes.fetch_add(bytes, std::memory_order_relaxed);
+  asio::post(ws_.get_executor(), [s = self(), run = std::move(run), bytes]() mutable {
+    s->queued_bytes.fetch_sub(bytes, std::memory_order_relaxed);
+    s->enqueue(Queued{nullptr, std::move(run)}, bytes);
+  });
+}
+
+template <class Stream>
+void BasicWsSession<Stream>::deliver_snapshot(Text msg) {
+  const std::size_t bytes = msg->size();
+  snapshot_bytes.fetch_add(bytes, std::memory_order_relaxed);
+  queued_bytes.fetch_add(bytes, std::memory_order_relaxed);
+  asio::post(ws_.get_executor(), [s = self(), msg = std::move(msg), bytes]() mutable {
+    s->queued_bytes.fetch_sub(bytes, std::memory_order_relaxed);
+    if (s->closing_) {
+      s->snapshot_bytes.fetch_sub(bytes, std::memory_order_relaxed);
+      return;
+    }
+    s->queued_bytes.fetch_add(bytes, std::memory_order_relaxed);
+    s->queue_.push_back(Queued{std::move(msg), nullptr, 0, true});
+    if (!s->writing_) s->write_next();
+  });
+}
+
 // On the strand. queued_bytes counts what is in queue_ (and what is on its way to it).
 template <class Stream>
 void BasicWsSession<Stream>::enqueue(Text msg) {
+  const std::size_t bytes = msg->size();
+  enqueue(Queued{std::move(msg), nullptr}, bytes);
+}
+
+template <class Stream>
+void BasicWsSession<Stream>::enqueue(Queued q, std::size_t bytes) {
   if (closing_) return;
-  const std::size_t now_queued = queued_bytes.load(std::memory_order_relaxed) + msg->size();
-  if (now_queued > max_queued_) {
+  // A snapshot still queued (or on its way) does not count against the bound.
+  const std::size_t now_queued = queued_bytes.load(std::memory_order_relaxed) + bytes;
+  if (now_queued - std::min(now_queued, snapshot_bytes.load(std::memory_order_relaxed)) > max_queued_) {
     log_line(fmt::format("{} connection {} closed: {} bytes queued and it does not read", to_string(role), id,
                          now_queued));
     return close_now("too slow: outgoing queue over its limit");
   }
-  queued_bytes.fetch_add(msg->size(), std::memory_order_relaxed);
-  queue_.push_back(std::move(msg));
+  queued_bytes.fetch_add(bytes, std::memory_order_relaxed);
+  queue_.push_back(std::move(q));
   if (!writing_) write_next();
 }
 
@@ -195,20 +230,35 @@ template <class Stream>
 void BasicWsSession<Stream>::write_next() {
   writing_ = true;
   ws_.text(true);
-  ws_.async_write(asio::buffer(*queue_.front()), [s = self()](error_code ec, std::size_t) { s->on_write(ec); });
+  const std::string_view m = queue_.front().current();
+  ws_.async_write(asio::buffer(m.data(), m.size()), [s = self()](error_code ec, std::size_t) { s->on_write(ec); });
+}
+
+template <class Stream>
+void BasicWsSession<Stream>::forget(const Queued& q) {
+  queued_bytes.fetch_sub(q.rest_bytes(), std::memory_order_relaxed);
+  if (q.snapshot && !q.done()) snapshot_bytes.fetch_sub(q.text->size(), std::memory_order_relaxed);
+}
+
+template <class Stream>
+void BasicWsSession<Stream>::clear_queue() {
+  for (auto& q : queue_) forget(q);
+  queue_.clear();
 }
 
 template <class Stream>
 void BasicWsSession<Stream>::on_write(error_code ec) {
-  queued_bytes.fetch_sub(queue_.front()->size(), std::memory_order_relaxed);
-  queue_.pop_front();
+  Queued& front = queue_.front();
+  queued_bytes.fetch_sub(front.current().size(), std::memory_order_relaxed);
+  if (front.snapshot) snapshot_bytes.fetch_sub(front.text->size(), std::memory_order_relaxed);
+  ++front.next;
+  if (front.done()) queue_.pop_front();
   writing_ = false;
-  if (ec) {
-    for (auto& m : queue_) queued_bytes.fetch_sub(m->size(), std::memory_order_relaxed);
-    queue_.clear();
-    return;
+  if (ec) return clear_queue();
+  if (closing_) {
+    clear_queue();  // the rest of a run that was being written
+    return send_close();
   }
-  if (closing_) return send_close();
   if (!queue_.empty()) write_next();
 }
 
@@ -226,7 +276,7 @@ void BasicWsSession<Stream>::close_now(std::string reason) {
   // Every close of ours is for not keeping up; counted once per connection.
   inc(role == Role::console ? srv_.metrics.consoles_dropped : srv_.metrics.slow_closed);
   while (queue_.size() > (writing_ ? 1u : 0u)) {
-    queued_bytes.fetch_sub(queue_.back()->size(), std::memory_order_relaxed);
+    forget(queue_.back());
     queue_.pop_back();
   }
   close_reason_ = std::move(reason);

@@ -58,7 +58,8 @@ for c in $consoles_list; do
 import json, sys
 s = json.load(open(sys.argv[1]))
 print(f"  {sys.argv[2]} units, {sys.argv[3]} console(s): {s['positions_per_s']:.0f} positions/s, "
-      f"{s['reports_per_s']:.0f} reports/s, mismatches {s['mismatches']}, errors {s['errors']}")
+      f"{s['reports_per_s']:.0f} reports/s, consoles read {s['console_bytes'] / s['duration_s'] / 1e6:.1f} MB/s, "
+      f"mismatches {s['mismatches']}, errors {s['errors']}")
 PY
   done
 done

@@ -4,6 +4,7 @@
 // matters it is an argument.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <boost/json.hpp>
@@ -662,6 +663,101 @@ TEST_CASE("console feed: a unit that cannot be rendered (gone) is skipped") {
   flush(feed, fleet, d);
   CHECK(d.frames[1].size() == 1);
   CHECK(d.frames[2].size() == 1);
+  CHECK(feed.pending(1) == 0);
+}
+
+TEST_CASE("console feed: a run holds the same messages as frames(), out of one buffer") {
+  // Objects of varied sizes, one empty (a unit that could not be rendered), rendered back
+  // to back as run_console_flush does.
+  std::mt19937 rng(7);
+  std::vector<ConsoleFeed::Text> texts;
+  RenderedUnits units;
+  std::string all;
+  for (int i = 0; i < 300; ++i) {
+    units.begin.push_back(static_cast<std::uint32_t>(all.size()));
+    if (i == 17) {
+      texts.push_back(nullptr);
+      continue;
+    }
+    const std::size_t pad = i == 40 ? 3000 : rng() % 200;  // one larger than a batch frame
+    texts.push_back(std::make_shared<const std::string>("{\"type\":\"unit\",\"i\":" + std::to_string(i) +
+                                                        ",\"pad\":\"" + std::string(pad, 'x') + "\"}"));
+    all += *texts.back();
+  }
+  units.begin.push_back(static_cast<std::uint32_t>(all.size()));
+  units.text = std::make_shared<const std::string>(all);
+  std::vector<std::uint32_t> index;  // a console's order: any subset, any order
+  for (std::uint32_t i = 0; i < 300; i += 1 + rng() % 3) index.push_back(i);
+  std::shuffle(index.begin(), index.end(), rng);
+  index.push_back(17);
+  index.push_back(40);
+  for (bool batch : {false, true}) {
+    INFO("batch: ", batch);
+    std::vector<const ConsoleFeed::Text*> list;
+    for (auto i : index) list.push_back(&texts[i]);
+    const auto frames = ConsoleFeed::frames(list, batch, 2048);
+    const FrameRun run = ConsoleFeed::run(units, index, batch, 2048);
+    REQUIRE(run.size() == frames.size());
+    std::size_t bytes = 0;
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+      CHECK(run.at(i) == *frames[i]);
+      bytes += frames[i]->size();
+    }
+    CHECK(run.bytes == bytes);
+    if (!batch) CHECK(run.text.get() == units.text.get());  // spans of the shared text
+    if (batch) {
+      CHECK(frames.size() > 3);  // split into several arrays
+      for (std::size_t i = 0; i < run.size(); ++i) CHECK(parse_ok(run.at(i)).is_array());
+    }
+  }
+}
+
+TEST_CASE("console feed: a flush sends at most max_flush_units, oldest first; the rest wait coalesced") {
+  ConsoleFeed::Limits lim;
+  lim.max_flush_units = 3;
+  ConsoleFeed feed(lim);
+  Fleet fleet;
+  Delivered d;
+  feed.add(1, false);
+  move_units(feed, fleet, {10, 11, 12, 13, 14, 15, 16});
+  auto sent = [&](std::size_t call) {
+    std::vector<std::int64_t> s;
+    for (const auto& t : d.frames[1].at(call)) s.push_back(parse_ok(*t).at("slot").as_int64());
+    return s;
+  };
+  flush(feed, fleet, d);
+  CHECK(sent(0) == std::vector<std::int64_t>{10, 11, 12});
+  CHECK(feed.pending(1) == 4);
+  // 10 moves again (pending anew, behind the others); 14 moves again (still pending once).
+  move_units(feed, fleet, {10, 14});
+  CHECK(feed.pending(1) == 5);
+  flush(feed, fleet, d);
+  CHECK(sent(1) == std::vector<std::int64_t>{13, 14, 15});
+  CHECK(parse_ok(*d.frames[1][1][1]).at("v").as_int64() == 2);  // 14's newest position
+  flush(feed, fleet, d);
+  CHECK(sent(2) == std::vector<std::int64_t>{16, 10});
+  CHECK(feed.pending(1) == 0);
+}
+
+TEST_CASE("console feed: a console not ready (a flush on its way) keeps its positions pending") {
+  ConsoleFeed feed({});
+  Fleet fleet;
+  feed.add(1, false);
+  feed.add(2, false);
+  move_units(feed, fleet, {1, 2, 3});
+  ConsoleFeed::Plan p;
+  auto none = [](ConsoleFeed::ConnId) -> std::size_t { return 0; };
+  feed.plan(none, [](ConsoleFeed::ConnId id) { return id != 1; }, p);
+  REQUIRE(p.sends.size() == 1);
+  CHECK(p.sends[0].console == 2);
+  CHECK(p.dropped.empty());
+  CHECK(feed.pending(1) == 3);
+  move_units(feed, fleet, {2, 4});
+  CHECK(feed.pending(1) == 4);  // coalesced: 2 is there once
+  feed.plan(none, [](ConsoleFeed::ConnId) { return true; }, p);
+  REQUIRE(p.sends.size() == 2);
+  for (const auto& send : p.sends)
+    CHECK(send.slots.size() == (send.console == 1 ? 4u : 2u));
   CHECK(feed.pending(1) == 0);
 }
 
