@@ -20,13 +20,14 @@ int main(int argc, char** argv) {
   // A fixed mmap threshold (docs/performance.md, "Memory per unit"). glibc raises it on
   // its own to the size of every large block freed (up to 32 MiB): once a console's
   // snapshot (about 200 bytes a unit) has been freed, every later flush buffer and batch of
-  // writes below that size comes from the heap, where it stays resident, scattered among
-  // small blocks, in the arena of each thread that allocated it. Fixed, blocks of 256 KiB
-  // and more are mapped and given back when freed (with a console taking the whole feed:
-  // about 1,000 -> 700 bytes of RSS per unit). Setting it also fixes the trim threshold
-  // (128 KiB). Below 256 KiB a gateway frame's batch of track writes (500 x 328 bytes) and
-  // the like stay on the heap: mapping those would cost the engine thread page faults.
-  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+  // writes below that size came from the heap, where it stayed resident, scattered among
+  // small blocks, in the arena of each thread that allocated it. Fixed, blocks of 128 KiB
+  // and more are mapped and given back when freed: a console flush's copies and text (MBs)
+  // and, when every unit sends its first position at once, the engine's batches of track
+  // writes (500 of 328 bytes for a gateway frame). Most batches are far smaller and stay
+  // on the heap. With 100k units: 445 -> 295 bytes of RSS per unit without a console
+  // (256 KiB: 390-445). Setting it also fixes the trim threshold (128 KiB).
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 #endif
   net::ServerOptions opt;
   std::string listen = "127.0.0.1:8080";
