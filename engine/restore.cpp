@@ -138,7 +138,7 @@ void Engine::restore(const Snapshot& s, Millis now) {
     claims_.emplace(c.id, c);
   }
   for (const auto& p : s.undelivered_pages) {
-    pages_.push_back(PendingPage{p, 0});
+    track_page(p, 0);
     page_seq_ = std::max(page_seq_, p.seq);
   }
   restore_stations(s.stations, now);  // engine/stations.cpp

@@ -10,6 +10,7 @@
 #   PARTS="intake" scripts/bench.sh        only some of: load intake micro
 #   PARTS=load LINES="2 3" scripts/bench.sh  only those lines of the load table
 #   DISPATCHD_FLAGS="--sync-normal" ...     extra flags for dispatchd in the load lines
+#   SIM_NICE=19 ...                         the load generator at that nice level
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -23,7 +24,7 @@ ninja -C "$B" -j2 $targets >/dev/null
 secs=${SECONDS_PER_RUN:-15}
 work=$(mktemp -d /tmp/dispatch-bench-XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), build $B"
+echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), build $B, $(git rev-parse --short HEAD 2>/dev/null || echo '?'), generator nice ${SIM_NICE:-0}${DISPATCHD_FLAGS:+, dispatchd $DISPATCHD_FLAGS}"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
@@ -55,7 +56,9 @@ run() {  # units rate reports_per_s gateways batch label
   [ -z "${LINES:-}" ] || [[ " $LINES " == *" $line_no "* ]] || return 0
   # shellcheck disable=SC2086
   start_dispatchd "$units" ${DISPATCHD_FLAGS:-}
-  "$B/sim/dispatch-sim" run --url "ws://$addr" --tokens "$work/tokens.json" --fleet "$work/fleet.json" \
+  # SIM_NICE=19: the generator yields the two cores to dispatchd (how much of the tail is
+  # the generator's own CPU; the targets are read without it).
+  nice -n "${SIM_NICE:-0}" "$B/sim/dispatch-sim" run --url "ws://$addr" --tokens "$work/tokens.json" --fleet "$work/fleet.json" \
     --duration "$secs" --rate "$rate" --reports-per-s "$rps" --gateways "$gws" --batch "$batch" --consoles 1 \
     --json "$work/s.json" >/dev/null 2>&1
   local rss1; rss1=$(awk '/VmRSS/{print $2}' /proc/$pid/status)

@@ -443,6 +443,7 @@ TEST_CASE("close cancels active assignments and frees the units") {
 TEST_CASE("pages: one per assign to a unit with a capcode, at most 80 characters, resent until delivered") {
   Config c;
   c.page_retry_ms = 20'000;
+  c.ack_within_ms = 600'000;  // no lapse while pages are resent
   World w(c);
   w.roster({moto("M1", "1200001"), moto("M2")});
   w.pos("M1", offset_km(X, 0, 1));
@@ -461,8 +462,10 @@ TEST_CASE("pages: one per assign to a unit with a capcode, at most 80 characters
   Output on_connect;
   w.engine.pager_connected(World::pager_conn, on_connect);
   CHECK(w.sent<ev::Page>(on_connect).size() == 1);  // the undelivered page at once
-  auto& resend = w.tick(1'000);
+  CHECK(w.sent<ev::Page>(w.tick(1'000)).empty());  // not again at the next tick
+  auto& resend = w.tick(20'000);  // a retry period after the tick that found it due
   CHECK(w.sent<ev::Page>(resend).size() == 1);
+  CHECK(w.sent<ev::Page>(w.tick(1'000)).empty());
   w.run(cmd::Delivered{pages[0].page}, w.pager, World::pager_conn);
   CHECK(w.sent<ev::Page>(w.tick(5'000)).empty());
   // A page whose assignment ended is dropped, not resent.
@@ -473,6 +476,36 @@ TEST_CASE("pages: one per assign to a unit with a capcode, at most 80 characters
   REQUIRE(p2.size() == 1);
   w.run(cmd::Close{w.engine.unit("M1")->active->rec.incident}, w.console, World::console_conn);
   CHECK(w.sent<ev::Page>(w.tick(25'000)).empty());
+}
+
+TEST_CASE("pages: without a pager gateway, pages of ended assignments leave memory; a delivery finds its page by id") {
+  Config c;
+  c.page_retry_ms = 20'000;
+  World w(c);
+  w.roster({moto("M1", "1200001")});
+  w.pos("M1", offset_km(X, 0, 1));
+  std::vector<std::string> page_ids;
+  for (int i = 0; i < 30; ++i) {
+    auto pages = w.sent<ev::Page>(w.report("r" + std::to_string(i), X));
+    REQUIRE(pages.size() == 1);
+    page_ids.push_back(pages[0].page);
+    const auto* u = w.engine.unit("M1");
+    REQUIRE(u->active);
+    w.unit_says(cmd::Cleared{u->active->rec.id});
+    w.run(cmd::Close{u->active ? u->active->rec.incident : "I-" + std::to_string(i + 1)}, w.console,
+          World::console_conn);
+    w.tick(100);
+  }
+  CHECK(w.engine.pending_pages() == 30);  // none due yet
+  CHECK(w.sent<ev::Page>(w.tick(21'000)).empty());
+  CHECK(w.engine.pending_pages() == 0);  // every assignment had ended: dropped when due
+  // With a pager: a delivery of a page made after the tick finds it; a made-up id is refused.
+  auto pages = w.sent<ev::Page>(w.report("r-last", X));
+  REQUIRE(pages.size() == 1);
+  CHECK(w.engine.pending_pages() == 1);
+  CHECK(w.sent<ev::Error>(w.run(cmd::Delivered{"P-999999"}, w.pager, World::pager_conn)).size() == 1);
+  CHECK(w.sent<ev::Error>(w.run(cmd::Delivered{pages[0].page}, w.pager, World::pager_conn)).empty());
+  CHECK(w.engine.pending_pages() == 0);
 }
 
 TEST_CASE("restore: open incidents, their assignments and unit statuses come back") {
