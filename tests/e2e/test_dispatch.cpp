@@ -2,6 +2,8 @@
 // SQLite file.
 #include <doctest/doctest.h>
 
+#include <set>
+
 #include "tests/e2e/harness.hpp"
 
 using namespace e2e;
@@ -276,4 +278,60 @@ TEST_CASE("a unit's track, downsampled, as GeoJSON") {
   auto still = http_request(f.port(), http::verb::get, "/api/units/M2/track", {}, "c-secret").json();
   CHECK(still.at("geometry").at("coordinates").as_array().size() == 2);
   CHECK(http_request(f.port(), http::verb::get, "/api/units/NOPE/track", {}, "c-secret").status == 404);
+}
+
+TEST_CASE("a console's snapshot and a flush of every unit above its queue bound: it is kept and gets every unit") {
+  // 400 units and a bound of 32 KB: the snapshot (about 200 bytes a unit with positions)
+  // is above it, and so would be one flush of every unit; the snapshot is not held against
+  // the bound and a flush takes at most bound/512 units (the rest wait, coalesced).
+  constexpr int n = 400;
+  auto id = [](int i) { return "B" + std::to_string(1000 + i); };
+  TempDir dir;
+  std::string units = R"({"units": [)";
+  for (int i = 0; i < n; ++i)
+    units += (i ? "," : "") + json::serialize(json::object{{"id", id(i)}, {"kind", "moto"}, {"callsign", "渝警保" + id(i)}});
+  units += "]}";
+  Server server({"--db", dir.file("d.db"), "--tokens", dir.file("tokens.json", default_tokens), "--fleet",
+                 dir.file("fleet.json", units), "--console-max-queue", "32768"});
+  auto move_all = [&](Ws& gw, std::int64_t ts) {
+    std::string frame = "[";
+    for (int i = 0; i < n; ++i)
+      frame += (i ? "," : "") + position(id(i), XLAT + i * 1e-4, XLON, ts);
+    gw.send(frame + "]");
+  };
+  // Every unit seen at `ts` (or later) on console c: its unit messages or its snapshot.
+  auto sees_all = [&](Ws& c, std::int64_t ts) {
+    std::set<std::string> seen;
+    c.recv_until(
+        [&](const json::object& o) {
+          if (str(o, "type") == "unit" && o.at("ts").is_int64() && o.at("ts").as_int64() >= ts)
+            seen.insert(str(o, "id"));
+          return seen.size() == static_cast<std::size_t>(n);
+        },
+        15s);
+    return seen.size();
+  };
+  Ws first(server.port(), "/ws/console", "c-secret");
+  REQUIRE(first.recv_type("snapshot"));
+  Ws gw(server.port(), "/ws/unit", "g-secret");
+  const auto t1 = now_ms();
+  move_all(gw, t1);
+  CHECK(sees_all(first, t1) == n);  // the engine has every position now
+
+  Ws second(server.port(), "/ws/console", "c-secret");
+  auto snap = second.recv_type("snapshot", 10s);
+  REQUIRE(snap);
+  const auto& snap_units = snap->at("units").as_array();
+  CHECK(snap_units.size() == static_cast<std::size_t>(n));
+  CHECK(json::serialize(*snap).size() > 32768);
+  for (const auto& u : snap_units) CHECK(u.at("ts").as_int64() == t1);
+
+  const auto t2 = t1 + 1000;
+  move_all(gw, t2);
+  CHECK(sees_all(first, t2) == n);
+  CHECK(sees_all(second, t2) == n);
+  CHECK_FALSE(first.closed());
+  CHECK_FALSE(second.closed());
+  const auto m = http_request(server.port(), http::verb::get, "/metrics").body;
+  CHECK(m.find("dispatch_consoles_dropped_total 0") != std::string::npos);
 }
