@@ -1,7 +1,6 @@
 // The server's facade: wires the rooms together (listener -> HTTP session -> WebSocket
 // session -> router on the engine thread -> store), starts the threads and stops them.
 
-#include <algorithm>
 #include "net/server.hpp"
 
 #include <pthread.h>
@@ -11,6 +10,7 @@
 #include <malloc.h>
 #endif
 
+#include <algorithm>
 #include <future>
 #include <iostream>
 
