@@ -2,8 +2,12 @@
 // on one file in WAL mode; statements prepared once.
 #include <fmt/format.h>
 
+#include <pthread.h>
+
 #include <array>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 #include "data/backend.hpp"
@@ -19,6 +23,20 @@ using Clock = std::chrono::steady_clock;
 // The write connection's busy wait (another process holding the lock), as
 // sqlite3_busy_timeout would, except that it ends at the close deadline.
 constexpr int busy_timeout_ms = 5000;
+
+// WAL checkpoints (copying the WAL into the database file, then its fsync). SQLite's own
+// runs inside the commit that crosses 1,000 frames: that commit waits for the copy of
+// about 4 MB and the fsync (3-16 ms here, the tail of every commit under load). Instead:
+// at checkpoint_frames a thread of our own copies (PASSIVE: it never stops the writer);
+// at checkpoint_frames_writer the writer checkpoints after its commit, which then has
+// little left to copy and completes, so that the next transaction starts the WAL over
+// (a PASSIVE on another connection never completes while the writer keeps writing, and
+// the WAL would grow without end); should that find the checkpoint thread busy time
+// after time, at checkpoint_frames_bound the writer waits for it (RESTART). See
+// docs/performance.md, "The writer under load".
+constexpr int checkpoint_frames = 1000;
+constexpr int checkpoint_frames_writer = 2 * checkpoint_frames;
+constexpr int checkpoint_frames_bound = 8 * checkpoint_frames;
 
 int bind_all(sql::Statement& s, const Params& p) {
   sqlite3_stmt* st = s.get();
@@ -82,6 +100,16 @@ class SqliteBackend final : public Backend {
     schema::prepare(*wdb_, o.path);
     wdb_->exec_or_throw(o.synchronous_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
                         "cannot set synchronous");
+    // Our hook replaces SQLite's auto-checkpoint on the write connection.
+    sqlite3_wal_hook(wdb_->get(), &SqliteBackend::wal_frames, this);
+    cdb_ = std::make_unique<sql::Db>(o.path, SQLITE_OPEN_READWRITE);
+    // A connection learns that the file is in WAL mode when it first reads it; until
+    // then a checkpoint on it does nothing.
+    cdb_->exec_or_throw("SELECT count(*) FROM sqlite_schema", "cannot open the checkpoint connection");
+    checkpointer_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "checkpoint");
+      checkpoint_loop();
+    });
     for (std::size_t i = 0; i < writes_.size(); ++i)
       writes_[i] = std::make_unique<sql::Statement>(*wdb_, rows::write_sql(static_cast<rows::W>(i)));
     rdb_ = std::make_unique<sql::Db>(o.path, SQLITE_OPEN_READWRITE);
@@ -126,6 +154,7 @@ class SqliteBackend final : public Backend {
   }
 
   void close_writer() override {
+    stop_checkpointer();
     for (auto& s : writes_) s.reset();
     // Fails at once on a failing disk, and waits for no other process past the deadline.
     if (wdb_) wdb_->exec("PRAGMA wal_checkpoint(TRUNCATE)");
@@ -151,6 +180,48 @@ class SqliteBackend final : public Backend {
   bool shared() const override { return false; }
 
  private:
+  // After each commit on the write connection (its write lock released), with the
+  // WAL's length in frames.
+  static int wal_frames(void* arg, sqlite3* db, const char*, int frames) {
+    auto* self = static_cast<SqliteBackend*>(arg);
+    if (frames >= checkpoint_frames_bound) {
+      // Waits (busy handler) for the checkpoint thread's copy, then completes.
+      sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
+    } else if (frames >= checkpoint_frames_writer) {
+      // Busy (the checkpoint thread is copying): tried again after the next commit.
+      sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    } else if (frames >= checkpoint_frames) {
+      {
+        std::lock_guard lk(self->cmu_);
+        self->checkpoint_wanted_ = true;
+      }
+      self->ccv_.notify_one();
+    }
+    return SQLITE_OK;
+  }
+
+  void checkpoint_loop() {
+    std::unique_lock lk(cmu_);
+    for (;;) {
+      ccv_.wait(lk, [&] { return checkpoint_wanted_ || checkpoint_stop_; });
+      if (checkpoint_stop_) return;
+      checkpoint_wanted_ = false;
+      lk.unlock();
+      sqlite3_wal_checkpoint_v2(cdb_->get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      lk.lock();
+    }
+  }
+
+  void stop_checkpointer() {
+    {
+      std::lock_guard lk(cmu_);
+      checkpoint_stop_ = true;
+    }
+    ccv_.notify_one();
+    if (checkpointer_.joinable()) checkpointer_.join();
+    cdb_.reset();
+  }
+
   // The write connection's busy handler: back off like sqlite3_busy_timeout, up to
   // busy_timeout_ms, and give up at once when closing past the deadline.
   static int busy_wait(void* arg, int count) {
@@ -174,6 +245,11 @@ class SqliteBackend final : public Backend {
 
   Deadline& deadline_;
   std::unique_ptr<sql::Db> wdb_, rdb_;
+  std::unique_ptr<sql::Db> cdb_;  // the checkpoint thread's connection
+  std::thread checkpointer_;
+  std::mutex cmu_;
+  std::condition_variable ccv_;
+  bool checkpoint_wanted_ = false, checkpoint_stop_ = false;
   std::array<std::unique_ptr<sql::Statement>, static_cast<std::size_t>(rows::W::count_)> writes_;
   std::array<std::unique_ptr<sql::Statement>, static_cast<std::size_t>(rows::R::count_)> reads_;
 };
