@@ -106,10 +106,6 @@ class SqliteBackend final : public Backend {
     // A connection learns that the file is in WAL mode when it first reads it; until
     // then a checkpoint on it does nothing.
     cdb_->exec_or_throw("SELECT count(*) FROM sqlite_schema", "cannot open the checkpoint connection");
-    checkpointer_ = std::thread([this] {
-      pthread_setname_np(pthread_self(), "checkpoint");
-      checkpoint_loop();
-    });
     for (std::size_t i = 0; i < writes_.size(); ++i)
       writes_[i] = std::make_unique<sql::Statement>(*wdb_, rows::write_sql(static_cast<rows::W>(i)));
     rdb_ = std::make_unique<sql::Db>(o.path, SQLITE_OPEN_READWRITE);
@@ -117,6 +113,11 @@ class SqliteBackend final : public Backend {
     rdb_->exec_or_throw("PRAGMA query_only = 1", "cannot set up the read connection");
     for (std::size_t i = 0; i < reads_.size(); ++i)
       reads_[i] = std::make_unique<sql::Statement>(*rdb_, rows::read_sql(static_cast<rows::R>(i)));
+    // Last: nothing after it may throw (a joinable thread member would terminate).
+    checkpointer_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "checkpoint");
+      checkpoint_loop();
+    });
   }
 
   ~SqliteBackend() override {
