@@ -6,9 +6,11 @@
 
 #include <doctest/doctest.h>
 #include <libpq-fe.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -100,5 +102,35 @@ struct TempDb {
     return o;
   }
 };
+
+// A second, independent connection: what is really on disk. The first column of the
+// first row of `sql`, or -1.
+inline std::int64_t count(const std::string& path, const std::string& sql) {
+  if (path.rfind("postgresql://", 0) == 0) {
+    const std::string v = pg_scalar(sql, path.substr(path.rfind('/') + 1));
+    return v.empty() ? -1 : std::stoll(v);
+  }
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK);
+  std::int64_t n = -1;
+  if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return n;
+}
+
+// Runs `sql` on a SQLite file through its own connection (tests that tamper with it).
+inline void exec(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  INFO(sql << " -> " << (err ? err : ""));
+  CHECK(rc == SQLITE_OK);
+  sqlite3_free(err);
+  sqlite3_close(db);
+}
 
 }  // namespace test_db

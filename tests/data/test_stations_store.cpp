@@ -19,6 +19,8 @@ using namespace dispatch;
 using namespace dispatch::engine;
 namespace fs = std::filesystem;
 using test_db::on_pg;
+using test_db::count;
+using test_db::exec;
 using test_db::pg_scalar;
 using test_db::TempDb;
 
@@ -29,33 +31,6 @@ constexpr Millis hour = 3600 * 1000, day = 24 * hour;
 Millis wall() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::int64_t count(const std::string& path, const std::string& sql) {
-  if (path.rfind("postgresql://", 0) == 0) {
-    const std::string v = pg_scalar(sql, path.substr(path.rfind('/') + 1));
-    return v.empty() ? -1 : std::stoll(v);
-  }
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
-  sqlite3_stmt* st = nullptr;
-  REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK);
-  std::int64_t n = -1;
-  if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return n;
-}
-
-void exec(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-  char* err = nullptr;
-  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-  INFO(sql << " -> " << (err ? err : ""));
-  CHECK(rc == SQLITE_OK);
-  sqlite3_free(err);
-  sqlite3_close(db);
 }
 
 rec::Sighting sighting(std::string station, std::string plate, Millis ts) {

@@ -31,38 +31,12 @@ using namespace dispatch::engine;
 namespace fs = std::filesystem;
 
 using test_db::on_pg;
+using test_db::count;
+using test_db::exec;
 using test_db::pg_scalar;
 using test_db::TempDb;
 
 namespace {
-
-// A second, independent connection: what is really on disk.
-std::int64_t count(const std::string& path, const std::string& sql) {
-  if (path.rfind("postgresql://", 0) == 0) {
-    const std::string v = pg_scalar(sql, path.substr(path.rfind('/') + 1));
-    return v.empty() ? -1 : std::stoll(v);
-  }
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
-  sqlite3_stmt* st = nullptr;
-  REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK);
-  std::int64_t n = -1;
-  if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return n;
-}
-
-void exec(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-  char* err = nullptr;
-  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-  INFO(sql << " -> " << (err ? err : ""));
-  CHECK(rc == SQLITE_OK);
-  sqlite3_free(err);
-  sqlite3_close(db);
-}
 
 rec::Unit unit(std::string id, UnitKind k = UnitKind::moto) {
   rec::Unit u;
