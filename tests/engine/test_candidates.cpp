@@ -8,6 +8,7 @@
 #include <map>
 
 #include "engine/engine.hpp"
+#include "tests/engine/world.hpp"
 
 using namespace dispatch;
 using namespace dispatch::engine;
@@ -15,50 +16,17 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr Millis t0 = 1'764'300'000'000;
+using engine_test::offset_km;
+using engine_test::t0;
+using engine_test::unit;
+
 const geo::LatLon X{29.560, 106.550};
 
-geo::LatLon offset_km(geo::LatLon p, double north_km, double east_km) {
-  return {p.lat + north_km / 111.195, p.lon + east_km / (111.195 * std::cos(geo::deg2rad(p.lat)))};
-}
-
-rec::Unit unit(std::string id, UnitKind k = UnitKind::moto) {
-  rec::Unit u;
-  u.id = std::move(id);
-  u.kind = k;
-  u.callsign = u.id;
-  return u;
-}
-
-struct World {
-  Engine engine;
-  Principal gateway{"gateway", "gw", true, {}, {}};
-  Principal console{"console", "desk", false, {}, {}};
-  Output out;
-  Millis now = t0;
-  explicit World(Config c = {}) : engine(c) {}
-  void roster(std::vector<rec::Unit> units) {
-    Snapshot s;
-    s.units = std::move(units);
-    engine.restore(s, now);
-  }
-  void pos(const std::string& id, geo::LatLon p) {
-    cmd::Position c{id, p.lat, p.lon, now, {}, {}};
-    out.clear();
-    engine.positions(std::span(&c, 1), Origin{10, &gateway}, now, out);
-  }
-  Output& run(Command c, const Principal& who) {
-    out.clear();
-    engine.handle(c, Origin{10, &who}, now, out);
-    return out;
-  }
+struct World : engine_test::World {
+  using engine_test::World::World;
+  // An injury at p, and the assign it got.
   ev::Assign report(const std::string& id, geo::LatLon p) {
-    cmd::Report r;
-    r.id = id;
-    r.lat = p.lat;
-    r.lon = p.lon;
-    r.severity = Severity::injury;
-    return first_assign(run(r, console));
+    return first_assign(engine_test::World::report(id, p));
   }
   static ev::Assign first_assign(const Output& o) {
     for (const auto& m : o.messages)

@@ -9,71 +9,21 @@
 
 #include "engine/engine.hpp"
 #include "engine/policy.hpp"
+#include "tests/engine/world.hpp"
 
 using namespace dispatch;
 using namespace dispatch::engine;
 
 namespace {
 
-constexpr Millis t0 = 1'764'300'000'000;
+using engine_test::offset_km;
+using engine_test::t0;
+using engine_test::unit;
+
 const geo::LatLon X{29.560, 106.550};
 
-geo::LatLon offset_km(geo::LatLon p, double north_km, double east_km) {
-  return {p.lat + north_km / 111.195, p.lon + east_km / (111.195 * std::cos(geo::deg2rad(p.lat)))};
-}
-
-rec::Unit unit(std::string id, UnitKind k) {
-  rec::Unit u;
-  u.id = std::move(id);
-  u.kind = k;
-  u.callsign = u.id;
-  return u;
-}
-
-struct World {
-  Engine engine;
-  Principal gateway{"gateway", "gw", true, {}, {}};
-  Principal console{"console", "desk", false, {}, {}};
-  Output out;
-  Millis now = t0;
-  explicit World(Config c = {}) : engine(c) {}
-  void roster(std::vector<rec::Unit> units) {
-    Snapshot s;
-    s.units = std::move(units);
-    engine.restore(s, now);
-  }
-  Output& pos(const std::string& id, geo::LatLon p) {
-    cmd::Position c{id, p.lat, p.lon, now, {}, {}};
-    out.clear();
-    engine.positions(std::span(&c, 1), Origin{10, &gateway}, now, out);
-    return out;
-  }
-  Output& run(Command c, const Principal& who) {
-    out.clear();
-    engine.handle(c, Origin{10, &who}, now, out);
-    return out;
-  }
-  Output& report(const std::string& id, geo::LatLon p, Severity s = Severity::injury) {
-    cmd::Report r;
-    r.id = id;
-    r.lat = p.lat;
-    r.lon = p.lon;
-    r.severity = s;
-    return run(r, console);
-  }
-  Output& tick(Millis advance) {
-    now += advance;
-    out.clear();
-    engine.tick(now, out);
-    return out;
-  }
-  template <class T>
-  std::vector<T> sent(const Output& o) const {
-    std::vector<T> v;
-    for (const auto& m : o.messages)
-      if (auto* p = std::get_if<T>(&m.payload)) v.push_back(*p);
-    return v;
-  }
+struct World : engine_test::World {
+  using engine_test::World::World;
   static std::size_t writes_of(const Output& o, const std::string& assignment) {
     std::size_t n = 0;
     for (const auto& w : o.writes)
