@@ -10,13 +10,15 @@
 #include <vector>
 
 #include "engine/engine.hpp"
+#include "tests/engine/world.hpp"
 
 using namespace dispatch;
 using namespace dispatch::engine;
 
 namespace {
 
-constexpr Millis t0 = 1'764'300'000'000;
+using engine_test::t0;
+using engine_test::unit;
 const geo::LatLon S{29.80, 106.40};  // the scene
 
 geo::LatLon km(double north, double east) {
@@ -42,44 +44,21 @@ class Drawn : public Geography {
   std::optional<PlaceRef> landing_zone(geo::LatLon p) const override { return nearest(lzs, p); }
 };
 
-struct World {
+struct World : engine_test::World {
   Drawn map;
-  Engine engine;
-  Principal gateway{"gateway", "gw", true, {}, {}};
-  Principal console{"console", "desk", false, {}, {}};
-  Output out;
-  Millis now = t0;
-  explicit World(Config c = {}, bool with_map = true) : engine(c) {
+  explicit World(Config c = {}, bool with_map = true) : engine_test::World(c) {
     if (with_map) engine.set_geography(&map);
   }
+  // Units by id, their kind from its first letter (H helicopter, C car, else moto).
   void units(std::vector<std::pair<std::string, geo::LatLon>> list) {
-    Snapshot s;
-    for (auto& [id, p] : list) {
-      rec::Unit u;
-      u.id = id;
-      u.kind = id[0] == 'H' ? UnitKind::heli : id[0] == 'C' ? UnitKind::car : UnitKind::moto;
-      u.callsign = id;
-      s.units.push_back(u);
-    }
-    engine.restore(s, now);
-    for (auto& [id, p] : list) {
-      cmd::Position c{id, p.lat, p.lon, now, {}, {}};
-      out.clear();
-      engine.positions(std::span(&c, 1), Origin{10, &gateway}, now, out);
-    }
+    std::vector<rec::Unit> roster_units;
+    for (auto& [id, p] : list)
+      roster_units.push_back(unit(id, id[0] == 'H' ? UnitKind::heli : id[0] == 'C' ? UnitKind::car : UnitKind::moto));
+    roster(std::move(roster_units));
+    for (auto& [id, p] : list) pos(id, p);
   }
   std::vector<ev::Assign> critical(const std::string& id, geo::LatLon p = S) {
-    cmd::Report r;
-    r.id = id;
-    r.lat = p.lat;
-    r.lon = p.lon;
-    r.severity = Severity::critical;
-    out.clear();
-    engine.handle(r, Origin{10, &console}, now, out);
-    std::vector<ev::Assign> v;
-    for (const auto& m : out.messages)
-      if (auto* a = std::get_if<ev::Assign>(&m.payload)) v.push_back(*a);
-    return v;
+    return sent<ev::Assign>(report(id, p, Severity::critical));
   }
   static std::optional<ev::Assign> task(const std::vector<ev::Assign>& as, Task t) {
     for (const auto& a : as)

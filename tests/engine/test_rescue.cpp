@@ -18,13 +18,15 @@
 #include <vector>
 
 #include "engine/engine.hpp"
+#include "tests/engine/world.hpp"
 
 using namespace dispatch;
 using namespace dispatch::engine;
 
 namespace {
 
-constexpr Millis t0 = 1'764'300'000'000;
+using engine_test::t0;
+using engine_test::unit;
 const geo::LatLon R{30.30, 106.50}, LZR{30.30, 106.5104}, U{29.560, 106.550}, T{29.5636, 106.5500},
     F{29.10, 106.55}, LZF{29.1045, 106.55}, H1base{29.72, 106.64};
 
@@ -49,39 +51,15 @@ class DrawnWorld : public Geography {
   }
 };
 
-struct World {
+struct World : engine_test::World {
   DrawnWorld map;
-  Engine engine;
-  Principal gateway{"gateway", "gw", true, {}, {}};
-  Principal console{"console", "desk", false, {}, {}};
-  Output out;
-  Millis now = t0;
 
   World() {
     engine.set_geography(&map);
-    Snapshot s;
-    auto unit = [](std::string id, UnitKind k) {
-      rec::Unit u;
-      u.id = std::move(id);
-      u.kind = k;
-      u.callsign = u.id;
-      return u;
-    };
-    s.units = {unit("M1", UnitKind::moto), unit("M2", UnitKind::moto), unit("H1", UnitKind::heli)};
-    engine.restore(s, now);
+    roster({unit("M1", UnitKind::moto), unit("M2", UnitKind::moto), unit("H1", UnitKind::heli)});
     pos("M1", {U.lat + 0.01, U.lon});
     pos("M2", {R.lat - 0.01, R.lon});
     pos("H1", H1base);
-  }
-  void pos(const std::string& id, geo::LatLon p) {
-    cmd::Position c{id, p.lat, p.lon, now, {}, {}};
-    out.clear();
-    engine.positions(std::span(&c, 1), Origin{10, &gateway}, now, out);
-  }
-  Output& run(Command c, const Principal& who) {
-    out.clear();
-    engine.handle(c, Origin{10, &who}, now, out);
-    return out;
   }
   Output& critical(const std::string& id, geo::LatLon p) {
     cmd::Report r;
@@ -92,12 +70,7 @@ struct World {
     r.injured = 2;
     return run(r, console);
   }
-  std::vector<ev::Assign> assigns(const Output& o) const {
-    std::vector<ev::Assign> v;
-    for (const auto& m : o.messages)
-      if (auto* a = std::get_if<ev::Assign>(&m.payload)) v.push_back(*a);
-    return v;
-  }
+  static std::vector<ev::Assign> assigns(const Output& o) { return sent<ev::Assign>(o); }
   bool has_event(const Incident& inc, const std::string& ev) const {
     for (const auto& t : inc.timeline)
       if (t.event == ev) return true;
