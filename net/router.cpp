@@ -201,11 +201,9 @@ void Server::Impl::apply() {
       store->submit_optional(std::move(out.writes));
     } else {
       const std::uint64_t seq = gate.submitted();
-      store->submit(std::move(out.writes), [this, seq] {
-        asio::post(engine_ioc, [this, seq] {
-          gate.committed(seq, [this](Outgoing& o) { send_held(o); });
-        });
-      });
+      // On the writer thread, right after the commit: what waited for it goes to the
+      // sessions from there (no hop back to the engine thread).
+      store->submit(std::move(out.writes), [this, seq] { gate.committed(seq, [this](Release& r) { deliver(r); }); });
     }
   }
   for (auto& o : rendered) {
@@ -219,12 +217,7 @@ void Server::Impl::apply() {
 }
 
 void Server::Impl::hold(Outgoing o) {
-  gate.release(std::move(o), [this](Outgoing& x) { send_held(x); });
-}
-
-void Server::Impl::send_held(Outgoing& o) {
-  metrics.stage_commit_wait.observe_us(mono_us() - o.made_us);
-  send(o);
+  gate.release(resolve(o), [this](Release& r) { deliver(r); });
 }
 
 void Server::Impl::release_to(const std::shared_ptr<Peer>& p, Text text, bool snapshot) {
@@ -237,58 +230,78 @@ void Server::Impl::release_to(const std::shared_ptr<Peer>& p, Text text, bool sn
 }
 
 void Server::Impl::send(Outgoing& o) {
-  if (!serving()) return;  // a standby, or an active whose lease may have lapsed: says nothing
-  const auto now_us = mono_us();
+  Release r = resolve(o);
+  r.made_us = 0;  // not held: no commit wait to count
+  deliver(r);
+}
+
+Release Server::Impl::resolve(Outgoing& o) {
+  Release r;
+  r.text = std::move(o.text);
+  r.payload = std::move(o.payload);
+  r.snapshot = o.snapshot;
+  r.made_us = o.made_us;
   if (!o.assign_incident.empty()) {
-    auto it = report_started_us.find(o.assign_incident);
-    if (it != report_started_us.end()) {
-      metrics.assign_latency.observe_us(now_us - it->second);
+    if (auto it = report_started_us.find(o.assign_incident); it != report_started_us.end()) {
+      r.report_us = it->second;
       report_started_us.erase(it);
     }
   }
-  const engine::Payload* payload = o.payload ? &*o.payload : nullptr;
+  auto add = [&](ConnId id) {
+    if (auto it = peers.find(id); it != peers.end()) r.more.push_back(it->second);
+  };
   switch (o.to.kind) {
-    case engine::Target::Kind::conn: {
-      auto it = peers.find(o.to.conn);
-      if (it == peers.end()) break;
-      if (auto p = it->second.lock()) {
-        if (o.snapshot) p->deliver_snapshot(std::move(o.text));
-        else p->deliver(std::move(o.text), payload);
-      }
+    case engine::Target::Kind::conn:
+      if (auto it = peers.find(o.to.conn); it != peers.end()) r.to = it->second;
       break;
-    }
-    case engine::Target::Kind::consoles: {
+    case engine::Target::Kind::consoles:
       if (o.flush) {
-        asio::post(console_strand, [this, job = std::move(o.flush)] { run_console_flush(*job); });
+        r.flush = std::move(o.flush);
         break;
       }
-      // Fanned out on the console strand, in order with the position flushes. (A console
-      // over its queue bound is closed by its own session, like every connection.)
-      std::vector<std::shared_ptr<Peer>> to;
-      to.reserve(feed.size());
-      for (ConnId id : feed.ids())
-        if (auto it = peers.find(id); it != peers.end())
-          if (auto p = it->second.lock()) to.push_back(std::move(p));
-      if (to.empty()) break;
-      asio::post(console_strand, [to = std::move(to), text = std::move(o.text)] {
-        for (const auto& p : to) p->deliver(text, nullptr);
-      });
+      // Resolved now: a console that opens later has this in its snapshot (held after it).
+      r.to_consoles = true;
+      r.more.reserve(feed.size());
+      for (ConnId id : feed.ids()) add(id);
       break;
-    }
-    case engine::Target::Kind::insurer: {
-      auto it = insurers.find(o.to.insurer);
-      if (it == insurers.end()) break;
-      for (ConnId id : it->second)
-        if (auto pi = peers.find(id); pi != peers.end())
-          if (auto p = pi->second.lock()) p->deliver(o.text, payload);
+    case engine::Target::Kind::insurer:
+      if (auto it = insurers.find(o.to.insurer); it != insurers.end())
+        for (ConnId id : it->second) add(id);
       break;
-    }
     case engine::Target::Kind::pagers:
-      for (ConnId id : pagers)
-        if (auto pi = peers.find(id); pi != peers.end())
-          if (auto p = pi->second.lock()) p->deliver(o.text, payload);
+      for (ConnId id : pagers) add(id);
       break;
   }
+  return r;
+}
+
+void Server::Impl::deliver(Release& r) {
+  if (!serving()) return;  // a standby, or an active whose lease may have lapsed: says nothing
+  const auto now_us = mono_us();
+  if (r.made_us) metrics.stage_commit_wait.observe_us(now_us - r.made_us);
+  if (r.report_us) metrics.assign_latency.observe_us(now_us - r.report_us);
+  if (r.flush) {
+    asio::post(console_strand, [this, job = std::move(r.flush)] { run_console_flush(*job); });
+    return;
+  }
+  const engine::Payload* payload = r.payload ? &*r.payload : nullptr;
+  if (auto p = r.to.lock()) {
+    if (r.snapshot) p->deliver_snapshot(std::move(r.text));
+    else p->deliver(std::move(r.text), payload);
+    return;
+  }
+  if (r.more.empty()) return;
+  if (r.to_consoles) {
+    // Fanned out on the console strand, in order with the position flushes. (A console
+    // over its queue bound is closed by its own session, like every connection.)
+    asio::post(console_strand, [to = std::move(r.more), text = std::move(r.text)] {
+      for (const auto& w : to)
+        if (auto p = w.lock()) p->deliver(text, nullptr);
+    });
+    return;
+  }
+  for (const auto& w : r.more)
+    if (auto p = w.lock()) p->deliver(r.text, payload);
 }
 
 void Server::Impl::drop_console(ConnId id) {

@@ -236,7 +236,8 @@ void Server::stop() {
   const bool all = m.store->close();
   if (!all) log_line("stop: the store could not commit everything in time; unconfirmed writes are given up");
   if (m.lease) m.lease->stop(true);  // a standby need not wait for the lease to lapse
-  // Released messages go to the sessions' queues on the engine thread, then to sockets.
+  // What the last commits released is in the sessions' queues (the writer put it there);
+  // let the engine thread finish what it was doing, then the sockets take it.
   if (!m.threads.empty()) {
     auto posted = std::make_shared<std::promise<void>>();
     auto f = posted->get_future();

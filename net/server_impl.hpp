@@ -112,7 +112,7 @@ struct ConsoleFlush {
   std::size_t batch_frame_bytes = 48 * 1024;
 };
 
-// What the gate holds: a rendered message and where it goes, or a console flush.
+// A rendered message and where it goes (a target the engine named), or a console flush.
 struct Outgoing {
   std::shared_ptr<ConsoleFlush> flush;
   engine::Target to;
@@ -121,6 +121,50 @@ struct Outgoing {
   std::int64_t made_us = 0;                // when rendered (stage timing)
   std::string assign_incident;             // an assign: report -> assign latency
   bool snapshot = false;                   // a console's snapshot (Peer::deliver_snapshot)
+};
+
+// What the gate holds: an Outgoing with its recipients found on the engine thread (so
+// that it can be delivered from any thread), or a console flush.
+struct Release {
+  std::shared_ptr<ConsoleFlush> flush;    // rendered and fanned out on the console strand
+  std::weak_ptr<Peer> to;                 // one recipient (a connection: the usual case)
+  std::vector<std::weak_ptr<Peer>> more;  // several (an insurer's or the pagers' connections)
+  bool to_consoles = false;               // `more` are consoles: fanned out on the console strand
+  Text text;
+  std::optional<engine::Payload> payload;
+  bool snapshot = false;
+  std::int64_t made_us = 0;
+  std::int64_t report_us = 0;  // an assign: when its report was taken (report -> assign), or 0
+};
+
+// The release gate between the engine thread, which holds what it renders, and the
+// store's writer thread, which learns of each commit and delivers what it released
+// without a hop back to the engine thread. Deliveries happen under the lock, so that
+// whichever thread delivers, messages reach each peer's queue in the order they were made.
+class SharedGate {
+ public:
+  std::uint64_t submitted() {
+    std::lock_guard lock(mu_);
+    return gate_.submitted();
+  }
+  template <class Send>
+  void release(Release r, Send&& send) {
+    std::lock_guard lock(mu_);
+    gate_.release(std::move(r), send);
+  }
+  template <class Send>
+  void committed(std::uint64_t seq, Send&& send) {
+    std::lock_guard lock(mu_);
+    gate_.committed(seq, send);
+  }
+  std::size_t held() {
+    std::lock_guard lock(mu_);
+    return gate_.held();
+  }
+
+ private:
+  std::mutex mu_;
+  ReleaseGate<Release> gate_;
 };
 
 struct Server::Impl {
@@ -177,7 +221,7 @@ struct Server::Impl {
   std::vector<std::uint32_t> moved;
   ConsoleFeed::Plan flush_plan;             // flush_consoles(), kept for its capacity
   std::vector<std::uint32_t> view_of_slot;  // flush_consoles(): a unit's place in the flush
-  ReleaseGate<Outgoing> gate;
+  SharedGate gate;  // and the store's writer thread
   std::unordered_map<std::string, std::int64_t> report_started_us;  // incident -> its report's arrival
 
   // A shared store (PostgreSQL): the lease decides whether this server serves; the roster
@@ -202,8 +246,12 @@ struct Server::Impl {
   void release_to(const std::shared_ptr<Peer>& p, Text text, bool snapshot = false);
   // Holds `o` at the gate until everything submitted before it has committed, then sends it.
   void hold(Outgoing o);
-  void send_held(Outgoing& o);
+  // Sends `o` now (an error: it says nothing about the state).
   void send(Outgoing& o);
+  // Finds `o`'s recipients (engine thread).
+  Release resolve(Outgoing& o);
+  // ---- engine thread, or the store's writer thread (under the gate's lock)
+  void deliver(Release& r);
   void flush_consoles();
   void run_console_flush(ConsoleFlush& job);  // on the console strand
   void drop_console(ConnId id);

@@ -266,6 +266,29 @@ TEST_CASE("http session: POST /api/incidents answers 201 once the incident is du
   CHECK(rig.impl->store->incident("I-000001").has_value());
 }
 
+TEST_CASE("websocket session: what a commit releases reaches the session from the writer, not via the engine thread") {
+  Rig rig;
+  auto client = rig.connect();
+  send(client, handshake("/ws/report", "r-secret"));
+  std::string got;
+  REQUIRE(rig.run_until([&] {
+    got += take(client);
+    return got.find("\r\n\r\n") != std::string::npos;
+  }));
+  send(client, ws_frame(R"({"type":"report","id":"w-1","lat":29.56,"lon":106.55,"severity":"minor"})"));
+  // Until the engine thread has taken the report (its answer is rendered and held)...
+  REQUIRE(rig.run_until([&] { return !rig.impl->report_started_us.empty(); }));
+  // ...then the engine context is never run again: the answer still comes, once durable.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (got.find("\"type\":\"accepted\"") == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+    rig.impl->ioc.restart();
+    if (rig.impl->ioc.poll() == 0) std::this_thread::yield();
+    got += take(client);
+  }
+  REQUIRE(got.find("\"type\":\"accepted\"") != std::string::npos);
+  CHECK(rig.impl->store->incident("I-000001").has_value());
+}
+
 TEST_CASE("upgrade: a frame sent in the same write as the upgrade request is read, not dropped") {
   Rig rig;
   auto client = rig.connect();
