@@ -116,14 +116,14 @@ std::string tokens_json() {
 
 int Histogram::bucket_of(std::int64_t us) {
   if (us < 1) return 0;
-  // 20 buckets per decade from 1 us: about 12% wide.
-  const int b = static_cast<int>(std::log10(static_cast<double>(us)) * 20.0) + 1;
+  // per_decade buckets a decade from 1 us (2.3% wide at 100).
+  const int b = static_cast<int>(std::log10(static_cast<double>(us)) * per_decade) + 1;
   return std::min(b, buckets - 1);
 }
 
 std::int64_t Histogram::upper(int b) {
   if (b == 0) return 1;
-  return static_cast<std::int64_t>(std::ceil(std::pow(10.0, static_cast<double>(b) / 20.0)));
+  return static_cast<std::int64_t>(std::ceil(std::pow(10.0, static_cast<double>(b) / per_decade)));
 }
 
 void Histogram::add(std::int64_t us) {
@@ -138,7 +138,8 @@ std::int64_t Histogram::percentile(double p) const {
   std::uint64_t seen = 0;
   for (int b = 0; b < buckets; ++b) {
     seen += counts_[b];
-    if (seen >= want) return std::min(upper(b), max_);
+    // The last bucket holds everything past its lower bound: only the max is known there.
+    if (seen >= want) return b == buckets - 1 ? max_ : std::min(upper(b), max_);
   }
   return max_;
 }

@@ -37,16 +37,19 @@ std::vector<SimUnit> parse_fleet_json(const std::string& text);
 // A tokens file with every role the simulator and a console need.
 std::string tokens_json();
 
-// Log-scaled latency histogram (microseconds), for percentiles without keeping samples.
+// Log-scaled latency histogram (microseconds), for percentiles without keeping samples:
+// 100 buckets a decade, so a percentile is read at most 2.4% above the true value (never
+// below it), fine enough to hold a p99 against a target in milliseconds.
 class Histogram {
  public:
   void add(std::int64_t micros);
-  std::int64_t percentile(double p) const;  // upper bound of the bucket holding p
+  std::int64_t percentile(double p) const;  // upper bound of the bucket holding p (capped at max)
   std::int64_t max() const { return max_; }
   std::uint64_t count() const { return count_; }
 
  private:
-  static constexpr int buckets = 200;
+  static constexpr int per_decade = 100;
+  static constexpr int buckets = 10 * per_decade + 1;  // 1 us .. 10^10 us
   static int bucket_of(std::int64_t us);
   static std::int64_t upper(int b);
   std::uint64_t counts_[buckets] = {};
