@@ -38,6 +38,13 @@ namespace {
 constexpr auto prune_every = std::chrono::minutes(5);
 constexpr std::int64_t prune_chunk = 10000;
 
+// Optional writes (downsampled track points) go into a commit at most this many at a time,
+// after whatever somebody waits for: a report's commit never carries a few hundred track
+// points (2-4 ms instead of 0.3), nor waits behind a transaction that does.
+constexpr std::size_t optional_per_batch = 32;
+// How far the writer looks past optional writes it leaves for later (a bound on the scan).
+constexpr std::size_t optional_jobs_scanned = 256;
+
 void log_line(const std::string& line) { std::fprintf(stderr, "dispatch store: %s\n", line.c_str()); }
 
 // One submit(): its writes go into one transaction together, its done runs after it.
@@ -46,6 +53,8 @@ struct Job {
   std::function<void()> done;
   Clock::time_point queued;
   bool insert_only = false;  // add_units: a unit already stored stays as it is
+  bool optional = false;     // submit_optional: nobody waits; may commit after later jobs
+  bool barrier = false;      // flush, add_units: committed after everything queued before it
 };
 
 std::int64_t micros_since(Clock::time_point t) {
@@ -167,12 +176,7 @@ struct Store::Impl {
         const auto until = queue.front().queued + options.batch_delay;
         cv.wait_until(lk, until, [&] { return stop || queued_writes >= options.batch_max || !controls.empty(); });
       }
-      std::size_t n = 0;
-      while (!queue.empty() && (batch.empty() || n + queue.front().writes.size() <= options.batch_max)) {
-        n += queue.front().writes.size();
-        batch.push_back(std::move(queue.front()));
-        queue.pop_front();
-      }
+      const std::size_t n = take_batch(batch);
       lk.unlock();
       if (commit_with_retry(batch, n)) {
         {
@@ -188,6 +192,34 @@ struct Store::Impl {
       lk.lock();
     }
     writer_exited = true;
+  }
+
+  // Moves the next batch out of the queue (under mu); returns its number of writes. Jobs
+  // go in queue order, up to batch_max writes, except that optional ones beyond
+  // optional_per_batch stay queued for a later batch, and a barrier never passes them.
+  std::size_t take_batch(std::vector<Job>& batch) {
+    std::deque<Job> left;
+    std::size_t n = 0, optional_n = 0;
+    while (!queue.empty() && left.size() < optional_jobs_scanned) {
+      Job& j = queue.front();
+      const std::size_t k = j.writes.size();
+      if (!batch.empty() && n + k > options.batch_max) break;
+      if (j.optional && (!left.empty() || (optional_n + k > optional_per_batch && !batch.empty()))) {
+        left.push_back(std::move(j));
+        queue.pop_front();
+        continue;
+      }
+      if (j.barrier && !left.empty()) break;
+      if (j.optional) optional_n += k;
+      n += k;
+      batch.push_back(std::move(j));
+      queue.pop_front();
+    }
+    while (!left.empty()) {
+      queue.push_front(std::move(left.back()));
+      left.pop_back();
+    }
+    return n;
   }
 
   // At close past the deadline, or once fenced: gives up `batch` and everything still
@@ -367,6 +399,7 @@ struct Store::Impl {
     // The job is the promise's only owner: given up at close, it breaks the promise.
     job.done = [committed = std::move(committed)] { committed->set_value(); };
     job.insert_only = insert_only;
+    job.barrier = true;
     const std::size_t n = job.writes.size();
     if (!enqueue(std::move(job))) return job_refused(n);
     if (deadline_ms) {
@@ -489,11 +522,18 @@ bool Store::submit_optional(std::vector<engine::Write> writes) {
       m.dropped.fetch_add(n, std::memory_order_relaxed);
       return false;
     }
-    Job job;
-    job.writes = std::move(writes);
-    job.queued = Clock::now();
+    // In jobs of optional_per_batch, each of which can ride along with a commit.
+    const auto now = Clock::now();
+    for (std::size_t i = 0; i < n; i += optional_per_batch) {
+      Job job;
+      const auto from = writes.begin() + static_cast<std::ptrdiff_t>(i);
+      job.writes.assign(std::make_move_iterator(from),
+                        std::make_move_iterator(from + static_cast<std::ptrdiff_t>(std::min(optional_per_batch, n - i))));
+      job.queued = now;
+      job.optional = true;
+      m.queue.push_back(std::move(job));
+    }
     m.queued_writes += n;
-    m.queue.push_back(std::move(job));
   }
   m.cv.notify_all();
   return true;

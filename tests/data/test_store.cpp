@@ -622,6 +622,51 @@ TEST_CASE("bounded queue: has_room and submit_optional follow max_queued_writes"
   CHECK(s.stats().dropped == 3);
 }
 
+TEST_CASE("optional writes ride along a few at a time: a commit somebody waits for is never a long one") {
+  TempDb t;
+  data::Store s(t.options());
+  // Hold the writer inside the commit hook, so that everything below is queued together.
+  std::mutex m;
+  std::condition_variable cv;
+  bool hold = true, in_hook = false;
+  std::vector<std::size_t> batch_writes;
+  s.on_commit([&](std::int64_t, std::size_t n) {
+    std::unique_lock lk(m);
+    batch_writes.push_back(n);
+    in_hook = true;
+    cv.notify_all();
+    cv.wait_for(lk, std::chrono::seconds(10), [&] { return !hold; });
+  });
+  s.submit({rec::TrackPoint{"M0", 1, 29.5, 106.5}}, [] {});
+  {
+    std::unique_lock lk(m);
+    REQUIRE(cv.wait_for(lk, std::chrono::seconds(5), [&] { return in_hook; }));
+  }
+  // 600 track points (as one frame of positions can give), then a report's writes.
+  std::vector<Write> points;
+  for (int k = 0; k < 600; ++k) points.push_back(rec::TrackPoint{"M" + std::to_string(k % 50 + 1), 10 + k, 29.5, 106.5});
+  REQUIRE(s.submit_optional(std::move(points)));
+  std::atomic<std::int64_t> tracks_when_told{-1};
+  s.submit({incident(1, "r1")}, [&] { tracks_when_told = count(t.path, "SELECT count(*) FROM tracks"); });
+  // And a flush after them: it waits for every point queued before it.
+  std::atomic<bool> flushed{false};
+  std::thread flusher([&] { flushed = s.flush_for(milliseconds(10000)); });
+  {
+    std::lock_guard lk(m);
+    hold = false;
+  }
+  cv.notify_all();
+  flusher.join();
+  CHECK(flushed);
+  // The report was told after its own commit, which carried at most 32 of the points.
+  CHECK(tracks_when_told >= 1);
+  CHECK(tracks_when_told <= 1 + 32);
+  CHECK(count(t.path, "SELECT count(*) FROM tracks") == 601);
+  CHECK(count(t.path, "SELECT count(*) FROM incidents") == 1);
+  for (std::size_t n : batch_writes) CHECK(n <= 32 + 1);
+  CHECK(s.stats().dropped == 0);
+}
+
 TEST_CASE("flush_for gives up on a failing disk within its deadline, succeeds once it works") {
   SQLITE_ONLY();
   TempDb t;
