@@ -49,17 +49,25 @@ void Server::Impl::register_peer(std::shared_ptr<Peer> p) {
 }
 
 void Server::Impl::unregister_peer(ConnId id, Role role) {
-  asio::post(engine_ioc, [this, id, role] {
-    peers.erase(id);
-    feed.remove(id);
-    if (std::erase(pagers, id)) engine.pager_disconnected();
-    for (auto it = insurers.begin(); it != insurers.end();) {
-      std::erase(it->second, id);
-      it = it->second.empty() ? insurers.erase(it) : std::next(it);
-    }
-    // Only a unit's or gateway's connection can be a unit's way out (a scan of the fleet).
-    if (role == Role::unit || role == Role::gateway) engine.disconnected(id);
-  });
+  // A gateway's or unit's goodbye follows its frames on the bulk lane (it must not overtake
+  // positions that name this connection as the unit's way out).
+  if (role == Role::gateway || role == Role::unit) {
+    push_bulk({nullptr, nullptr, 0, id, role});
+    return;
+  }
+  asio::post(engine_ioc, [this, id, role] { forget_peer(id, role); });
+}
+
+void Server::Impl::forget_peer(ConnId id, Role role) {
+  peers.erase(id);
+  feed.remove(id);
+  if (std::erase(pagers, id)) engine.pager_disconnected();
+  for (auto it = insurers.begin(); it != insurers.end();) {
+    std::erase(it->second, id);
+    it = it->second.empty() ? insurers.erase(it) : std::next(it);
+  }
+  // Only a unit's or gateway's connection can be a unit's way out (a scan of the fleet).
+  if (role == Role::unit || role == Role::gateway) engine.disconnected(id);
 }
 
 void Server::Impl::on_frame(const std::shared_ptr<Peer>& p, ParsedFrame& f, std::int64_t posted_us) {
@@ -79,6 +87,55 @@ void Server::Impl::on_frame(const std::shared_ptr<Peer>& p, ParsedFrame& f, std:
   metrics.stage_engine.observe_us(mono_us() - t0);
   apply();
   p->frame_taken();
+}
+
+void Server::Impl::post_frame(std::shared_ptr<Peer> p, std::shared_ptr<ParsedFrame> f, std::int64_t posted_us,
+                              bool bulk) {
+  if (!bulk) {
+    asio::post(engine_ioc, [this, p = std::move(p), f = std::move(f), posted_us] {
+      on_frame(p, *f, posted_us);
+      frames_to_engine.fetch_sub(1);
+    });
+    return;
+  }
+  push_bulk({std::move(p), std::move(f), posted_us, 0, Role::gateway});
+}
+
+void Server::Impl::push_bulk(BulkFrame b) {
+  bool schedule;
+  {
+    std::lock_guard lock(bulk_mu);
+    bulk_frames.push_back(std::move(b));
+    schedule = !std::exchange(bulk_scheduled, true);
+  }
+  if (schedule) asio::post(engine_ioc, [this] { take_bulk(); });
+}
+
+void Server::Impl::take_bulk() {
+  BulkFrame b;
+  {
+    std::lock_guard lock(bulk_mu);
+    if (bulk_frames.empty()) {
+      bulk_scheduled = false;
+      return;
+    }
+    b = std::move(bulk_frames.front());
+    bulk_frames.pop_front();
+  }
+  if (b.frame) {
+    on_frame(b.peer, *b.frame, b.posted_us);
+    frames_to_engine.fetch_sub(1);
+  } else {
+    forget_peer(b.gone, b.gone_role);
+  }
+  // Behind whatever was posted while this frame ran.
+  bool more;
+  {
+    std::lock_guard lock(bulk_mu);
+    more = !bulk_frames.empty();
+    if (!more) bulk_scheduled = false;
+  }
+  if (more) asio::post(engine_ioc, [this] { take_bulk(); });
 }
 
 namespace {

@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <deque>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -205,6 +206,20 @@ struct Server::Impl {
   // writes. frames_to_engine counts frames posted and not yet applied.
   std::atomic<bool> input_closed{false};
   std::atomic<std::int64_t> frames_to_engine{0};
+  // Frames from gateways and units (positions, a fleet's worth each second) queue here and
+  // the engine thread takes one per turn, so that whatever was posted meanwhile (a report,
+  // a dispatcher's command) runs before the next one instead of after the whole burst.
+  // Bounded: each session has at most two frames in flight.
+  struct BulkFrame {
+    std::shared_ptr<Peer> peer;
+    std::shared_ptr<ParsedFrame> frame;
+    std::int64_t posted_us = 0;
+    ConnId gone = 0;  // no frame: this connection closed (forget_peer)
+    Role gone_role = Role::gateway;
+  };
+  std::mutex bulk_mu;
+  std::deque<BulkFrame> bulk_frames;  // under bulk_mu
+  bool bulk_scheduled = false;        // under bulk_mu: take_bulk() is posted
   std::mutex stop_mutex;
   std::condition_variable stop_cv;
   bool stopped = false;
@@ -239,6 +254,12 @@ struct Server::Impl {
   void unregister_peer(ConnId id, Role role);
   // A parsed frame from a session (runs on the engine thread).
   void on_frame(const std::shared_ptr<Peer>& p, ParsedFrame& f, std::int64_t posted_us);
+  // One frame off the bulk lane; posts itself again while more wait.
+  void take_bulk();
+  void forget_peer(ConnId id, Role role);
+  // ---- I/O threads: hands a parsed frame to the engine thread (`bulk`: on the bulk lane).
+  void post_frame(std::shared_ptr<Peer> p, std::shared_ptr<ParsedFrame> f, std::int64_t posted_us, bool bulk);
+  void push_bulk(BulkFrame b);
   void handle_command(engine::Command c, const engine::Origin& origin, Millis now);
   // Renders what the engine produced and sends it once the writes before it are durable.
   void apply();

@@ -148,10 +148,9 @@ void BasicWsSession<Stream>::on_read(error_code ec) {
     return;
   }
   ++in_flight_;
-  asio::post(srv_.engine_ioc, [s = self(), frame, parsed] {
-    s->srv_.on_frame(s, *frame, parsed);
-    s->srv_.frames_to_engine.fetch_sub(1);
-  });
+  // A gateway's or unit's frames (positions) take the bulk lane, all of them, so that its
+  // own frames stay in order; everybody else's go straight to the engine thread.
+  srv_.post_frame(self(), std::move(frame), parsed, role == Role::gateway || role == Role::unit);
   do_read();
 }
 

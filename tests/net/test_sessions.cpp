@@ -289,6 +289,49 @@ TEST_CASE("websocket session: what a commit releases reaches the session from th
   CHECK(rig.impl->store->incident("I-000001").has_value());
 }
 
+TEST_CASE("websocket session: a report does not wait behind a gateway's queued position frames") {
+  Rig rig;
+  auto gateway = rig.connect();
+  auto reporter = rig.connect();
+  send(gateway, handshake("/ws/unit", "g-secret"));
+  send(reporter, handshake("/ws/report", "r-secret"));
+  std::string g, r;
+  REQUIRE(rig.run_until([&] {
+    g += take(gateway);
+    r += take(reporter);
+    return g.find("\r\n\r\n") != std::string::npos && r.find("\r\n\r\n") != std::string::npos;
+  }));
+  rig.settle();  // both registered on the engine thread
+  auto position = [](int ts) {
+    return R"({"type":"position","unit":"M1","lat":29.56,"lon":106.55,"ts":)" + std::to_string(1764300000000LL + ts) + "}";
+  };
+  // Two position frames (a gateway may have two in flight), then a report: all three read
+  // and handed over, in that order, before the engine thread runs at all.
+  auto read_until = [&](std::int64_t frames) {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (rig.impl->frames_to_engine.load() < frames && std::chrono::steady_clock::now() < deadline) {
+      rig.impl->ioc.restart();
+      rig.impl->ioc.poll();
+    }
+    return rig.impl->frames_to_engine.load() == frames;
+  };
+  send(gateway, ws_frame(position(1)));
+  send(gateway, ws_frame(position(2)));
+  REQUIRE(read_until(2));
+  send(reporter, ws_frame(R"({"type":"report","id":"q-1","lat":29.56,"lon":106.55,"severity":"minor"})"));
+  REQUIRE(read_until(3));
+  // The engine thread's first turn takes one position frame; its second, the report.
+  rig.impl->engine_ioc.restart();
+  REQUIRE(rig.impl->engine_ioc.run_one() == 1);
+  CHECK(rig.impl->report_started_us.empty());
+  REQUIRE(rig.impl->engine_ioc.run_one() == 1);
+  CHECK(rig.impl->report_started_us.size() == 1);  // taken, with a position frame still queued
+  CHECK(rig.impl->frames_to_engine.load() == 1);
+  // The gateway's frames keep their order: the second position is the unit's last.
+  REQUIRE(rig.run_until([&] { return rig.impl->frames_to_engine.load() == 0; }));
+  CHECK(rig.impl->engine.units().front().pos_ts == 1764300000000LL + 2);
+}
+
 TEST_CASE("upgrade: a frame sent in the same write as the upgrade request is read, not dropped") {
   Rig rig;
   auto client = rig.connect();
