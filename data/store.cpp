@@ -13,7 +13,9 @@
 #include <deque>
 #include <future>
 #include <limits>
+#include <memory>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -38,10 +40,14 @@ namespace {
 constexpr auto prune_every = std::chrono::minutes(5);
 constexpr std::int64_t prune_chunk = 10000;
 
-// Optional writes (downsampled track points) go into a commit at most this many at a time,
-// after whatever somebody waits for: a report's commit never carries a few hundred track
-// points (2-4 ms instead of 0.3), nor waits behind a transaction that does.
+// Optional writes (downsampled track points) go into a commit at most this many at a time
+// while somebody waits for a write queued with them: a report's commit never carries a few
+// hundred track points (2-4 ms instead of 0.3). With nobody waiting they go up to
+// optional_alone a commit, so that a burst (every unit's first point) drains at the
+// rate of large transactions, and a report that comes meanwhile waits for at most one of
+// them (about 1-2 ms).
 constexpr std::size_t optional_per_batch = 32;
+constexpr std::size_t optional_alone = 256;
 // How far the writer looks past optional writes it leaves for later (a bound on the scan).
 constexpr std::size_t optional_jobs_scanned = 256;
 
@@ -50,6 +56,15 @@ void log_line(const std::string& line) { std::fprintf(stderr, "dispatch store: %
 // One submit(): its writes go into one transaction together, its done runs after it.
 struct Job {
   std::vector<engine::Write> writes;
+  // Or a slice of an optional submission's writes, shared by its slices: one large
+  // vector (freed with its last slice) rather than a copy in many small ones, which
+  // would stay on the heap after a burst.
+  std::shared_ptr<const std::vector<engine::Write>> shared;
+  std::size_t from = 0, to = 0;
+  std::span<const engine::Write> items() const {
+    if (shared) return {shared->data() + from, to - from};
+    return writes;
+  }
   std::function<void()> done;
   Clock::time_point queued;
   bool insert_only = false;  // add_units: a unit already stored stays as it is
@@ -196,21 +211,24 @@ struct Store::Impl {
 
   // Moves the next batch out of the queue (under mu); returns its number of writes. Jobs
   // go in queue order, up to batch_max writes, except that optional ones beyond
-  // optional_per_batch stay queued for a later batch, and a barrier never passes them.
+  // optional_per_batch (optional_alone when nothing else is queued) stay queued for a later
+  // batch, and a barrier never passes them.
   std::size_t take_batch(std::vector<Job>& batch) {
     std::deque<Job> left;
     std::size_t n = 0, optional_n = 0;
+    const std::size_t optional_max = waited_jobs > 0 ? optional_per_batch : optional_alone;
     while (!queue.empty() && left.size() < optional_jobs_scanned) {
       Job& j = queue.front();
-      const std::size_t k = j.writes.size();
+      const std::size_t k = j.items().size();
       if (!batch.empty() && n + k > options.batch_max) break;
-      if (j.optional && (!left.empty() || (optional_n + k > optional_per_batch && !batch.empty()))) {
+      if (j.optional && (!left.empty() || (optional_n + k > optional_max && !batch.empty()))) {
         left.push_back(std::move(j));
         queue.pop_front();
         continue;
       }
       if (j.barrier && !left.empty()) break;
       if (j.optional) optional_n += k;
+      else if (!j.barrier) --waited_jobs;
       n += k;
       batch.push_back(std::move(j));
       queue.pop_front();
@@ -231,6 +249,7 @@ struct Store::Impl {
     {
       std::lock_guard lk(mu);
       rest.swap(queue);
+      waited_jobs = 0;
       lost = queued_writes;  // the batch's writes too: they leave the count when committed
       queued_writes = 0;
     }
@@ -253,7 +272,7 @@ struct Store::Impl {
     std::vector<Op> ops;
     ops.reserve(n);
     for (const auto& job : batch)
-      for (const auto& w : job.writes)
+      for (const auto& w : job.items())
         rows::bind_write(w, job.insert_only, [&](W what, const auto&... a) {
           ops.push_back(Op{what, params(a...)});
           return 0;
@@ -378,6 +397,7 @@ struct Store::Impl {
       std::lock_guard lk(mu);
       if (writer_exited || ((stop || fenced.load()) && !job.writes.empty())) return false;
       queued_writes += job.writes.size();
+      if (!job.barrier) ++waited_jobs;  // a flush waits for the optional ones too
       queue.push_back(std::move(job));
     }
     cv.notify_all();
@@ -447,6 +467,7 @@ struct Store::Impl {
   std::condition_variable cv;
   std::deque<Job> queue;
   std::size_t queued_writes = 0;  // submitted, not yet committed (nor given up)
+  std::size_t waited_jobs = 0;    // queued jobs somebody waits for (not optional, not a barrier)
   std::deque<std::function<void()>> controls;
   bool stop = false;
   Clock::time_point stop_deadline;
@@ -522,13 +543,14 @@ bool Store::submit_optional(std::vector<engine::Write> writes) {
       m.dropped.fetch_add(n, std::memory_order_relaxed);
       return false;
     }
-    // In jobs of optional_per_batch, each of which can ride along with a commit.
+    // In slices of optional_per_batch, each of which can ride along with a commit.
     const auto now = Clock::now();
+    auto all = std::make_shared<const std::vector<engine::Write>>(std::move(writes));
     for (std::size_t i = 0; i < n; i += optional_per_batch) {
       Job job;
-      const auto from = writes.begin() + static_cast<std::ptrdiff_t>(i);
-      job.writes.assign(std::make_move_iterator(from),
-                        std::make_move_iterator(from + static_cast<std::ptrdiff_t>(std::min(optional_per_batch, n - i))));
+      job.shared = all;
+      job.from = i;
+      job.to = std::min(n, i + optional_per_batch);
       job.queued = now;
       job.optional = true;
       m.queue.push_back(std::move(job));

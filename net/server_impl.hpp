@@ -11,8 +11,8 @@
 #include <boost/asio.hpp>
 #include <condition_variable>
 #include <cstdint>
-#include <memory>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
