@@ -573,6 +573,10 @@ class Sim {
   }
 
   void shutdown() {
+    // A timer's handler may already be queued (expired) when it is cancelled, and then
+    // runs as if it had fired: the progress line must not arm itself again after this,
+    // or ioc_ never runs out of work (the harness's rare 60 s hang).
+    shut_down_ = true;
     for (auto& c : gateways_) c->close();
     for (auto& c : consoles_) c->close();
     for (auto& c : insurers_) c->close();
@@ -1145,7 +1149,7 @@ class Sim {
   void progress() {
     progress_timer_.expires_after(std::chrono::seconds(1));
     progress_timer_.async_wait([this](beast::error_code ec) {
-      if (ec) return;
+      if (ec || shut_down_) return;
       const auto secs = static_cast<double>(now_ms() - started_ms_) / 1000.0;
       double p99;
       {
@@ -1279,6 +1283,7 @@ class Sim {
   std::vector<std::string> error_samples_;
   std::atomic<std::uint64_t> positions_sent_{0}, reports_sent_{0}, accepted_count_{0}, assigns_{0}, errors_{0};
   std::atomic<bool> stopping_{false};
+  bool shut_down_ = false;  // the fleet thread's: shutdown() has run
 
   // The fleet thread's.
   std::vector<Unit> units_;
