@@ -48,8 +48,6 @@ constexpr std::int64_t prune_chunk = 10000;
 // them (about 1-2 ms).
 constexpr std::size_t optional_per_batch = 32;
 constexpr std::size_t optional_alone = 256;
-// How far the writer looks past optional writes it leaves for later (a bound on the scan).
-constexpr std::size_t optional_jobs_scanned = 256;
 
 void log_line(const std::string& line) { std::fprintf(stderr, "dispatch store: %s\n", line.c_str()); }
 
@@ -70,6 +68,7 @@ struct Job {
   bool insert_only = false;  // add_units: a unit already stored stays as it is
   bool optional = false;     // submit_optional: nobody waits; may commit after later jobs
   bool barrier = false;      // flush, add_units: committed after everything queued before it
+  std::uint64_t seq = 0;     // queue order (a barrier's optional predecessors have lower ones)
 };
 
 std::int64_t micros_since(Clock::time_point t) {
@@ -160,7 +159,7 @@ struct Store::Impl {
     std::unique_lock lk(mu);
     for (;;) {
       run_controls(lk);
-      if ((stop && !queue.empty() && Clock::now() >= stop_deadline) || (fenced.load() && !queue.empty())) {
+      if ((stop && !queues_empty() && Clock::now() >= stop_deadline) || (fenced.load() && !queues_empty())) {
         // Healthy but slow (a long queue): what the deadline did not reach is given up.
         // Fenced: nothing more is ever committed.
         lk.unlock();
@@ -179,16 +178,16 @@ struct Store::Impl {
           run_controls(lk);
         }
       }
-      if (queue.empty()) {
+      if (queues_empty()) {
         if (stop) break;
         if (prune.active()) continue;
         cv.wait_until(lk, std::min(Clock::now() + std::chrono::seconds(1), last_prune + prune_every),
-                      [&] { return stop || !queue.empty() || !controls.empty(); });
+                      [&] { return stop || !queues_empty() || !controls.empty(); });
         continue;
       }
       // Group commit: wait for batch_max writes or batch_delay after the first one.
       if (options.batch_delay.count() > 0 && !stop && queued_writes < options.batch_max) {
-        const auto until = queue.front().queued + options.batch_delay;
+        const auto until = (queue.empty() ? optional_queue.front() : queue.front()).queued + options.batch_delay;
         cv.wait_until(lk, until, [&] { return stop || queued_writes >= options.batch_max || !controls.empty(); });
       }
       const std::size_t n = take_batch(batch);
@@ -209,33 +208,33 @@ struct Store::Impl {
     writer_exited = true;
   }
 
-  // Moves the next batch out of the queue (under mu); returns its number of writes. Jobs
-  // go in queue order, up to batch_max writes, except that optional ones beyond
-  // optional_per_batch (optional_alone when nothing else is queued) stay queued for a later
-  // batch, and a barrier never passes them.
+  bool queues_empty() const { return queue.empty() && optional_queue.empty(); }
+
+  // Moves the next batch out of the queues (under mu); returns its number of writes. First
+  // the jobs somebody waits for, in their order, up to batch_max writes (a barrier only
+  // once every optional job queued before it has gone); then optional ones, oldest first,
+  // optional_per_batch of them while somebody waits (optional_alone when nobody does).
   std::size_t take_batch(std::vector<Job>& batch) {
-    std::deque<Job> left;
     std::size_t n = 0, optional_n = 0;
     const std::size_t optional_max = waited_jobs > 0 ? optional_per_batch : optional_alone;
-    while (!queue.empty() && left.size() < optional_jobs_scanned) {
+    while (!queue.empty()) {
       Job& j = queue.front();
       const std::size_t k = j.items().size();
       if (!batch.empty() && n + k > options.batch_max) break;
-      if (j.optional && (!left.empty() || (optional_n + k > optional_max && !batch.empty()))) {
-        left.push_back(std::move(j));
-        queue.pop_front();
-        continue;
-      }
-      if (j.barrier && !left.empty()) break;
-      if (j.optional) optional_n += k;
-      else if (!j.barrier) --waited_jobs;
+      if (j.barrier && !optional_queue.empty() && optional_queue.front().seq < j.seq) break;
+      if (!j.barrier) --waited_jobs;
       n += k;
       batch.push_back(std::move(j));
       queue.pop_front();
     }
-    while (!left.empty()) {
-      queue.push_front(std::move(left.back()));
-      left.pop_back();
+    while (!optional_queue.empty()) {
+      Job& j = optional_queue.front();
+      const std::size_t k = j.items().size();
+      if (!batch.empty() && (optional_n + k > optional_max || n + k > options.batch_max)) break;
+      optional_n += k;
+      n += k;
+      batch.push_back(std::move(j));
+      optional_queue.pop_front();
     }
     return n;
   }
@@ -249,6 +248,8 @@ struct Store::Impl {
     {
       std::lock_guard lk(mu);
       rest.swap(queue);
+      for (auto& j : optional_queue) rest.push_back(std::move(j));
+      optional_queue.clear();
       waited_jobs = 0;
       lost = queued_writes;  // the batch's writes too: they leave the count when committed
       queued_writes = 0;
@@ -398,6 +399,7 @@ struct Store::Impl {
       if (writer_exited || ((stop || fenced.load()) && !job.writes.empty())) return false;
       queued_writes += job.writes.size();
       if (!job.barrier) ++waited_jobs;  // a flush waits for the optional ones too
+      job.seq = ++job_seq;
       queue.push_back(std::move(job));
     }
     cv.notify_all();
@@ -465,7 +467,9 @@ struct Store::Impl {
 
   std::mutex mu;  // guards the queue, queued_writes, controls, stop and writer_exited
   std::condition_variable cv;
-  std::deque<Job> queue;
+  std::deque<Job> queue;           // jobs somebody waits for, and barriers
+  std::deque<Job> optional_queue;  // optional slices
+  std::uint64_t job_seq = 0;       // the order jobs were queued in, across both
   std::size_t queued_writes = 0;  // submitted, not yet committed (nor given up)
   std::size_t waited_jobs = 0;    // queued jobs somebody waits for (not optional, not a barrier)
   std::deque<std::function<void()>> controls;
@@ -553,7 +557,8 @@ bool Store::submit_optional(std::vector<engine::Write> writes) {
       job.to = std::min(n, i + optional_per_batch);
       job.queued = now;
       job.optional = true;
-      m.queue.push_back(std::move(job));
+      job.seq = ++m.job_seq;
+      m.optional_queue.push_back(std::move(job));
     }
     m.queued_writes += n;
   }

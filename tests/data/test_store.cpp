@@ -680,6 +680,42 @@ TEST_CASE("optional writes ride along a few at a time: a commit somebody waits f
   CHECK(s.stats().dropped == 0);
 }
 
+TEST_CASE("a report queued behind thousands of optional writes goes in the next commit") {
+  TempDb t;
+  data::Store s(t.options());
+  std::mutex m;
+  std::condition_variable cv;
+  bool hold = true, in_hook = false;
+  s.on_commit([&](std::int64_t, std::size_t) {
+    std::unique_lock lk(m);
+    in_hook = true;
+    cv.notify_all();
+    cv.wait_for(lk, std::chrono::seconds(10), [&] { return !hold; });
+  });
+  s.submit({rec::TrackPoint{"M0", 1, 29.5, 106.5}}, [] {});
+  {
+    std::unique_lock lk(m);
+    REQUIRE(cv.wait_for(lk, std::chrono::seconds(5), [&] { return in_hook; }));
+  }
+  // Every unit's first point at 100k units comes as 200 frames of 500: here 20 of them.
+  for (int f = 0; f < 20; ++f) {
+    std::vector<Write> points;
+    for (int k = 0; k < 500; ++k) points.push_back(rec::TrackPoint{"U" + std::to_string(f * 500 + k), 10, 29.5, 106.5});
+    REQUIRE(s.submit_optional(std::move(points)));
+  }
+  std::atomic<std::int64_t> tracks_when_told{-1};
+  s.submit({incident(1, "r1")}, [&] { tracks_when_told = count(t.path, "SELECT count(*) FROM tracks"); });
+  {
+    std::lock_guard lk(m);
+    hold = false;
+  }
+  cv.notify_all();
+  REQUIRE(s.flush_for(milliseconds(20000)));
+  CHECK(tracks_when_told >= 1);
+  CHECK(tracks_when_told <= 1 + 32);
+  CHECK(count(t.path, "SELECT count(*) FROM tracks") == 1 + 10000);
+}
+
 TEST_CASE("flush_for gives up on a failing disk within its deadline, succeeds once it works") {
   SQLITE_ONLY();
   TempDb t;
