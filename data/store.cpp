@@ -66,7 +66,6 @@ struct Job {
   std::function<void()> done;
   Clock::time_point queued;
   bool insert_only = false;  // add_units: a unit already stored stays as it is
-  bool optional = false;     // submit_optional: nobody waits; may commit after later jobs
   bool barrier = false;      // flush, add_units: committed after everything queued before it
   std::uint64_t seq = 0;     // queue order (a barrier's optional predecessors have lower ones)
 };
@@ -465,7 +464,7 @@ struct Store::Impl {
   std::mutex read_mu;
   bool reads_closed = false;
 
-  std::mutex mu;  // guards the queue, queued_writes, controls, stop and writer_exited
+  std::mutex mu;  // guards the queues, queued_writes, waited_jobs, controls, stop and writer_exited
   std::condition_variable cv;
   std::deque<Job> queue;           // jobs somebody waits for, and barriers
   std::deque<Job> optional_queue;  // optional slices
@@ -556,7 +555,6 @@ bool Store::submit_optional(std::vector<engine::Write> writes) {
       job.from = i;
       job.to = std::min(n, i + optional_per_batch);
       job.queued = now;
-      job.optional = true;
       job.seq = ++m.job_seq;
       m.optional_queue.push_back(std::move(job));
     }
