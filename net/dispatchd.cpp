@@ -102,6 +102,9 @@ int main(int argc, char** argv) {
                  "or this many microseconds after the first pending write (0: as soon as free)")
       ->capture_default_str();
   app.add_option("--io-threads", opt.io_threads, "network threads")->capture_default_str();
+  app.add_option("--trace-reports", opt.trace_reports,
+                 "write a line per report and per assign released to this file (monotonic microseconds; "
+                 "joined with dispatch-sim --trace by scripts/trace-reports.py)");
   app.add_option("--max-frame", opt.max_frame_bytes, "largest WebSocket frame in bytes (1009 above)")
       ->capture_default_str();
   app.add_option("--max-body", opt.max_body_bytes, "largest HTTP body in bytes (413 above)")

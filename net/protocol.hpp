@@ -21,6 +21,7 @@ struct ParsedFrame {
   std::vector<engine::ev::Error> errors;
   std::vector<std::string_view> types;  // each message's type, for metrics (points into a static table)
   std::size_t messages = 0;              // messages in the frame (a batch counts each), for rate limits
+  std::int64_t read_us = 0;              // when its read completed (monotonic; --trace-reports)
   void clear() {
     messages = 0;
     positions.clear();

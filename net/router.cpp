@@ -83,7 +83,10 @@ void Server::Impl::on_frame(const std::shared_ptr<Peer>& p, ParsedFrame& f, std:
     inc(metrics.positions_in, f.positions.size());
     engine.positions(f.positions, origin, now, out);
   }
+  frame_read_us = f.read_us;
+  frame_engine_us = t0;
   for (auto& c : f.commands) handle_command(std::move(c), origin, now);
+  frame_read_us = frame_engine_us = 0;
   metrics.stage_engine.observe_us(mono_us() - t0);
   apply();
   p->frame_taken();
@@ -178,8 +181,16 @@ void Server::Impl::handle_command(engine::Command c, const engine::Origin& origi
     const std::size_t before = out.messages.size();
     engine.handle(c, origin, now, out);
     for (std::size_t i = before; i < out.messages.size(); ++i)
-      if (auto* a = std::get_if<engine::ev::Accepted>(&out.messages[i].payload))
-        report_started_us.emplace(a->incident, mono_us());
+      if (auto* a = std::get_if<engine::ev::Accepted>(&out.messages[i].payload)) {
+        const auto at = mono_us();
+        report_started_us.emplace(a->incident, at);
+        // report <id> <incident> <frame read> <engine took it> <accepted> (an HTTP report
+        // has no frame: 0 0)
+        if (trace)
+          std::fprintf(trace.get(), "report\t%s\t%s\t%lld\t%lld\t%lld\n", a->report_id.c_str(), a->incident.c_str(),
+                       static_cast<long long>(frame_read_us), static_cast<long long>(frame_engine_us),
+                       static_cast<long long>(at));
+      }
     if (report_started_us.size() > 100000) report_started_us.clear();  // waiting ones: no figure
     return;
   }
@@ -302,6 +313,7 @@ Release Server::Impl::resolve(Outgoing& o) {
     if (auto it = report_started_us.find(o.assign_incident); it != report_started_us.end()) {
       r.report_us = it->second;
       report_started_us.erase(it);
+      if (trace) r.traced_incident = o.assign_incident;
     }
   }
   auto add = [&](ConnId id) {
@@ -337,6 +349,9 @@ void Server::Impl::deliver(Release& r) {
   const auto now_us = mono_us();
   if (r.made_us) metrics.stage_commit_wait.observe_us(now_us - r.made_us);
   if (r.report_us) metrics.assign_latency.observe_us(now_us - r.report_us);
+  // assign <incident> <released to its session>: the report's first assign
+  if (!r.traced_incident.empty() && trace)
+    std::fprintf(trace.get(), "assign\t%s\t%lld\n", r.traced_incident.c_str(), static_cast<long long>(now_us));
   if (r.flush) {
     asio::post(console_strand, [this, job = std::move(r.flush)] { run_console_flush(*job); });
     return;

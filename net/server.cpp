@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <future>
 #include <iostream>
+#include <stdexcept>
 
 #include "net/http_session.hpp"
 #include "net/listener.hpp"
@@ -65,7 +66,12 @@ Server::Impl::Impl(ServerOptions o)
       // A flush's units at most: 32768 at the default 16 MiB bound, so that one flush
       // (about 220 bytes a unit) stays well below the bound it is held against.
       feed(ConsoleFeed::Limits{opt.console_soft_bytes, opt.console_hard_bytes, 48 * 1024,
-                               std::clamp<std::size_t>(opt.console_hard_bytes / 512, 64, 32768)}) {}
+                               std::clamp<std::size_t>(opt.console_hard_bytes / 512, 64, 32768)}) {
+  if (!opt.trace_reports.empty()) {
+    trace.reset(std::fopen(opt.trace_reports.c_str(), "w"));
+    if (!trace) throw std::runtime_error("--trace-reports: cannot write " + opt.trace_reports);
+  }
+}
 
 Server::Impl::~Impl() = default;
 

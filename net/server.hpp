@@ -54,6 +54,9 @@ struct ServerOptions {
   // renewed every third of it; and this server's name in the lease row ("" = host:pid).
   std::chrono::milliseconds lease{3000};
   std::string node_name;
+  // A line per report and per assign released, for latency forensics (docs/performance.md,
+  // scripts/trace-reports.py); "" = none.
+  std::string trace_reports;
 };
 
 class Server {

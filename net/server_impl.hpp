@@ -11,6 +11,7 @@
 #include <boost/asio.hpp>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -136,6 +137,7 @@ struct Release {
   bool snapshot = false;
   std::int64_t made_us = 0;
   std::int64_t report_us = 0;  // an assign: when its report was taken (report -> assign), or 0
+  std::string traced_incident;  // an assign, with --trace-reports
 };
 
 // The release gate between the engine thread, which holds what it renders, and the
@@ -238,6 +240,10 @@ struct Server::Impl {
   std::vector<std::uint32_t> view_of_slot;  // flush_consoles(): a unit's place in the flush
   SharedGate gate;  // and the store's writer thread
   std::unordered_map<std::string, std::int64_t> report_started_us;  // incident -> its report's arrival
+  // --trace-reports: written by the engine thread (reports) and whichever thread releases
+  // an assign; stdio's own lock keeps lines whole.
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> trace{nullptr, &std::fclose};
+  std::int64_t frame_read_us = 0, frame_engine_us = 0;  // the frame on_frame is handling
 
   // A shared store (PostgreSQL): the lease decides whether this server serves; the roster
   // is stored and the engine restored once the lease is taken (net/lease.cpp).

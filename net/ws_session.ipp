@@ -128,6 +128,7 @@ void BasicWsSession<Stream>::on_read(error_code ec) {
   auto frame = std::make_shared<ParsedFrame>();
   parse_frame(text, std::optional<Role>(role), *frame);
   buffer_.consume(buffer_.size());
+  frame->read_us = now;
   const auto parsed = srv_.clock_us();
   srv_.metrics.stage_parse.observe_us(parsed - now);
   if (!limiter_.take(frame->messages, parsed)) {

@@ -11,6 +11,8 @@
 #   PARTS=load LINES="2 3" scripts/bench.sh  only those lines of the load table
 #   DISPATCHD_FLAGS="--sync-normal" ...     extra flags for dispatchd in the load lines
 #   SIM_NICE=19 ...                         the load generator at that nice level
+#   TRACE=1 ...                             also where each line's reports spent their time, from
+#                                           both sides' per-report traces (scripts/trace-reports.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -54,15 +56,20 @@ run() {  # units rate reports_per_s gateways batch label
   # LINES="2 3" runs only those lines of the table (1-based), to iterate on one of them.
   line_no=$((line_no + 1))
   [ -z "${LINES:-}" ] || [[ " $LINES " == *" $line_no "* ]] || return 0
+  local trace_flags=() sim_trace=()
+  if [ -n "${TRACE:-}" ]; then trace_flags=(--trace-reports "$work/server.trace"); sim_trace=(--trace "$work/sim.trace"); fi
   # shellcheck disable=SC2086
-  start_dispatchd "$units" ${DISPATCHD_FLAGS:-}
+  start_dispatchd "$units" ${DISPATCHD_FLAGS:-} "${trace_flags[@]}"
   # SIM_NICE=19: the generator yields the two cores to dispatchd (how much of the tail is
   # the generator's own CPU; the targets are read without it).
   nice -n "${SIM_NICE:-0}" "$B/sim/dispatch-sim" run --url "ws://$addr" --tokens "$work/tokens.json" --fleet "$work/fleet.json" \
     --duration "$secs" --rate "$rate" --reports-per-s "$rps" --gateways "$gws" --batch "$batch" --consoles 1 \
-    --json "$work/s.json" >/dev/null 2>&1
+    --json "$work/s.json" "${sim_trace[@]}" >/dev/null 2>&1
   local rss1; rss1=$(awk '/VmRSS/{print $2}' /proc/$pid/status)
   stop_dispatchd
+  if [ -n "${TRACE:-}" ]; then
+    { echo; echo "$label:"; scripts/trace-reports.py "$work/server.trace" "$work/sim.trace" || true; } >> "$work/traces"
+  fi
   python3 - "$work/s.json" "$label" "$rss0" "$rss1" "$work/stages" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
@@ -83,7 +90,7 @@ if [[ " $parts " == *" load "* ]]; then
   echo
   echo "| run                          |   units |  positions/s | reports/s | acc p50 | asg p50 | asg p99 | asg max | mis | err | RSS MiB |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-  : > "$work/stages"
+  : > "$work/stages"; : > "$work/traces"
   line_no=0
   run 1000 1 100 2 500 "1k units, 100 reports/s"
   run 10000 1 100 4 500 "10k units, 100 reports/s"
@@ -98,6 +105,7 @@ if [[ " $parts " == *" load "* ]]; then
   echo "| run | send lag p99 | held | report->assign (server) | parse | engine wait | engine | commit wait | send | store commit |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   cat "$work/stages"
+  if [ -n "${TRACE:-}" ]; then echo; echo "Per-report traces (TRACE=1):"; cat "$work/traces"; fi
 fi
 
 # ---- intake: dispatchd's positions/s against Redis GEOADD pipelined, same run ----------

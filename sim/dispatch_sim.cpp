@@ -322,7 +322,7 @@ double histogram_quantile(const PromHistogram& h, double q) {
 // ------------------------------------------------------------------------------------
 
 struct Options {
-  std::string url, tokens, fleet, json_out;
+  std::string url, tokens, fleet, json_out, trace_out;
   std::string roads;  // --roads: drive ground units along these roads, and judge by road ETA
   std::size_t units = 0;
   double rate = 1.0, reports_per_s = 1.0, duration = 10;
@@ -447,6 +447,10 @@ class Sim {
     }
     if (gateway_token_.empty()) throw std::runtime_error("the tokens file has no gateway token for \"*\"");
     if (reporter_token_.empty()) throw std::runtime_error("the tokens file has no reporter token");
+    if (!opt_.trace_out.empty()) {
+      trace_.reset(std::fopen(opt_.trace_out.c_str(), "w"));
+      if (!trace_) throw std::runtime_error("--trace: cannot write " + opt_.trace_out);
+    }
     if (opt_.consoles && console_token_.empty())
       throw std::runtime_error("the tokens file has no console token (or run with --consoles 0)");
     if (opt_.units && opt_.units < fleet.size()) fleet.resize(opt_.units);
@@ -1102,6 +1106,10 @@ class Sim {
       unit = fa.second;
       assign_lat_.add(at_us - r.sent_us);
     }
+    // report <id> <incident> <sent> <first assign arrived>
+    if (trace_)
+      std::fprintf(trace_.get(), "report\t%s\t%s\t%lld\t%lld\n", report_id.c_str(), incident.c_str(),
+                   static_cast<long long>(r.sent_us), static_cast<long long>(at_us));
     r.assigned = unit;
     verdict(r);
   }
@@ -1298,6 +1306,7 @@ class Sim {
   std::uint64_t positions_held_ = 0, declines_ = 0, cancels_ = 0, cleared_ = 0, claims_ = 0;
 
   // The report thread's.
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> trace_{nullptr, &std::fclose};  // --trace
   std::unordered_map<std::string, ReportInfo> reports_;
   std::set<std::string> accepted_;
   std::unordered_map<std::string, std::string> incident_report_;
@@ -1358,6 +1367,9 @@ int main(int argc, char** argv) {
   run->add_flag("--flood", o.flood,
                 "position intake benchmark: frames rendered once, only ts and a jitter patched (units do not patrol)");
   run->add_option("--json", o.json_out, "write the final summary here");
+  run->add_option("--trace", o.trace_out,
+                  "write a line per assigned report (its send and its first assign's arrival, monotonic "
+                  "microseconds), to join with dispatchd --trace-reports (scripts/trace-reports.py)");
   run->add_flag("--demo", o.demo, "gentle: 1 Hz, a report every ~20 s, crews at human pace, runs until stopped");
   CLI11_PARSE(app, argc, argv);
 

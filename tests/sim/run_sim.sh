@@ -13,7 +13,7 @@ cleanup() {
 trap cleanup EXIT
 "$build/sim/dispatch-sim" make-fleet --units 200 --seed 11 --out "$dir/fleet.json" --tokens-out "$dir/tokens.json"
 "$build/net/dispatchd" --listen 127.0.0.1:0 --db "$dir/d.db" --tokens "$dir/tokens.json" \
-  --fleet "$dir/fleet.json" > "$dir/out" 2> "$dir/err" &
+  --fleet "$dir/fleet.json" --trace-reports "$dir/server.trace" > "$dir/out" 2> "$dir/err" &
 server=$!
 for _ in $(seq 100); do grep -q '^listening on' "$dir/out" && break; sleep 0.1; done
 addr=$(sed -n 's/^listening on //p' "$dir/out")
@@ -21,7 +21,7 @@ addr=$(sed -n 's/^listening on //p' "$dir/out")
 # A run of 6 s drains for at most 2 s more: 60 s is a hang, and then both sides' logs say why.
 if ! timeout -s KILL 60 "$build/sim/dispatch-sim" run --url "ws://$addr" --tokens "$dir/tokens.json" \
     --fleet "$dir/fleet.json" --duration 6 --rate 2 --reports-per-s 8 --gateways 2 \
-    --json "$dir/summary.json" 2>"$dir/sim.err" >/dev/null; then
+    --json "$dir/summary.json" --trace "$dir/sim.trace" 2>"$dir/sim.err" >/dev/null; then
   echo "dispatch-sim failed or hung; its log:"; tail -50 "$dir/sim.err"
   echo "the server's log:"; tail -50 "$dir/err"
   exit 1
@@ -35,5 +35,23 @@ ok = s["mismatches"] == 0 and s["errors"] == 0 and s["reports"] > 20 and s["acce
 print(("1 passed, 0 failed" if ok else "0 passed, 1 failed"))
 if not ok:
     print("mismatches:", s["mismatch_list"], "errors:", s["error_samples"])
+sys.exit(0 if ok else 1)
+PY
+# The per-report trace of both sides (scripts/trace-reports.py): the server writes its file
+# out when it stops; every report the simulator saw assigned is in it, on the same clock.
+kill -TERM "$server"; wait "$server" || true; server=""
+python3 "$(dirname "$0")/../../scripts/trace-reports.py" "$dir/server.trace" "$dir/sim.trace"
+python3 - "$(dirname "$0")/../../scripts/trace-reports.py" "$dir/server.trace" "$dir/sim.trace" <<'PY'
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("trace_reports", sys.argv[1])
+t = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(t)
+rows, seen = t.join(sys.argv[2], sys.argv[3])
+parts = [s for s in t.SEGMENTS if s != "total"]
+bad = [r for r in rows if min(r[s] for s in parts) < 0 or sum(r[s] for s in parts) != r["total"]]
+ok = seen > 5 and len(rows) == seen and not bad
+print(("1 passed, 0 failed" if ok else "0 passed, 1 failed") + f" (trace: {len(rows)} joined of {seen})")
+if bad:
+    print("segments out of order:", bad[:3])
 sys.exit(0 if ok else 1)
 PY
