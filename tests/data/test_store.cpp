@@ -83,6 +83,38 @@ rec::Assignment assignment(std::uint64_t seq, const std::string& inc, const std:
   return a;
 }
 
+// Holds the store's writer (healthy) inside its commit hook, its commit done but not yet
+// returned, so that whatever is submitted meanwhile stays queued; records each batch's
+// number of writes. Declared before the store it holds, so that it outlives the writer.
+struct HeldWriter {
+  std::mutex m;
+  std::condition_variable cv;
+  bool hold = true, in_hook = false;
+  std::vector<std::size_t> batch_writes;  // under m
+
+  void attach(data::Store& s) {
+    s.on_commit([this](std::int64_t, std::size_t n) {
+      std::unique_lock lk(m);
+      batch_writes.push_back(n);
+      in_hook = true;
+      cv.notify_all();
+      cv.wait_for(lk, std::chrono::seconds(10), [&] { return !hold; });
+    });
+  }
+  // True once the writer is inside the hook.
+  bool held() {
+    std::unique_lock lk(m);
+    return cv.wait_for(lk, std::chrono::seconds(5), [&] { return in_hook; });
+  }
+  void release() {
+    {
+      std::lock_guard lk(m);
+      hold = false;
+    }
+    cv.notify_all();
+  }
+};
+
 }  // namespace
 
 TEST_CASE("a new database gets the schema, WAL mode and its version") {
@@ -573,23 +605,12 @@ TEST_CASE("bounded queue: has_room and submit_optional follow max_queued_writes"
   TempDb t;
   auto o = t.options();
   o.max_queued_writes = 10;
+  HeldWriter writer;
   data::Store s(o);
-  // Hold the writer (healthy) inside the commit hook, so that writes stay queued.
-  std::mutex m;
-  std::condition_variable cv;
-  bool hold = true, in_hook = false;
-  s.on_commit([&](std::int64_t, std::size_t) {
-    std::unique_lock lk(m);
-    in_hook = true;
-    cv.notify_all();
-    cv.wait_for(lk, std::chrono::seconds(10), [&] { return !hold; });
-  });
+  writer.attach(s);
   std::atomic<int> done{0};
   s.submit({rec::TrackPoint{"M1", 1, 29.5, 106.5}}, [&] { ++done; });
-  {
-    std::unique_lock lk(m);
-    REQUIRE(cv.wait_for(lk, std::chrono::seconds(5), [&] { return in_hook; }));
-  }
+  REQUIRE(writer.held());
   CHECK(s.stats().queued == 1);  // committed, but its commit has not returned yet
   CHECK(s.has_room());
   std::vector<Write> nine;
@@ -606,11 +627,7 @@ TEST_CASE("bounded queue: has_room and submit_optional follow max_queued_writes"
   CHECK(s.stats().queued == 11);
   CHECK_FALSE(s.has_room());  // over the bound
   CHECK(s.healthy());
-  {
-    std::lock_guard lk(m);
-    hold = false;
-  }
-  cv.notify_all();
+  writer.release();
   CHECK(s.flush_for(milliseconds(5000)));
   CHECK(done == 2);
   CHECK(s.has_room());
@@ -626,24 +643,11 @@ TEST_CASE("optional writes ride along a few at a time: a commit somebody waits f
   // (With nobody waiting they go 256 a commit, so that a burst drains at a large
   // transaction's pace.)
   TempDb t;
+  HeldWriter writer;  // everything below is queued together
   data::Store s(t.options());
-  // Hold the writer inside the commit hook, so that everything below is queued together.
-  std::mutex m;
-  std::condition_variable cv;
-  bool hold = true, in_hook = false;
-  std::vector<std::size_t> batch_writes;
-  s.on_commit([&](std::int64_t, std::size_t n) {
-    std::unique_lock lk(m);
-    batch_writes.push_back(n);
-    in_hook = true;
-    cv.notify_all();
-    cv.wait_for(lk, std::chrono::seconds(10), [&] { return !hold; });
-  });
+  writer.attach(s);
   s.submit({rec::TrackPoint{"M0", 1, 29.5, 106.5}}, [] {});
-  {
-    std::unique_lock lk(m);
-    REQUIRE(cv.wait_for(lk, std::chrono::seconds(5), [&] { return in_hook; }));
-  }
+  REQUIRE(writer.held());
   // 600 track points (as one frame of positions can give), then a report's writes.
   std::vector<Write> points;
   for (int k = 0; k < 600; ++k) points.push_back(rec::TrackPoint{"M" + std::to_string(k % 50 + 1), 10 + k, 29.5, 106.5});
@@ -652,17 +656,13 @@ TEST_CASE("optional writes ride along a few at a time: a commit somebody waits f
   std::size_t batches_when_told = 0;
   s.submit({incident(1, "r1")}, [&] {
     tracks_when_told = count(t.path, "SELECT count(*) FROM tracks");
-    std::lock_guard lk(m);
-    batches_when_told = batch_writes.size();
+    std::lock_guard lk(writer.m);
+    batches_when_told = writer.batch_writes.size();
   });
   // And a flush after them: it waits for every point queued before it.
   std::atomic<bool> flushed{false};
   std::thread flusher([&] { flushed = s.flush_for(milliseconds(10000)); });
-  {
-    std::lock_guard lk(m);
-    hold = false;
-  }
-  cv.notify_all();
+  writer.release();
   flusher.join();
   CHECK(flushed);
   // The report was told after its own commit, which carried at most 32 of the points.
@@ -670,7 +670,8 @@ TEST_CASE("optional writes ride along a few at a time: a commit somebody waits f
   CHECK(tracks_when_told <= 1 + 32);
   CHECK(count(t.path, "SELECT count(*) FROM tracks") == 601);
   CHECK(count(t.path, "SELECT count(*) FROM incidents") == 1);
-  std::lock_guard lk(m);
+  std::lock_guard lk(writer.m);
+  const auto& batch_writes = writer.batch_writes;
   REQUIRE(batches_when_told >= 2);
   for (std::size_t i = 0; i < batches_when_told; ++i) CHECK(batch_writes[i] <= 32 + 1);
   // The rest of the points (at least 568) in a few large commits, not in 32s.
@@ -682,21 +683,11 @@ TEST_CASE("optional writes ride along a few at a time: a commit somebody waits f
 
 TEST_CASE("a report queued behind thousands of optional writes goes in the next commit") {
   TempDb t;
+  HeldWriter writer;
   data::Store s(t.options());
-  std::mutex m;
-  std::condition_variable cv;
-  bool hold = true, in_hook = false;
-  s.on_commit([&](std::int64_t, std::size_t) {
-    std::unique_lock lk(m);
-    in_hook = true;
-    cv.notify_all();
-    cv.wait_for(lk, std::chrono::seconds(10), [&] { return !hold; });
-  });
+  writer.attach(s);
   s.submit({rec::TrackPoint{"M0", 1, 29.5, 106.5}}, [] {});
-  {
-    std::unique_lock lk(m);
-    REQUIRE(cv.wait_for(lk, std::chrono::seconds(5), [&] { return in_hook; }));
-  }
+  REQUIRE(writer.held());
   // Every unit's first point at 100k units comes as 200 frames of 500: here 20 of them.
   for (int f = 0; f < 20; ++f) {
     std::vector<Write> points;
@@ -705,11 +696,7 @@ TEST_CASE("a report queued behind thousands of optional writes goes in the next 
   }
   std::atomic<std::int64_t> tracks_when_told{-1};
   s.submit({incident(1, "r1")}, [&] { tracks_when_told = count(t.path, "SELECT count(*) FROM tracks"); });
-  {
-    std::lock_guard lk(m);
-    hold = false;
-  }
-  cv.notify_all();
+  writer.release();
   REQUIRE(s.flush_for(milliseconds(20000)));
   CHECK(tracks_when_told >= 1);
   CHECK(tracks_when_told <= 1 + 32);

@@ -105,6 +105,18 @@ struct Rig {
     }
     return true;
   }
+  // The same with the I/O context alone: the engine thread stands still meanwhile.
+  template <class Pred>
+  bool run_io_until(Pred pred, std::chrono::milliseconds limit = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!pred()) {
+      impl->ioc.restart();
+      const auto n = impl->ioc.poll();
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      if (n == 0) std::this_thread::yield();
+    }
+    return true;
+  }
   void settle() {
     for (int i = 0; i < 20; ++i) {
       impl->ioc.restart();
@@ -144,6 +156,17 @@ std::string handshake(const std::string& path, const std::string& token) {
   return "GET " + path + " HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
          "Authorization: Bearer " + token + "\r\n\r\n";
+}
+
+// Sends the WebSocket upgrade and runs until its answer's headers are in; what was read.
+std::string upgrade(Rig& rig, test::stream& client, const std::string& path, const std::string& token) {
+  send(client, handshake(path, token));
+  std::string got;
+  REQUIRE(rig.run_until([&] {
+    got += take(client);
+    return got.find("\r\n\r\n") != std::string::npos;
+  }));
+  return got;
 }
 
 // The text frames in what the server wrote after its 101 answer.
@@ -269,23 +292,15 @@ TEST_CASE("http session: POST /api/incidents answers 201 once the incident is du
 TEST_CASE("websocket session: what a commit releases reaches the session from the writer, not via the engine thread") {
   Rig rig;
   auto client = rig.connect();
-  send(client, handshake("/ws/report", "r-secret"));
-  std::string got;
-  REQUIRE(rig.run_until([&] {
-    got += take(client);
-    return got.find("\r\n\r\n") != std::string::npos;
-  }));
+  std::string got = upgrade(rig, client, "/ws/report", "r-secret");
   send(client, ws_frame(R"({"type":"report","id":"w-1","lat":29.56,"lon":106.55,"severity":"minor"})"));
   // Until the engine thread has taken the report (its answer is rendered and held)...
   REQUIRE(rig.run_until([&] { return !rig.impl->report_started_us.empty(); }));
   // ...then the engine context is never run again: the answer still comes, once durable.
-  const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (got.find("\"type\":\"accepted\"") == std::string::npos && std::chrono::steady_clock::now() < deadline) {
-    rig.impl->ioc.restart();
-    if (rig.impl->ioc.poll() == 0) std::this_thread::yield();
+  REQUIRE(rig.run_io_until([&] {
     got += take(client);
-  }
-  REQUIRE(got.find("\"type\":\"accepted\"") != std::string::npos);
+    return got.find("\"type\":\"accepted\"") != std::string::npos;
+  }));
   CHECK(rig.impl->store->incident("I-000001").has_value());
 }
 
@@ -293,14 +308,8 @@ TEST_CASE("websocket session: a report does not wait behind a gateway's queued p
   Rig rig;
   auto gateway = rig.connect();
   auto reporter = rig.connect();
-  send(gateway, handshake("/ws/unit", "g-secret"));
-  send(reporter, handshake("/ws/report", "r-secret"));
-  std::string g, r;
-  REQUIRE(rig.run_until([&] {
-    g += take(gateway);
-    r += take(reporter);
-    return g.find("\r\n\r\n") != std::string::npos && r.find("\r\n\r\n") != std::string::npos;
-  }));
+  upgrade(rig, gateway, "/ws/unit", "g-secret");
+  upgrade(rig, reporter, "/ws/report", "r-secret");
   rig.settle();  // both registered on the engine thread
   auto position = [](int ts) {
     return R"({"type":"position","unit":"M1","lat":29.56,"lon":106.55,"ts":)" + std::to_string(1764300000000LL + ts) + "}";
@@ -308,12 +317,8 @@ TEST_CASE("websocket session: a report does not wait behind a gateway's queued p
   // Two position frames (a gateway may have two in flight), then a report: all three read
   // and handed over, in that order, before the engine thread runs at all.
   auto read_until = [&](std::int64_t frames) {
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (rig.impl->frames_to_engine.load() < frames && std::chrono::steady_clock::now() < deadline) {
-      rig.impl->ioc.restart();
-      rig.impl->ioc.poll();
-    }
-    return rig.impl->frames_to_engine.load() == frames;
+    return rig.run_io_until([&] { return rig.impl->frames_to_engine.load() >= frames; }) &&
+           rig.impl->frames_to_engine.load() == frames;
   };
   send(gateway, ws_frame(position(1)));
   send(gateway, ws_frame(position(2)));
@@ -352,12 +357,7 @@ TEST_CASE("websocket session: messages are counted, and rate_limited is told at 
   o.rate_per_s = 5;  // burst 10
   Rig rig(o);
   auto client = rig.connect();
-  send(client, handshake("/ws/report", "r-secret"));
-  std::string got;
-  REQUIRE(rig.run_until([&] {
-    got += take(client);
-    return got.find("\r\n\r\n") != std::string::npos;
-  }));
+  std::string got = upgrade(rig, client, "/ws/report", "r-secret");
   auto report = [](int i) {
     return R"({"type":"report","id":"b-)" + std::to_string(i) + R"(","lat":29.56,"lon":106.55,"severity":"minor"})";
   };
