@@ -11,6 +11,8 @@
 #   PARTS=load LINES="2 3" scripts/bench.sh  only those lines of the load table
 #   DISPATCHD_FLAGS="--sync-normal" ...     extra flags for dispatchd in the load lines
 #   SIM_NICE=19 ...                         the load generator at that nice level
+#   DISPATCHD=path/to/dispatchd ...         another build's server (an A/B against this one)
+#   SIM_FLAGS="--console-batch 0" ...       extra flags for dispatch-sim in the load lines
 #   TRACE=1 ...                             also where each line's reports spent their time, from
 #                                           both sides' per-report traces (scripts/trace-reports.py)
 set -euo pipefail
@@ -38,7 +40,7 @@ start_dispatchd() {  # units [extra dispatchd flags...]; sets pid, addr, rss0
   # --rate, --gateway-rate and --max-open-per-token lifted: the benchmark measures the
   # server, not its limits (the simulator's remote claims to insurers without a token stay
   # open, so one reporter token would reach 2000 open incidents within seconds at 1000/s).
-  "$B/net/dispatchd" --listen 127.0.0.1:0 --db "$work/d.db" --tokens "$work/tokens.json" --fleet "$work/fleet.json" \
+  "${DISPATCHD:-$B/net/dispatchd}" --listen 127.0.0.1:0 --db "$work/d.db" --tokens "$work/tokens.json" --fleet "$work/fleet.json" \
     --rate 100000 --gateway-rate 10000000 --max-open-per-token 0 "$@" > "$work/out" 2> "$work/err" &
   pid=$!
   for _ in $(seq 200); do grep -qs '^listening on' "$work/out" && break; sleep 0.1; done
@@ -51,8 +53,9 @@ stop_dispatchd() {
 }
 
 # ---- load: reports on their own thread and connection, a console open -------------------
-run() {  # units rate reports_per_s gateways batch label
+run() {  # units rate reports_per_s gateways batch label [dispatch-sim flags...]
   local units=$1 rate=$2 rps=$3 gws=$4 batch=$5 label=$6
+  shift 6
   # LINES="2 3" runs only those lines of the table (1-based), to iterate on one of them.
   line_no=$((line_no + 1))
   [ -z "${LINES:-}" ] || [[ " $LINES " == *" $line_no "* ]] || return 0
@@ -62,9 +65,10 @@ run() {  # units rate reports_per_s gateways batch label
   start_dispatchd "$units" ${DISPATCHD_FLAGS:-} "${trace_flags[@]}"
   # SIM_NICE=19: the generator yields the two cores to dispatchd (how much of the tail is
   # the generator's own CPU; the targets are read without it).
+  # shellcheck disable=SC2086
   nice -n "${SIM_NICE:-0}" "$B/sim/dispatch-sim" run --url "ws://$addr" --tokens "$work/tokens.json" --fleet "$work/fleet.json" \
     --duration "$secs" --rate "$rate" --reports-per-s "$rps" --gateways "$gws" --batch "$batch" --consoles 1 \
-    --json "$work/s.json" "${sim_trace[@]}" >/dev/null 2>&1
+    --json "$work/s.json" "${sim_trace[@]}" "$@" ${SIM_FLAGS:-} >/dev/null 2>&1
   local rss1; rss1=$(awk '/VmRSS/{print $2}' /proc/$pid/status)
   stop_dispatchd
   if [ -n "${TRACE:-}" ]; then
@@ -97,6 +101,9 @@ if [[ " $parts " == *" load "* ]]; then
   run 10000 1 1000 4 500 "10k units, 1000 reports/s"
   run 100000 1 100 8 500 "100k units, 100 reports/s"
   run 100000 4 10 8 500 "100k units at 4 Hz"
+  # The fleet as real units report: each at its own phase within the second (10 slices),
+  # instead of all 10k in the same millisecond as in line 2.
+  run 10000 1 100 4 500 "10k, 100/s, own phases" --slices 10
   echo
   echo "The generator (reports' lag behind their Poisson times, p99 ms; positions it held back because"
   echo "a gateway had 16 MiB unsent) and the server's stages over each run (ms, p50 / p99 from the"

@@ -11,6 +11,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/json.hpp>
+#include <pthread.h>
+
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -328,6 +330,13 @@ struct Options {
   double rate = 1.0, reports_per_s = 1.0, duration = 10;
   std::uint64_t seed = 1;
   std::size_t gateways = 2, batch = 500, reporters = 1, consoles = 1;
+  // The fleet's positions go out in this many slices per period, a slice every
+  // period/slices (unit i in slice i % slices): units at their own phases, as a real fleet
+  // reports, rather than every unit in the same millisecond (1: the whole fleet at once).
+  std::size_t slices = 1;
+  // The consoles ask for positions as arrays (?batch=1), as the console dispatchd serves
+  // does; false: a message per unit, as a console that does not ask.
+  bool console_batch = true;
   std::size_t max_queue_mib = 16;
   bool demo = false, flood = false;
 };
@@ -493,10 +502,11 @@ class Sim {
       reporters_.push_back(c);
     }
     for (std::size_t i = 0; i < opt_.consoles; ++i) {
-      // A console as the dispatch room has it open: it takes the whole feed (snapshot,
-      // positions, incidents) off the socket; only frames that may hold an error are parsed.
+      // A console as the dispatch room has it open (web/app.js asks for batches too): it
+      // takes the whole feed (snapshot, positions, incidents) off the socket; only frames
+      // that may hold an error are parsed.
       auto c = std::make_shared<Conn>(ioc_, fmt::format("console {}", i));
-      c->connect(host_, port_, "/ws/console", console_token_);
+      c->connect(host_, port_, opt_.console_batch ? "/ws/console?batch=1" : "/ws/console", console_token_);
       c->set_servers(servers_);
       c->start([this](const json::object& m, std::int64_t) { on_console_message(m); },
                [](std::string_view text) { return text.find("\"error\"") != std::string_view::npos; });
@@ -517,6 +527,8 @@ class Sim {
     period_ = std::chrono::microseconds(static_cast<std::int64_t>(1e6 / std::max(opt_.rate, 1e-3)));
     next_pos_tp_ = started_tp_;
     last_pos_ms_ = started_ms_;
+    opt_.slices = std::clamp<std::size_t>(opt_.slices, 1, std::max<std::size_t>(1, units_.size()));
+    slice_last_ms_.assign(opt_.slices, started_ms_);
     // Reports start once the server has had every unit's first position (a warm-up).
     next_report_tp_ = started_tp_ + std::chrono::milliseconds(opt_.demo ? 5000 : 2000);
     schedule_next_report();
@@ -526,9 +538,20 @@ class Sim {
       if (!ec) stopping_ = true;
     });
     progress();
-    std::thread gw([this] { gw_ioc_.run(); });
-    std::thread rep([this] { rep_ioc_.run(); });
-    std::thread orc([this] { orc_ioc_.run(); });
+    // Named, so that a profile (perf sched, top -H) tells the generator's threads apart.
+    std::thread gw([this] {
+      pthread_setname_np(pthread_self(), "sim-gateways");
+      gw_ioc_.run();
+    });
+    std::thread rep([this] {
+      pthread_setname_np(pthread_self(), "sim-reports");
+      rep_ioc_.run();
+    });
+    std::thread orc([this] {
+      pthread_setname_np(pthread_self(), "sim-oracle");
+      orc_ioc_.run();
+    });
+    pthread_setname_np(pthread_self(), "sim-fleet");
     ioc_.run();
     gw.join();
     orc.join();
@@ -553,13 +576,21 @@ class Sim {
     } else {
       if (tp >= next_pos_tp_) {
         Millis ts = std::max(now, last_pos_ms_ + 1);  // strictly increasing per unit
-        const double dt = static_cast<double>(ts - last_pos_ms_) / 1000.0;
+        const std::size_t slice = next_slice_;
+        next_slice_ = (next_slice_ + 1) % opt_.slices;
+        const double dt = static_cast<double>(ts - slice_last_ms_[slice]) / 1000.0;
+        const std::int64_t round_us = mono_us();
         if (opt_.flood)
           ts = flood_send(ts);
         else
-          move_and_send(ts, dt);
+          move_and_send(ts, dt, slice);
+        slice_last_ms_[slice] = ts;
+        // positions <this round's start> <its last frame handed to the gateways>
+        if (trace_)
+          std::fprintf(trace_.get(), "positions\t%lld\t%lld\n", static_cast<long long>(round_us),
+                       static_cast<long long>(mono_us()));
         last_pos_ms_ = ts;
-        next_pos_tp_ += period_;
+        next_pos_tp_ += opt_.flood ? period_ : period_ / static_cast<std::int64_t>(opt_.slices);
         if (next_pos_tp_ < tp) next_pos_tp_ = tp;  // behind: send as fast as possible, no debt
       }
       if (now - last_crews_ms_ >= 5) {
@@ -620,13 +651,15 @@ class Sim {
     return blocked;
   }
 
-  void move_and_send(Millis now, double dt) {
+  // The units of one slice (all of them with one slice).
+  void move_and_send(Millis now, double dt, std::size_t slice) {
     if (dt > 5) dt = 5;
     std::vector<std::string> frames(gateways_.size());
     std::vector<std::size_t> counts(gateways_.size());
     const auto blocked = blocked_gateways();
     std::uniform_real_distribution<double> turn(-20, 20), u01(0, 1);
-    for (auto& u : units_) {
+    for (std::size_t i = slice; i < units_.size(); i += opt_.slices) {
+      auto& u = units_[i];
       move(u, now, dt, turn, u01);
       if (blocked[u.gateway]) {
         ++positions_held_;
@@ -1192,13 +1225,20 @@ class Sim {
     const double active = std::max(0.001, std::min(secs, opt_.duration > 0 ? opt_.duration : secs));
     auto ms = [](std::int64_t us) { return static_cast<double>(us) / 1000.0; };
     std::uint64_t console_bytes = 0;
-    for (auto& c : consoles_) console_bytes += c->bytes_read();
+    std::uint64_t console_frames = 0;
+    for (auto& c : consoles_) {
+      console_bytes += c->bytes_read();
+      console_frames += c->frames_read();
+    }
     json::object s{{"duration_s", active},
                    {"units", units_.size()},
                    {"gateways", gateways_.size()},
                    {"reporters", reporters_.size()},
                    {"consoles", consoles_.size()},
                    {"console_bytes", console_bytes},
+                   {"console_frames", console_frames},
+                   {"console_batch", opt_.console_batch},
+                   {"slices", opt_.slices},
                    {"flood", opt_.flood},
                    {"positions_sent", positions_sent_.load()},
                    {"positions_held", positions_held_},
@@ -1301,6 +1341,8 @@ class Sim {
   std::deque<std::pair<Millis, std::pair<std::shared_ptr<Conn>, std::string>>> pay_queue_;
   std::chrono::steady_clock::time_point started_tp_, end_tp_, next_pos_tp_;
   std::chrono::microseconds period_{1000000};
+  std::vector<Millis> slice_last_ms_;  // when each slice last moved (--slices)
+  std::size_t next_slice_ = 0;
   Millis started_ms_ = 0, last_pos_ms_ = 0, last_crews_ms_ = 0, drain_until_ = 0, flood_step_ts_ = 0;
   std::uint64_t flood_step_ = 0;
   std::uint64_t positions_held_ = 0, declines_ = 0, cancels_ = 0, cleared_ = 0, claims_ = 0;
@@ -1357,6 +1399,14 @@ int main(int argc, char** argv) {
   run->add_option("--seed", o.seed, "random seed")->capture_default_str();
   run->add_option("--gateways", o.gateways, "gateway connections the units are spread over")->capture_default_str();
   run->add_option("--batch", o.batch, "positions per frame")->capture_default_str();
+  run->add_option("--console-batch", o.console_batch,
+                  "consoles ask for positions as arrays (?batch=1), as the shipped console does; "
+                  "0: a message per unit")
+      ->capture_default_str();
+  run->add_option("--slices", o.slices,
+                  "send the fleet's positions in this many slices per period, each unit at its own phase "
+                  "(1: every unit at once)")
+      ->capture_default_str();
   run->add_option("--reporters", o.reporters, "reporter connections (on the report thread), used in turn")
       ->capture_default_str();
   run->add_option("--consoles", o.consoles, "console connections open through the run, taking the whole feed (0: none)")
