@@ -15,6 +15,8 @@
 #   SIM_FLAGS="--console-batch 0" ...       extra flags for dispatch-sim in the load lines
 #   TRACE=1 ...                             also where each line's reports spent their time, from
 #                                           both sides' per-report traces (scripts/trace-reports.py)
+#   TRACE=1 KEEP=DIR ...                    and keep them: DIR/line-N.server.trace, DIR/line-N.sim.trace
+#                                           (for scripts/who-ran.py with a perf sched timehist)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -73,6 +75,11 @@ run() {  # units rate reports_per_s gateways batch label [dispatch-sim flags...]
   stop_dispatchd
   if [ -n "${TRACE:-}" ]; then
     { echo; echo "$label:"; scripts/trace-reports.py "$work/server.trace" "$work/sim.trace" || true; } >> "$work/traces"
+    if [ -n "${KEEP:-}" ]; then
+      mkdir -p "$KEEP"
+      cp "$work/server.trace" "$KEEP/line-$line_no.server.trace"
+      cp "$work/sim.trace" "$KEEP/line-$line_no.sim.trace"
+    fi
   fi
   python3 - "$work/s.json" "$label" "$rss0" "$rss1" "$work/stages" <<'PY'
 import json, sys

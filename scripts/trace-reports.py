@@ -46,7 +46,8 @@ def join(server_path, sim_path):
                 continue
             released = assigns[incident]
             rows.append({"total": arrived - sent, "inbound": read - sent, "engine wait": took - read,
-                         "engine": accepted - took, "commit": released - accepted, "to client": arrived - released})
+                         "engine": accepted - took, "commit": released - accepted, "to client": arrived - released,
+                         "incident": incident, "sent": sent, "arrived": arrived})
     return rows, seen
 
 
