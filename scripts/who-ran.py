@@ -64,13 +64,10 @@ def read_rounds(sim_path):
 def cpu_by_thread(slices, starts, a, b):
     """CPU time (us) each thread had within [a, b]."""
     held = collections.Counter()
-    i = max(0, bisect.bisect_left(starts, a - 100_000))  # no slice is longer than 0.1 s here
-    while i < len(slices) and slices[i][0] < b:
-        s, e, task = slices[i]
+    for s, e, task in slices[:bisect.bisect_left(starts, b)]:  # a slice may be long: all before b
         overlap = min(e, b) - max(s, a)
         if overlap > 0:
             held[task] += overlap
-        i += 1
     return held
 
 
@@ -89,7 +86,7 @@ def main():
         sys.exit(f"{sys.argv[1]}: no run slices (the output of perf sched timehist?)")
     starts = [s[0] for s in slices]
     rows, _ = tr.join(sys.argv[2], sys.argv[3])
-    lo, hi = slices[0][0], slices[-1][1]
+    lo, hi = slices[0][0], max(s[1] for s in slices)
     rows = [r for r in rows if lo <= r["sent"] and r["arrived"] <= hi]
     if not rows:
         sys.exit("no report lies inside the recorded window (was perf recording with -k CLOCK_MONOTONIC?)")
