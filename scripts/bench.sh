@@ -12,6 +12,7 @@
 #   DISPATCHD_FLAGS="--sync-normal" ...     extra flags for dispatchd in the load lines
 #   SIM_NICE=19 ...                         the load generator at that nice level
 #   DISPATCHD=path/to/dispatchd ...         another build's server (an A/B against this one)
+#   DISPATCH_SIM=path/to/dispatch-sim ...   another build's generator in the load lines
 #   SIM_FLAGS="--console-batch 0" ...       extra flags for dispatch-sim in the load lines
 #   TRACE=1 ...                             also where each line's reports spent their time, from
 #                                           both sides' per-report traces (scripts/trace-reports.py)
@@ -68,7 +69,7 @@ run() {  # units rate reports_per_s gateways batch label [dispatch-sim flags...]
   # SIM_NICE=19: the generator yields the two cores to dispatchd (how much of the tail is
   # the generator's own CPU; the targets are read without it).
   # shellcheck disable=SC2086
-  nice -n "${SIM_NICE:-0}" "$B/sim/dispatch-sim" run --url "ws://$addr" --tokens "$work/tokens.json" --fleet "$work/fleet.json" \
+  nice -n "${SIM_NICE:-0}" "${DISPATCH_SIM:-$B/sim/dispatch-sim}" run --url "ws://$addr" --tokens "$work/tokens.json" --fleet "$work/fleet.json" \
     --duration "$secs" --rate "$rate" --reports-per-s "$rps" --gateways "$gws" --batch "$batch" --consoles 1 \
     --json "$work/s.json" "${sim_trace[@]}" "$@" ${SIM_FLAGS:-} >/dev/null 2>&1
   local rss1; rss1=$(awk '/VmRSS/{print $2}' /proc/$pid/status)
