@@ -8,8 +8,6 @@
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/websocket.hpp>
 #include <boost/json.hpp>
 #include <pthread.h>
 
@@ -23,7 +21,6 @@
 #include <functional>
 #include <iostream>
 #include <limits>
-#include <map>
 #include <mutex>
 #include <numbers>
 #include <random>
@@ -38,14 +35,20 @@
 #include "geo/share_dir.hpp"
 #include "geo/zones.hpp"
 #include "sim/fleet.hpp"
+#include "sim/prom.hpp"
+#include "sim/ws_client.hpp"
 
 namespace beast = boost::beast;
-namespace http = beast::http;
-namespace websocket = beast::websocket;
 namespace asio = boost::asio;
 namespace json = boost::json;
-using tcp = asio::ip::tcp;
 using namespace dispatch;
+using sim::Conn;
+using sim::histogram_delta;
+using sim::histogram_quantile;
+using sim::http_get;
+using sim::metric;
+using sim::mono_us;
+using sim::parse_histograms;
 
 namespace {
 
@@ -55,11 +58,6 @@ Millis now_ms() {
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
-std::int64_t mono_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -67,258 +65,6 @@ std::string read_file(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-// ------------------------------------------------------------------------------------
-// A WebSocket client connection, owned by the io_context it was made on: async read loop,
-// one write in flight, a send queue. send() and close() may be called from any thread
-// (they are dispatched onto the connection's own thread). The read handler gets the time
-// the frame was read, taken first thing in the completion, before any parsing.
-
-class Conn : public std::enable_shared_from_this<Conn> {
- public:
-  using Handler = std::function<void(const json::object&, std::int64_t arrival_us)>;
-  using Filter = std::function<bool(std::string_view)>;  // false: not worth parsing
-  Conn(asio::io_context& ioc, std::string name)
-      : ioc_(ioc), ws_(std::make_unique<Ws>(ioc)), retry_(ioc), name_(std::move(name)) {}
-
-  // Synchronous; before the connection's thread runs.
-  void connect(const std::string& host, const std::string& port, const std::string& path,
-               const std::string& token) {
-    path_ = path;
-    token_ = token;
-    connect_to(host, port);
-  }
-  // Several dispatchd (contract section 9): when the connection drops, the others are
-  // tried in turn (a standby refuses the upgrade) until one takes it, for up to 30 s.
-  void set_servers(std::vector<std::pair<std::string, std::string>> servers) { servers_ = std::move(servers); }
-  void start(Handler h, Filter f = {}) {
-    handler_ = std::move(h);
-    filter_ = std::move(f);
-    read();
-  }
-  void send(std::string text) {
-    if (!open_.load(std::memory_order_relaxed)) return;
-    queued_bytes_.fetch_add(text.size(), std::memory_order_relaxed);
-    asio::dispatch(ioc_, [self = shared_from_this(), t = std::move(text)]() mutable {
-      self->enqueue(std::move(t));
-    });
-  }
-  bool open() const { return open_.load(std::memory_order_relaxed); }
-  std::size_t queued_bytes() const { return queued_bytes_.load(std::memory_order_relaxed); }
-  std::uint64_t frames_read() const { return frames_read_.load(std::memory_order_relaxed); }
-  std::uint64_t bytes_read() const { return bytes_read_.load(std::memory_order_relaxed); }
-  void close() {
-    asio::dispatch(ioc_, [self = shared_from_this()] {
-      self->closing_ = true;
-      self->retry_.cancel();
-      if (!self->open_.exchange(false)) return;
-      beast::error_code ec;
-      beast::get_lowest_layer(*self->ws_).socket().shutdown(tcp::socket::shutdown_both, ec);
-    });
-  }
-
- private:
-  using Ws = websocket::stream<beast::tcp_stream>;
-
-  void connect_to(const std::string& host, const std::string& port) {
-    auto ws = std::make_unique<Ws>(ioc_);
-    tcp::resolver resolver(ioc_);
-    auto results = resolver.resolve(host, port);
-    beast::get_lowest_layer(*ws).connect(results);
-    beast::get_lowest_layer(*ws).socket().set_option(tcp::no_delay(true));
-    ws->set_option(websocket::stream_base::decorator([token = token_](websocket::request_type& req) {
-      req.set(http::field::authorization, "Bearer " + token);
-    }));
-    ws->read_message_max(64 << 20);
-    ws->handshake(host + ":" + port, path_);
-    ws_ = std::move(ws);
-    ++generation_;
-    open_ = true;
-  }
-
-  // On the connection's thread, after it dropped: the next server, then the others.
-  void reconnect(std::chrono::steady_clock::time_point until) {
-    for (std::size_t k = 0; k < servers_.size() && !closing_; ++k) {
-      const auto& [h, p] = servers_[next_server_++ % servers_.size()];
-      try {
-        connect_to(h, p);
-        std::cerr << "dispatch-sim: " << name_ << " reconnected to " << h << ":" << p << "\n";
-        buf_.consume(buf_.size());
-        writing_ = false;
-        read();
-        if (!q_.empty()) write();
-        return;
-      } catch (const std::exception&) {
-      }
-    }
-    if (closing_ || std::chrono::steady_clock::now() >= until) return;
-    retry_.expires_after(std::chrono::milliseconds(100));
-    retry_.async_wait([self = shared_from_this(), until](beast::error_code ec) {
-      if (!ec) self->reconnect(until);
-    });
-  }
-
-  void read() {
-    ws_->async_read(buf_, [self = shared_from_this(), gen = generation_](beast::error_code ec, std::size_t n) {
-      const std::int64_t arrival_us = mono_us();  // before anything else
-      if (gen != self->generation_) return;  // a stream replaced by a reconnect
-      if (ec) {
-        if (self->open_.exchange(false)) {
-          std::cerr << "dispatch-sim: " << self->name_ << " closed: " << ec.message() << "\n";
-          if (!self->closing_ && !self->servers_.empty())
-            self->reconnect(std::chrono::steady_clock::now() + std::chrono::seconds(30));
-        }
-        return;
-      }
-      self->frames_read_.fetch_add(1, std::memory_order_relaxed);
-      self->bytes_read_.fetch_add(n, std::memory_order_relaxed);
-      const auto data = self->buf_.cdata();
-      const std::string_view text(static_cast<const char*>(data.data()), data.size());
-      if (!self->filter_ || self->filter_(text)) {
-        boost::system::error_code jec;
-        auto v = json::parse(text, jec);
-        if (!jec) {
-          if (v.is_array()) {
-            for (auto& e : v.get_array())
-              if (e.is_object()) self->handler_(e.get_object(), arrival_us);
-          } else if (v.is_object()) {
-            self->handler_(v.get_object(), arrival_us);
-          }
-        }
-      }
-      self->buf_.consume(self->buf_.size());
-      self->read();
-    });
-  }
-  void enqueue(std::string text) {
-    if (!open_.load(std::memory_order_relaxed)) {
-      queued_bytes_.fetch_sub(text.size(), std::memory_order_relaxed);
-      return;
-    }
-    q_.push_back(std::move(text));
-    if (!writing_) write();
-  }
-  void write() {
-    writing_ = true;
-    ws_->text(true);
-    ws_->async_write(asio::buffer(q_.front()), [self = shared_from_this(), gen = generation_](beast::error_code ec,
-                                                                                            std::size_t) {
-      if (gen != self->generation_) return;  // a stream replaced by a reconnect
-      self->queued_bytes_.fetch_sub(self->q_.front().size(), std::memory_order_relaxed);
-      self->q_.pop_front();
-      self->writing_ = false;
-      if (ec) {
-        // The reader sees the same failure and closes (or reconnects).
-        for (auto& t : self->q_) self->queued_bytes_.fetch_sub(t.size(), std::memory_order_relaxed);
-        self->q_.clear();
-        return;
-      }
-      if (!self->q_.empty()) self->write();
-    });
-  }
-
-  asio::io_context& ioc_;
-  std::unique_ptr<Ws> ws_;
-  asio::steady_timer retry_;
-  std::uint64_t generation_ = 0;
-  bool closing_ = false;
-  std::string path_, token_;
-  std::vector<std::pair<std::string, std::string>> servers_;
-  std::size_t next_server_ = 0;
-  beast::flat_buffer buf_;
-  std::deque<std::string> q_;
-  std::atomic<std::size_t> queued_bytes_{0};
-  std::atomic<std::uint64_t> frames_read_{0}, bytes_read_{0};
-  bool writing_ = false;
-  std::atomic<bool> open_{false};
-  std::string name_;
-  Handler handler_;
-  Filter filter_;
-};
-
-std::string http_get(const std::string& host, const std::string& port, const std::string& target) {
-  asio::io_context ioc;
-  beast::tcp_stream s(ioc);
-  tcp::resolver r(ioc);
-  s.connect(r.resolve(host, port));
-  http::request<http::empty_body> req{http::verb::get, target, 11};
-  req.set(http::field::host, host);
-  http::write(s, req);
-  beast::flat_buffer b;
-  http::response<http::string_body> res;
-  http::read(s, b, res);
-  return res.body();
-}
-
-double metric(const std::string& text, const std::string& name) {
-  auto p = text.find("\n" + name + " ");
-  if (p == std::string::npos) return 0;
-  return std::stod(text.substr(p + name.size() + 2));
-}
-
-// The server's histograms from /metrics (Prometheus text): cumulative buckets by upper
-// bound, for the stages' quantiles over a run (end minus start).
-struct PromHistogram {
-  std::vector<std::pair<double, double>> buckets;  // (le, cumulative count), +Inf last
-  double sum = 0, count = 0;
-};
-
-std::map<std::string, PromHistogram> parse_histograms(const std::string& text) {
-  std::map<std::string, PromHistogram> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    const auto sp = line.rfind(' ');
-    if (sp == std::string::npos) continue;
-    double value = 0;
-    try {
-      value = std::stod(line.substr(sp + 1));
-    } catch (const std::exception&) {
-      continue;
-    }
-    const std::string key = line.substr(0, sp);
-    if (auto b = key.find("_bucket{le=\""); b != std::string::npos && key.back() == '}') {
-      const std::string le = key.substr(b + 12, key.size() - b - 14);
-      const double bound = le == "+Inf" ? std::numeric_limits<double>::infinity() : std::stod(le);
-      out[key.substr(0, b)].buckets.emplace_back(bound, value);
-    } else if (key.size() > 4 && key.ends_with("_sum") && key.find('{') == std::string::npos) {
-      out[key.substr(0, key.size() - 4)].sum = value;
-    } else if (key.size() > 6 && key.ends_with("_count") && key.find('{') == std::string::npos) {
-      out[key.substr(0, key.size() - 6)].count = value;
-    }
-  }
-  return out;
-}
-
-PromHistogram histogram_delta(const PromHistogram& end, const PromHistogram* start) {
-  PromHistogram d = end;
-  if (!start || start->buckets.size() != end.buckets.size()) return d;
-  for (std::size_t i = 0; i < d.buckets.size(); ++i) d.buckets[i].second -= start->buckets[i].second;
-  d.sum -= start->sum;
-  d.count -= start->count;
-  return d;
-}
-
-// As Prometheus' histogram_quantile: linear within the bucket holding the rank; in the
-// +Inf bucket, the largest finite bound (a floor). Seconds.
-double histogram_quantile(const PromHistogram& h, double q) {
-  if (h.buckets.empty()) return 0;
-  const double total = h.buckets.back().second;
-  if (total <= 0) return 0;
-  const double rank = q * total;
-  double lower = 0, below = 0;
-  for (const auto& [le, cum] : h.buckets) {
-    if (cum >= rank) {
-      if (std::isinf(le)) return lower;
-      if (cum <= below) return le;
-      return lower + (le - lower) * (rank - below) / (cum - below);
-    }
-    lower = le;
-    below = cum;
-  }
-  return lower;
 }
 
 // ------------------------------------------------------------------------------------

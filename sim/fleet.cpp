@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <boost/json.hpp>
+#include <chrono>
 #include <cmath>
 #include <random>
 
@@ -112,6 +113,11 @@ std::string tokens_json() {
   {"token": "sim-cpic", "role": "insurer", "insurer": "太平洋", "name": "太平洋 claims"}
 ]}
 )";
+}
+
+std::int64_t mono_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 int Histogram::bucket_of(std::int64_t us) {

@@ -37,6 +37,10 @@ std::vector<SimUnit> parse_fleet_json(const std::string& text);
 // A tokens file with every role the simulator and a console need.
 std::string tokens_json();
 
+// The steady clock in microseconds: what the simulator's timings and traces use (the
+// server's --trace-reports uses the same clock).
+std::int64_t mono_us();
+
 // Log-scaled latency histogram (microseconds), for percentiles without keeping samples:
 // 100 buckets a decade, so a percentile is read at most 2.4% above the true value (never
 // below it), fine enough to hold a p99 against a target in milliseconds.

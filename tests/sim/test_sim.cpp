@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "sim/fleet.hpp"
+#include "sim/prom.hpp"
 
 using dispatch::sim::Histogram;
 
@@ -43,4 +44,44 @@ TEST_CASE("sim histogram: empty, and values past the last bucket") {
   h.add(20'000'000'000'000);  // far past 10^10 us: the last bucket, read as the max
   CHECK(h.percentile(0.5) == 1);
   CHECK(h.percentile(1.0) == 20'000'000'000'000);
+}
+
+TEST_CASE("sim prom: a run's stage quantile from the server's /metrics, end minus start") {
+  // As net/metrics_page.cpp renders a histogram (cumulative buckets, seconds), before and
+  // after a run, with a counter and a labelled sample that must not be mistaken for it.
+  const std::string start =
+      "# TYPE dispatch_stage_engine_seconds histogram\n"
+      "dispatch_stage_engine_seconds_bucket{le=\"0.001\"} 10\n"
+      "dispatch_stage_engine_seconds_bucket{le=\"0.002\"} 10\n"
+      "dispatch_stage_engine_seconds_bucket{le=\"0.004\"} 10\n"
+      "dispatch_stage_engine_seconds_bucket{le=\"+Inf\"} 10\n"
+      "dispatch_stage_engine_seconds_sum 0.005\n"
+      "dispatch_stage_engine_seconds_count 10\n"
+      "dispatch_frames_in_total 7\n";
+  const std::string end =
+      "# TYPE dispatch_stage_engine_seconds histogram\n"
+      "dispatch_stage_engine_seconds_bucket{le=\"0.001\"} 60\n"
+      "dispatch_stage_engine_seconds_bucket{le=\"0.002\"} 100\n"
+      "dispatch_stage_engine_seconds_bucket{le=\"0.004\"} 109\n"
+      "dispatch_stage_engine_seconds_bucket{le=\"+Inf\"} 110\n"
+      "dispatch_stage_engine_seconds_sum 0.2\n"
+      "dispatch_stage_engine_seconds_count 110\n"
+      "dispatch_messages_in_total{type=\"report\"} 99\n"
+      "dispatch_frames_in_total 107\n";
+  CHECK(dispatch::sim::metric(end, "dispatch_frames_in_total") - dispatch::sim::metric(start, "dispatch_frames_in_total") ==
+        doctest::Approx(100));
+  CHECK(dispatch::sim::metric(end, "dispatch_messages_in_total") == 0);  // only labelled: absent
+  const auto hs = dispatch::sim::parse_histograms(start), he = dispatch::sim::parse_histograms(end);
+  REQUIRE(he.count("dispatch_stage_engine_seconds") == 1);
+  const auto d = dispatch::sim::histogram_delta(he.at("dispatch_stage_engine_seconds"), &hs.at("dispatch_stage_engine_seconds"));
+  REQUIRE(d.buckets.size() == 4);
+  CHECK(d.count == doctest::Approx(100));
+  CHECK(d.sum == doctest::Approx(0.195));
+  // The run's 100: 50 under 1 ms, 40 in (1, 2], 9 in (2, 4], 1 above.
+  CHECK(dispatch::sim::histogram_quantile(d, 0.5) == doctest::Approx(0.001));
+  CHECK(dispatch::sim::histogram_quantile(d, 0.7) == doctest::Approx(0.0015));   // 20 of the 40
+  CHECK(dispatch::sim::histogram_quantile(d, 0.95) == doctest::Approx(0.002 + 0.002 * 5.0 / 9));  // 5 of the 9
+  CHECK(dispatch::sim::histogram_quantile(d, 0.995) == doctest::Approx(0.004));  // in +Inf: the floor
+  // Without the start (a server restarted in the run), the end alone.
+  CHECK(dispatch::sim::histogram_delta(he.at("dispatch_stage_engine_seconds"), nullptr).count == doctest::Approx(110));
 }
