@@ -83,10 +83,7 @@ void Server::Impl::on_frame(const std::shared_ptr<Peer>& p, ParsedFrame& f, std:
     inc(metrics.positions_in, f.positions.size());
     engine.positions(f.positions, origin, now, out);
   }
-  frame_read_us = f.read_us;
-  frame_engine_us = t0;
-  for (auto& c : f.commands) handle_command(std::move(c), origin, now);
-  frame_read_us = frame_engine_us = 0;
+  for (auto& c : f.commands) handle_command(std::move(c), origin, now, f.read_us, t0);
   metrics.stage_engine.observe_us(mono_us() - t0);
   apply();
   p->frame_taken();
@@ -162,7 +159,8 @@ std::string ref_of(const engine::Command& c) {
 }
 }  // namespace
 
-void Server::Impl::handle_command(engine::Command c, const engine::Origin& origin, Millis now) {
+void Server::Impl::handle_command(engine::Command c, const engine::Origin& origin, Millis now, std::int64_t read_us,
+                                  std::int64_t took_us) {
   // Every command may write. Over the store's bound, or while it cannot commit, nothing
   // new is taken: the sender hears `unavailable` and may send it again (positions still
   // update memory: they are not commands).
@@ -188,7 +186,7 @@ void Server::Impl::handle_command(engine::Command c, const engine::Origin& origi
         // has no frame: 0 0)
         if (trace)
           std::fprintf(trace.get(), "report\t%s\t%s\t%lld\t%lld\t%lld\n", a->report_id.c_str(), a->incident.c_str(),
-                       static_cast<long long>(frame_read_us), static_cast<long long>(frame_engine_us),
+                       static_cast<long long>(read_us), static_cast<long long>(took_us),
                        static_cast<long long>(at));
       }
     if (report_started_us.size() > 100000) report_started_us.clear();  // waiting ones: no figure

@@ -243,7 +243,6 @@ struct Server::Impl {
   // --trace-reports: written by the engine thread (reports) and whichever thread releases
   // an assign; stdio's own lock keeps lines whole.
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> trace{nullptr, &std::fclose};
-  std::int64_t frame_read_us = 0, frame_engine_us = 0;  // the frame on_frame is handling
 
   // A shared store (PostgreSQL): the lease decides whether this server serves; the roster
   // is stored and the engine restored once the lease is taken (net/lease.cpp).
@@ -266,7 +265,10 @@ struct Server::Impl {
   // ---- I/O threads: hands a parsed frame to the engine thread (`bulk`: on the bulk lane).
   void post_frame(std::shared_ptr<Peer> p, std::shared_ptr<ParsedFrame> f, std::int64_t posted_us, bool bulk);
   void push_bulk(BulkFrame b);
-  void handle_command(engine::Command c, const engine::Origin& origin, Millis now);
+  // `read_us`, `took_us`: when its frame was read and taken by the engine thread (for
+  // --trace-reports; 0 for a command that came by HTTP).
+  void handle_command(engine::Command c, const engine::Origin& origin, Millis now, std::int64_t read_us = 0,
+                      std::int64_t took_us = 0);
   // Renders what the engine produced and sends it once the writes before it are durable.
   void apply();
   // Sends a rendered text to `p` once everything submitted so far is durable.
