@@ -1,4 +1,4 @@
-// Parsing frames: one position, and a gateway batch of 500. Run: build/net/bench_protocol
+// Parsing frames: one position, a gateway batch of 500, and one with a status last. Run: build/net/bench_protocol
 #include <benchmark/benchmark.h>
 
 #include <string>
@@ -36,6 +36,22 @@ static void BM_ParseBatch500(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * 500);
 }
 
+// The same batch with a status message last: the fast path reads 499 positions, gives up
+// at the status, and the general path reads the frame again (the worst case of the two).
+static void BM_ParseBatch500Mixed(benchmark::State& state) {
+  std::string text = "[";
+  for (int i = 0; i < 499; ++i) text += (i ? "," : "") + one(i);
+  text += R"(,{"type":"status","unit":"M1","status":"available"}])";
+  ParsedFrame f;
+  for (auto _ : state) {
+    f.clear();
+    parse_frame(text, "gateway", f);
+    benchmark::DoNotOptimize(f.positions.data());
+  }
+  state.SetItemsProcessed(state.iterations() * 500);
+}
+
 BENCHMARK(BM_ParsePosition);
 BENCHMARK(BM_ParseBatch500);
+BENCHMARK(BM_ParseBatch500Mixed);
 BENCHMARK_MAIN();

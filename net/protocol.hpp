@@ -36,6 +36,10 @@ struct ParsedFrame {
 void parse_frame(std::string_view text, std::optional<Role> role, ParsedFrame& out);
 // The same with the role by name ("unit", "gateway", ...; "" for any).
 void parse_frame(std::string_view text, std::string_view role, ParsedFrame& out);
+// parse_frame without its fast path for frames of positions (net/position_parser.hpp):
+// every frame through the JSON DOM. The same result as parse_frame for every input; here
+// so that tests, the fuzzer and bench_protocol can hold the two against each other.
+void parse_frame_general(std::string_view text, std::optional<Role> role, ParsedFrame& out);
 
 // Parses one report object (the body of POST /api/incidents).
 bool parse_report(std::string_view text, engine::cmd::Report& out, engine::ev::Error& err);

@@ -6,9 +6,9 @@ src=$1 out=$2/fuzz secs=${3:-20}
 mkdir -p "$out/corpus"
 if ! command -v clang++ >/dev/null; then echo "clang++ missing"; exit 77; fi
 bin=$out/fuzz_protocol
-if [ ! -x "$bin" ] || [ -n "$(find "$src/net/protocol.cpp" "$src/net/protocol.hpp" "$src/engine" "$src/geo" "$src/tests/fuzz/fuzz_protocol.cpp" -newer "$bin" 2>/dev/null | head -1)" ]; then
+if [ ! -x "$bin" ] || [ -n "$(find "$src/net/protocol.cpp" "$src/net/protocol.hpp" "$src/net/position_parser.cpp" "$src/engine" "$src/geo" "$src/tests/fuzz/fuzz_protocol.cpp" -newer "$bin" 2>/dev/null | head -1)" ]; then
   clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -I"$src" "$src/tests/fuzz/fuzz_protocol.cpp" "$src/net/protocol.cpp" $(ls "$src"/engine/*.cpp | grep -v '/bench_') \
+    -I"$src" "$src/tests/fuzz/fuzz_protocol.cpp" "$src/net/protocol.cpp" "$src/net/position_parser.cpp" $(ls "$src"/engine/*.cpp | grep -v '/bench_') \
     "$src/geo/geo.cpp" "$src/geo/unit_index.cpp" \
     -lboost_json -o "$bin"
 fi

@@ -4,6 +4,7 @@
 #include <boost/json.hpp>
 
 #include "net/config.hpp"
+#include "net/position_parser.hpp"
 #include "net/protocol.hpp"
 
 using namespace dispatch;
@@ -23,6 +24,101 @@ TEST_CASE("a batch of positions becomes one list for the hot path") {
   CHECK_FALSE(f.positions[0].heading.has_value());
   CHECK(*f.positions[1].heading == 90);
   CHECK(f.types.size() == 2);
+}
+
+namespace {
+// parse_frame (with its fast path) and the DOM path alone must agree on everything.
+void same_as_general(std::string_view text, std::optional<Role> role) {
+  CAPTURE(text);
+  ParsedFrame a, b;
+  parse_frame(text, role, a);
+  parse_frame_general(text, role, b);
+  CHECK(a.messages == b.messages);
+  CHECK(a.types == b.types);
+  CHECK(a.commands.size() == b.commands.size());
+  REQUIRE(a.positions.size() == b.positions.size());
+  for (std::size_t i = 0; i < a.positions.size(); ++i) {
+    CHECK(a.positions[i].unit == b.positions[i].unit);
+    CHECK(a.positions[i].lat == b.positions[i].lat);
+    CHECK(a.positions[i].lon == b.positions[i].lon);
+    CHECK(a.positions[i].ts == b.positions[i].ts);
+    CHECK(a.positions[i].speed_kmh == b.positions[i].speed_kmh);
+    CHECK(a.positions[i].heading == b.positions[i].heading);
+  }
+  REQUIRE(a.errors.size() == b.errors.size());
+  for (std::size_t i = 0; i < a.errors.size(); ++i) {
+    CHECK(a.errors[i].code == b.errors[i].code);
+    CHECK(a.errors[i].message == b.errors[i].message);
+    CHECK(a.errors[i].ref == b.errors[i].ref);
+  }
+}
+bool fast_takes(std::string_view text) {
+  std::vector<engine::cmd::Position> out;
+  std::size_t n = 0;
+  const bool took = parse_positions_fast(text, out, n);
+  CHECK(out.size() == (took ? n : 0));  // all or nothing
+  return took;
+}
+}  // namespace
+
+TEST_CASE("positions: the fast path takes only what the general path takes whole, with the same result") {
+  // Taken by the fast path.
+  const std::vector<std::string> fast = {
+      R"({"type":"position","unit":"M1","lat":29.5,"lon":106.5,"ts":1764300000000})",
+      R"( [ {"ts":1764300000000,"lon":106,"lat":-29,"unit":"M\u00e9","type":"position","speed_kmh":null,"heading":359.5} ] )",
+      R"({"type":"position","unit":"M1","lat":29.5,"lon":106.5,"ts":1.7643e12,"extra":"x","n":1,"b":true,"z":null})",
+      R"([{"type":"position","unit":"M1","lat":90,"lon":-180,"ts":0,"speed_kmh":2000},)"
+      R"({"type":"position","unit":"M2","lat":-90,"lon":180,"ts":32503680000000,"heading":0}])",
+  };
+  for (const auto& t : fast) {
+    CHECK(fast_takes(t));
+    same_as_general(t, Role::gateway);
+    same_as_general(t, std::nullopt);
+  }
+  // Left to the general path: errors to tell, other types, shapes the fast path does not read.
+  const std::vector<std::string> general = {
+      R"([])",
+      R"([42])",
+      R"("position")",
+      R"({"type":"position","unit":"","lat":29.5,"lon":106.5,"ts":1})",
+      R"({"type":"position","unit":null,"lat":29.5,"lon":106.5,"ts":1})",
+      R"({"type":"position","unit":7,"lat":29.5,"lon":106.5,"ts":1})",
+      R"({"type":"position","unit":"M1","lat":"29.5","lon":106.5,"ts":1})",
+      R"({"type":"position","unit":"M1","lat":95,"lon":106.5,"ts":1})",
+      R"({"type":"position","unit":"M1","lat":29.5,"lon":106.5})",
+      R"({"type":"position","unit":"M1","lat":29.5,"lon":106.5,"ts":-1})",
+      R"({"type":"position","unit":"M1","lat":29.5,"lon":106.5,"ts":1.5})",
+      R"({"type":"position","unit":"M1","lat":29.5,"lon":106.5,"ts":18446744073709551615})",
+      R"({"type":"position","unit":"M1","lat":29.5,"lon":106.5,"ts":32503680000001})",
+      R"({"type":"position","unit":"M1","lat":29.5,"lon":106.5,"ts":1,"speed_kmh":-1})",
+      R"({"type":"position","unit":"M1","lat":29.5,"lon":106.5,"ts":1,"heading":true})",
+      R"({"type":"position","unit":"M1","unit":"M2","lat":29.5,"lon":106.5,"ts":1})",
+      R"({"type":"position","type":"position","unit":"M1","lat":29.5,"lon":106.5,"ts":1})",
+      R"({"type":"position","unit":"M1","lat":29.5,"lon":106.5,"ts":1,"extra":{"a":1}})",
+      R"({"type":"position","unit":"M1","lat":29.5,"lon":106.5,"ts":1,"extra":[1]})",
+      R"({"type":"positions","unit":"M1","lat":29.5,"lon":106.5,"ts":1})",
+      R"({"type":"position_","unit":"M1","lat":29.5,"lon":106.5,"ts":1})",
+      R"({"type":"status","unit":"M1","status":"available"})",
+      R"([{"type":"position","unit":"M1","lat":29.5,"lon":106.5,"ts":1},{"type":"ack","assignment":"A-1"}])",
+      R"([{"type":"position","unit":"M1","lat":29.5,"lon":106.5,"ts":1}],)",
+      R"({"type":"position","unit":"M1","lat":29.5,"lon":106.5,"ts":1} {})",
+      R"([[{"type":"position","unit":"M1","lat":29.5,"lon":106.5,"ts":1}]])",
+      R"({"type":"position","unit":"M1","lat":29.5,"lon":106.5,"ts":1 /* c */})",
+  };
+  for (const auto& t : general) {
+    CHECK_FALSE(fast_takes(t));
+    same_as_general(t, Role::gateway);
+    same_as_general(t, Role::unit);
+    same_as_general(t, Role::console);  // positions are forbidden there
+    same_as_general(t, std::nullopt);
+  }
+  // A unit id of 256 bytes is taken; of 257, refused.
+  const auto with_unit = [](std::size_t n) {
+    return R"({"type":"position","unit":")" + std::string(n, 'u') + R"(","lat":1,"lon":2,"ts":3})";
+  };
+  CHECK(fast_takes(with_unit(256)));
+  CHECK_FALSE(fast_takes(with_unit(257)));
+  same_as_general(with_unit(257), Role::gateway);
 }
 
 TEST_CASE("each bad message in a batch is its own error; the good ones stay") {
