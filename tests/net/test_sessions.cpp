@@ -337,6 +337,50 @@ TEST_CASE("websocket session: a report does not wait behind a gateway's queued p
   CHECK(rig.impl->engine.units().front().pos_ts == 1764300000000LL + 2);
 }
 
+TEST_CASE("websocket session: a message longer than Beast's 4 KiB write buffer leaves as one frame") {
+  Rig rig;
+  auto reporter = rig.connect();
+  std::string answer = upgrade(rig, reporter, "/ws/report", "r-secret");
+  rig.settle();
+  // An open incident with a note of 4,000 bytes makes the console's snapshot longer than 4 KiB.
+  const std::string note(4000, 'n');
+  send(reporter, ws_frame(R"({"type":"report","id":"big-1","lat":29.56,"lon":106.55,"severity":"minor","note":")" +
+                          note + R"("})"));
+  REQUIRE(rig.run_until([&] {
+    answer += take(reporter);
+    return answer.find("\"type\":\"accepted\"") != std::string::npos;
+  }));
+  auto console = rig.connect();
+  std::string got = upgrade(rig, console, "/ws/console", "c-secret");
+  REQUIRE(rig.run_until([&] {
+    got += take(console);
+    return count(got, note) == 1 && count(got, "\"type\":\"snapshot\"") == 1;
+  }));
+  // Every frame after the 101: final (FIN), a text frame (no continuation), whole.
+  std::size_t i = got.find("\r\n\r\n") + 4, frames = 0;
+  bool big = false;
+  while (i + 2 <= got.size()) {
+    const auto b0 = static_cast<unsigned char>(got[i]);
+    std::size_t len = static_cast<unsigned char>(got[i + 1]) & 0x7f, head = 2;
+    if (len == 126) {
+      len = (static_cast<std::size_t>(static_cast<unsigned char>(got[i + 2])) << 8) |
+            static_cast<unsigned char>(got[i + 3]);
+      head = 4;
+    }
+    if (i + head + len > got.size()) break;
+    ++frames;
+    CHECK((b0 & 0x80) != 0);    // FIN
+    CHECK((b0 & 0x0f) == 0x1);  // text, never a continuation
+    if (std::string_view(got).substr(i + head, len).find(note) != std::string_view::npos) {
+      big = true;
+      CHECK(len > 4096);
+    }
+    i += head + len;
+  }
+  CHECK(frames >= 1);
+  CHECK(big);
+}
+
 TEST_CASE("upgrade: a frame sent in the same write as the upgrade request is read, not dropped") {
   Rig rig;
   auto client = rig.connect();
