@@ -1,4 +1,5 @@
-// Parsing frames: one position, a gateway batch of 500, and one with a status last. Run: build/net/bench_protocol
+// Parsing frames: one position, a gateway batch of 500, and one with a status last; and
+// rendering a console flush of 10,000 units into one buffer, as the consoles thread does. Run: build/net/bench_protocol
 #include <benchmark/benchmark.h>
 
 #include <string>
@@ -51,7 +52,39 @@ static void BM_ParseBatch500Mixed(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * 500);
 }
 
+static void BM_RenderFlush10k(benchmark::State& state) {
+  std::vector<std::string> ids, callsigns;
+  for (int i = 0; i < 10000; ++i) {
+    ids.push_back("M" + std::to_string(100000 + i));
+    callsigns.push_back("渝警保" + std::to_string(i));
+  }
+  std::string out;
+  for (auto _ : state) {
+    out.clear();
+    for (int i = 0; i < 10000; ++i) {
+      UnitView u;
+      u.slot = static_cast<std::uint32_t>(i);
+      u.id = ids[i];
+      u.callsign = callsigns[i];
+      u.status = "available";
+      u.has_pos = true;
+      u.lat = 29.5630121 + i * 1e-5;
+      u.lon = 106.5510345 - i * 1e-5;
+      u.ts = 1764300000000 + i;
+      u.speed_kmh = 31.5f;
+      u.heading = 270;
+      out += i ? ',' : '[';
+      append_unit_view(out, u);
+    }
+    out += ']';
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(state.iterations() * 10000);
+  state.counters["bytes_per_unit"] = static_cast<double>(out.size()) / 10000;
+}
+
 BENCHMARK(BM_ParsePosition);
 BENCHMARK(BM_ParseBatch500);
 BENCHMARK(BM_ParseBatch500Mixed);
+BENCHMARK(BM_RenderFlush10k);
 BENCHMARK_MAIN();

@@ -120,6 +120,15 @@ class JsonWriter {
     out_ += '"';
     std::size_t i = 0;
     while (i < s.size()) {
+      // A run of printable ASCII other than '"' and '\\' (nearly every key and value) is
+      // appended as it is, in one piece.
+      std::size_t j = i;
+      while (j < s.size() && plain(static_cast<unsigned char>(s[j]))) ++j;
+      if (j > i) {
+        out_.append(s.data() + i, j - i);
+        i = j;
+        if (i == s.size()) break;
+      }
       const auto c = static_cast<unsigned char>(s[i]);
       if (c >= 0x80) {
         const std::size_t n = utf8_sequence(s, i);
@@ -152,6 +161,7 @@ class JsonWriter {
     }
     out_ += '"';
   }
+  static constexpr bool plain(unsigned char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; }
 
  public:
   // The length of the valid UTF-8 sequence starting at s[i] (a non-ASCII lead byte), or 0
