@@ -4,6 +4,7 @@
 #include <boost/beast/_experimental/test/stream.hpp>
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <string>
@@ -337,48 +338,87 @@ TEST_CASE("websocket session: a report does not wait behind a gateway's queued p
   CHECK(rig.impl->engine.units().front().pos_ts == 1764300000000LL + 2);
 }
 
-TEST_CASE("websocket session: a message longer than Beast's 4 KiB write buffer leaves as one frame") {
+namespace {
+struct WsFrame {
+  bool fin;
+  int op;
+  std::string payload;
+};
+// Every whole frame the server wrote after its 101 answer (7-, 16- and 64-bit lengths).
+std::vector<WsFrame> ws_frames(const std::string& bytes) {
+  std::vector<WsFrame> out;
+  std::size_t i = bytes.find("\r\n\r\n");
+  i = i == std::string::npos ? 0 : i + 4;
+  const auto at = [&](std::size_t k) { return static_cast<std::uint64_t>(static_cast<unsigned char>(bytes[k])); };
+  while (i + 2 <= bytes.size()) {
+    std::uint64_t len = at(i + 1) & 0x7f;
+    std::size_t head = 2;
+    if (len == 126) {
+      if (i + 4 > bytes.size()) break;
+      len = (at(i + 2) << 8) | at(i + 3);
+      head = 4;
+    } else if (len == 127) {
+      if (i + 10 > bytes.size()) break;
+      len = 0;
+      for (int k = 0; k < 8; ++k) len = (len << 8) | at(i + 2 + k);
+      head = 10;
+    }
+    if (i + head + len > bytes.size()) break;
+    out.push_back({(at(i) & 0x80) != 0, static_cast<int>(at(i) & 0x0f), bytes.substr(i + head, len)});
+    i += head + len;
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("websocket session: a message up to 64 KiB leaves as one frame; a longer one in 64 KiB fragments") {
   Rig rig;
   auto reporter = rig.connect();
   std::string answer = upgrade(rig, reporter, "/ws/report", "r-secret");
   rig.settle();
-  // An open incident with a note of 4,000 bytes makes the console's snapshot longer than 4 KiB.
+  // Open incidents with notes of 4,000 bytes make the console's snapshot long.
   const std::string note(4000, 'n');
-  send(reporter, ws_frame(R"({"type":"report","id":"big-1","lat":29.56,"lon":106.55,"severity":"minor","note":")" +
-                          note + R"("})"));
-  REQUIRE(rig.run_until([&] {
-    answer += take(reporter);
-    return answer.find("\"type\":\"accepted\"") != std::string::npos;
-  }));
-  auto console = rig.connect();
-  std::string got = upgrade(rig, console, "/ws/console", "c-secret");
-  REQUIRE(rig.run_until([&] {
-    got += take(console);
-    return count(got, note) == 1 && count(got, "\"type\":\"snapshot\"") == 1;
-  }));
-  // Every frame after the 101: final (FIN), a text frame (no continuation), whole.
-  std::size_t i = got.find("\r\n\r\n") + 4, frames = 0;
-  bool big = false;
-  while (i + 2 <= got.size()) {
-    const auto b0 = static_cast<unsigned char>(got[i]);
-    std::size_t len = static_cast<unsigned char>(got[i + 1]) & 0x7f, head = 2;
-    if (len == 126) {
-      len = (static_cast<std::size_t>(static_cast<unsigned char>(got[i + 2])) << 8) |
-            static_cast<unsigned char>(got[i + 3]);
-      head = 4;
-    }
-    if (i + head + len > got.size()) break;
-    ++frames;
-    CHECK((b0 & 0x80) != 0);    // FIN
-    CHECK((b0 & 0x0f) == 0x1);  // text, never a continuation
-    if (std::string_view(got).substr(i + head, len).find(note) != std::string_view::npos) {
-      big = true;
-      CHECK(len > 4096);
-    }
-    i += head + len;
-  }
-  CHECK(frames >= 1);
-  CHECK(big);
+  auto report = [&](int n) {
+    send(reporter, ws_frame(R"({"type":"report","id":"big-)" + std::to_string(n) +
+                            R"(","lat":29.56,"lon":106.55,"severity":"minor","note":")" + note + R"("})"));
+    REQUIRE(rig.run_until([&] {
+      answer += take(reporter);
+      return count(answer, "\"type\":\"accepted\"") == static_cast<std::size_t>(n);
+    }));
+  };
+  // The snapshot of a new console, as the frames it came in.
+  auto snapshot_frames = [&] {
+    auto console = rig.connect();
+    std::string got = upgrade(rig, console, "/ws/console", "c-secret");
+    std::vector<WsFrame> frames;
+    REQUIRE(rig.run_until([&] {
+      got += take(console);
+      frames = ws_frames(got);
+      return !frames.empty() && std::any_of(frames.begin(), frames.end(), [](auto& f) { return f.fin; });
+    }));
+    while (!frames.back().fin) frames.pop_back();  // anything after the snapshot's last frame
+    return frames;
+  };
+
+  report(1);  // a snapshot of about 4.5 KiB: longer than Beast's default buffer, one frame
+  auto one = snapshot_frames();
+  REQUIRE(one.size() == 1);
+  CHECK(one[0].fin);
+  CHECK(one[0].op == 0x1);
+  CHECK(one[0].payload.size() > 4096);
+  CHECK(count(one[0].payload, note) == 1);
+
+  for (int n = 2; n <= 20; ++n) report(n);  // about 85 KiB
+  auto many = snapshot_frames();
+  REQUIRE(many.size() == 2);
+  CHECK_FALSE(many[0].fin);
+  CHECK(many[0].op == 0x1);
+  CHECK(many[0].payload.size() == 64 * 1024);
+  CHECK(many[1].fin);
+  CHECK(many[1].op == 0x0);  // a continuation
+  const std::string whole = many[0].payload + many[1].payload;
+  CHECK(whole.starts_with(R"({"type":"snapshot")"));
+  CHECK(count(whole, note) == 20);
 }
 
 TEST_CASE("upgrade: a frame sent in the same write as the upgrade request is read, not dropped") {
