@@ -2,6 +2,7 @@
 // rendering a console flush of 10,000 units into one buffer, as the consoles thread does. Run: build/net/bench_protocol
 #include <benchmark/benchmark.h>
 
+#include <memory>
 #include <string>
 
 #include "net/protocol.hpp"
@@ -33,6 +34,19 @@ static void BM_ParseBatch500(benchmark::State& state) {
     f.clear();
     parse_frame(text, "gateway", f);
     benchmark::DoNotOptimize(f.positions.data());
+  }
+  state.SetItemsProcessed(state.iterations() * 500);
+}
+
+// As a session parses: a new ParsedFrame for every frame (it is handed to the engine thread).
+static void BM_ParseBatch500FreshFrame(benchmark::State& state) {
+  std::string text = "[";
+  for (int i = 0; i < 500; ++i) text += (i ? "," : "") + one(i);
+  text += "]";
+  for (auto _ : state) {
+    auto f = std::make_shared<ParsedFrame>();
+    parse_frame(text, "gateway", *f);
+    benchmark::DoNotOptimize(f->positions.data());
   }
   state.SetItemsProcessed(state.iterations() * 500);
 }
@@ -85,6 +99,7 @@ static void BM_RenderFlush10k(benchmark::State& state) {
 
 BENCHMARK(BM_ParsePosition);
 BENCHMARK(BM_ParseBatch500);
+BENCHMARK(BM_ParseBatch500FreshFrame);
 BENCHMARK(BM_ParseBatch500Mixed);
 BENCHMARK(BM_RenderFlush10k);
 BENCHMARK_MAIN();
