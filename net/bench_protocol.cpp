@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "net/protocol.hpp"
 
@@ -14,35 +15,36 @@ static std::string one(int i) {
          R"(","lat":29.563012,"lon":106.551034,"ts":1764300000000,"speed_kmh":31.5,"heading":270})";
 }
 
-static void BM_ParsePosition(benchmark::State& state) {
-  const std::string text = one(17);
-  ParsedFrame f;
-  for (auto _ : state) {
-    f.clear();
-    parse_frame(text, "unit", f);
-    benchmark::DoNotOptimize(f.positions.data());
+// A gateway's batch: `n` positions, then `last` (another message) when given.
+static std::string batch(int n, std::string_view last = {}) {
+  std::string text = "[";
+  for (int i = 0; i < n; ++i) {
+    if (i) text += ',';
+    text += one(i);
   }
-  state.SetItemsProcessed(state.iterations());
+  if (!last.empty()) text.append(",").append(last);
+  text += ']';
+  return text;
 }
 
-static void BM_ParseBatch500(benchmark::State& state) {
-  std::string text = "[";
-  for (int i = 0; i < 500; ++i) text += (i ? "," : "") + one(i);
-  text += "]";
+// Parses `text` over and over into one ParsedFrame (cleared, so its vectors keep their room).
+static void parse_again(benchmark::State& state, const std::string& text, const char* role, int messages) {
   ParsedFrame f;
   for (auto _ : state) {
     f.clear();
-    parse_frame(text, "gateway", f);
+    parse_frame(text, role, f);
     benchmark::DoNotOptimize(f.positions.data());
   }
-  state.SetItemsProcessed(state.iterations() * 500);
+  state.SetItemsProcessed(state.iterations() * messages);
 }
+
+static void BM_ParsePosition(benchmark::State& state) { parse_again(state, one(17), "unit", 1); }
+
+static void BM_ParseBatch500(benchmark::State& state) { parse_again(state, batch(500), "gateway", 500); }
 
 // As a session parses: a new ParsedFrame for every frame (it is handed to the engine thread).
 static void BM_ParseBatch500FreshFrame(benchmark::State& state) {
-  std::string text = "[";
-  for (int i = 0; i < 500; ++i) text += (i ? "," : "") + one(i);
-  text += "]";
+  const std::string text = batch(500);
   for (auto _ : state) {
     auto f = std::make_shared<ParsedFrame>();
     parse_frame(text, "gateway", *f);
@@ -54,16 +56,7 @@ static void BM_ParseBatch500FreshFrame(benchmark::State& state) {
 // The same batch with a status message last: the fast path reads 499 positions, gives up
 // at the status, and the general path reads the frame again (the worst case of the two).
 static void BM_ParseBatch500Mixed(benchmark::State& state) {
-  std::string text = "[";
-  for (int i = 0; i < 499; ++i) text += (i ? "," : "") + one(i);
-  text += R"(,{"type":"status","unit":"M1","status":"available"}])";
-  ParsedFrame f;
-  for (auto _ : state) {
-    f.clear();
-    parse_frame(text, "gateway", f);
-    benchmark::DoNotOptimize(f.positions.data());
-  }
-  state.SetItemsProcessed(state.iterations() * 500);
+  parse_again(state, batch(499, R"({"type":"status","unit":"M1","status":"available"})"), "gateway", 500);
 }
 
 static void BM_RenderFlush10k(benchmark::State& state) {
