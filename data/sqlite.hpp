@@ -20,8 +20,9 @@ class Statement;
 // connection belongs to the writer thread, the read connection is behind a mutex.
 class Db {
  public:
-  // Throws StoreError when the file cannot be opened.
-  Db(const std::string& path, int flags);
+  // Throws StoreError when the file cannot be opened. `vfs`: a registered VFS's name
+  // (wal_batch_vfs()), or null for SQLite's default.
+  Db(const std::string& path, int flags, const char* vfs = nullptr);
   ~Db();
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;

@@ -13,6 +13,7 @@
 #include "data/backend.hpp"
 #include "data/schema.hpp"
 #include "data/sqlite.hpp"
+#include "data/wal_batch_vfs.hpp"
 
 namespace dispatch::data {
 
@@ -93,7 +94,9 @@ bool read_rows(sql::Statement& s, const Params& p, const EachRow& each) {
 class SqliteBackend final : public Backend {
  public:
   SqliteBackend(const StoreOptions& o, Deadline& deadline) : deadline_(deadline) {
-    wdb_ = std::make_unique<sql::Db>(o.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    // With FULL, a commit's WAL frames go to the file in one write (wal_batch_vfs.hpp).
+    wdb_ = std::make_unique<sql::Db>(o.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                                     o.synchronous_full ? sql::wal_batch_vfs() : nullptr);
     // A checkpoint or another process can hold the lock for a moment; wait rather than
     // fail, but never past the close deadline.
     sqlite3_busy_handler(wdb_->get(), &SqliteBackend::busy_wait, this);
