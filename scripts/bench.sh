@@ -11,6 +11,9 @@
 #   PARTS=load LINES="2 3" scripts/bench.sh  only those lines of the load table
 #   DISPATCHD_FLAGS="--sync-normal" ...     extra flags for dispatchd in the load lines
 #   SIM_NICE=19 ...                         the load generator at that nice level
+#   SIM_RT=0 ...                            the generator's timing threads at normal priority (default:
+#                                           SCHED_FIFO 10, dispatch-sim --realtime-priority; see
+#                                           docs/performance.md, "The generator's own wait")
 #   DISPATCHD=path/to/dispatchd ...         another build's server (an A/B against this one)
 #   DISPATCH_SIM=path/to/dispatch-sim ...   another build's generator in the load lines
 #   SIM_FLAGS="--console-batch 0" ...       extra flags for dispatch-sim in the load lines
@@ -32,7 +35,7 @@ ninja -C "$B" -j2 $targets >/dev/null
 secs=${SECONDS_PER_RUN:-15}
 work=$(mktemp -d /tmp/dispatch-bench-XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), build $B, $(git rev-parse --short HEAD 2>/dev/null || echo '?'), generator nice ${SIM_NICE:-0}${DISPATCHD_FLAGS:+, dispatchd $DISPATCHD_FLAGS}"
+echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), build $B, $(git rev-parse --short HEAD 2>/dev/null || echo '?'), generator nice ${SIM_NICE:-0}, its timing threads ${SIM_RT:-10}$( [ "${SIM_RT:-10}" = 0 ] && echo ' (normal priority)' || echo ' (SCHED_FIFO)')${DISPATCHD_FLAGS:+, dispatchd $DISPATCHD_FLAGS}"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
@@ -72,7 +75,7 @@ run() {  # units rate reports_per_s gateways batch label [dispatch-sim flags...]
   # shellcheck disable=SC2086
   nice -n "${SIM_NICE:-0}" "${DISPATCH_SIM:-$B/sim/dispatch-sim}" run --url "ws://$addr" --tokens "$work/tokens.json" --fleet "$work/fleet.json" \
     --duration "$secs" --rate "$rate" --reports-per-s "$rps" --gateways "$gws" --batch "$batch" --consoles 1 \
-    --json "$work/s.json" "${sim_trace[@]}" "$@" ${SIM_FLAGS:-} >/dev/null 2>&1
+    --realtime-priority "${SIM_RT:-10}" --json "$work/s.json" "${sim_trace[@]}" "$@" ${SIM_FLAGS:-} >/dev/null 2>&1
   local rss1; rss1=$(awk '/VmRSS/{print $2}' /proc/$pid/status)
   stop_dispatchd
   if [ -n "${TRACE:-}" ]; then
@@ -83,9 +86,11 @@ run() {  # units rate reports_per_s gateways batch label [dispatch-sim flags...]
       cp "$work/sim.trace" "$KEEP/line-$line_no.sim.trace"
     fi
   fi
-  python3 - "$work/s.json" "$label" "$rss0" "$rss1" "$work/stages" <<'PY'
+  python3 - "$work/s.json" "$label" "$rss0" "$rss1" "$work/stages" "${SIM_RT:-10}" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
+if s.get('realtime_priority', 0) == 0 and sys.argv[6] != '0':
+    print(f"({sys.argv[2]}: the generator's timing threads could not have SCHED_FIFO; they ran at normal priority)")
 print(f"| {sys.argv[2]:<28} | {s['units']:>7} | {s['positions_per_s']:>10.0f} | {s['reports_per_s']:>7.0f} | "
       f"{s['accepted_p50_ms']:>6.2f} | {s['assign_p50_ms']:>6.2f} | {s['assign_p99_ms']:>6.2f} | {s['assign_max_ms']:>7.2f} | "
       f"{s['mismatches']:>3} | {s['errors']:>3} | {int(sys.argv[4]) // 1024:>6} |")

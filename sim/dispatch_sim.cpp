@@ -85,6 +85,10 @@ struct Options {
   bool console_batch = true;
   std::size_t max_queue_mib = 16;
   bool demo = false, flood = false;
+  // SCHED_FIFO at this priority for the threads that time the answers (the report and
+  // gateway threads), so that a generator sharing the server's cores does not count its
+  // own wait for a CPU as the server's latency (0: normal priority).
+  int realtime_priority = 0;
 };
 
 enum class Status { available, assigned, en_route, on_scene };
@@ -289,10 +293,12 @@ class Sim {
     // Named, so that a profile (perf sched, top -H) tells the generator's threads apart.
     std::thread gw([this] {
       pthread_setname_np(pthread_self(), "sim-gateways");
+      timing_thread_priority("sim-gateways");
       gw_ioc_.run();
     });
     std::thread rep([this] {
       pthread_setname_np(pthread_self(), "sim-reports");
+      timing_thread_priority("sim-reports");
       rep_ioc_.run();
     });
     std::thread orc([this] {
@@ -317,6 +323,20 @@ class Sim {
   }
 
  private:
+  // --realtime-priority: the calling thread at SCHED_FIFO, or a line saying why not.
+  void timing_thread_priority(const char* name) {
+    if (opt_.realtime_priority <= 0) return;
+    sched_param sp{};
+    sp.sched_priority = opt_.realtime_priority;
+    if (const int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp); rc != 0) {
+      std::lock_guard lock(shared_mu_);
+      std::cerr << "dispatch-sim: " << name << " stays at normal priority (SCHED_FIFO " << opt_.realtime_priority
+                << ": " << std::strerror(rc) << "; needs root, CAP_SYS_NICE or an RLIMIT_RTPRIO)\n";
+      return;
+    }
+    realtime_threads_.fetch_add(1, std::memory_order_relaxed);
+  }
+
   // ---- the fleet thread ----------------------------------------------------------------
 
   void tick() {
@@ -1011,6 +1031,7 @@ class Sim {
                    {"console_batch", opt_.console_batch},
                    {"slices", opt_.slices},
                    {"flood", opt_.flood},
+                   {"realtime_priority", realtime_threads_.load() == 2 ? opt_.realtime_priority : 0},
                    {"positions_sent", positions_sent_.load()},
                    {"positions_held", positions_held_},
                    {"positions_taken", taken},
@@ -1102,6 +1123,7 @@ class Sim {
   std::vector<std::string> error_samples_;
   std::atomic<std::uint64_t> positions_sent_{0}, reports_sent_{0}, accepted_count_{0}, assigns_{0}, errors_{0};
   std::atomic<bool> stopping_{false};
+  std::atomic<int> realtime_threads_{0};  // timing threads that got --realtime-priority
   bool shut_down_ = false;  // the fleet thread's: shutdown() has run
 
   // The fleet thread's.
@@ -1191,6 +1213,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   run->add_flag("--flood", o.flood,
                 "position intake benchmark: frames rendered once, only ts and a jitter patched (units do not patrol)");
+  run->add_option("--realtime-priority", o.realtime_priority,
+                  "SCHED_FIFO priority for the threads that time the answers (report and gateway threads), so that "
+                  "a generator on the server's cores does not time its own wait for a CPU (0: normal priority)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 99));
   run->add_option("--json", o.json_out, "write the final summary here");
   run->add_option("--trace", o.trace_out,
                   "write a line per assigned report (its send and its first assign's arrival, monotonic "
