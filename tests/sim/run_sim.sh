@@ -78,6 +78,10 @@ PY
 # scripts/who-ran.py against these traces and a timehist (perf sched's format) of two
 # threads: one on a CPU through the whole run, one for the first half of the slowest
 # report only. Each report's time on a CPU must come out as the overlap, to the microsecond.
+# A third thread waits for CPU 1 through the second half (its "sch delay"), while CPU 0 is
+# idle for the last quarter: it must show that wait, and the quarter with a CPU idle. A
+# fourth was preempted (state R) at the report's start and ran again at its end: its whole
+# wait counts (perf sched timehist --state).
 python3 - "$(dirname "$0")/../../scripts/who-ran.py" "$dir/server.trace" "$dir/sim.trace" "$dir/timehist.txt" <<'PY'
 import importlib.util, subprocess, sys
 who, server, sim, th = sys.argv[1:5]
@@ -90,16 +94,27 @@ hi = max(r["arrived"] for r in rows) + 1000
 slow = max(rows, key=lambda r: r["total"])
 half = slow["total"] // 2  # microseconds
 with open(th, "w") as f:
-    f.write("           time    cpu  task name   wait time  sch delay   run time\n")
-    # A line is the end of a slice: its time (s) and its run time (ms).
-    f.write(f"{(slow['sent'] + half) / 1e6:.6f} [0001]  probe[7]  0.000  0.000  {half / 1e3:.3f}\n")
-    f.write(f"{hi / 1e6:.6f} [0000]  everywhere[5]  0.000  0.000  {(hi - lo) / 1e3:.3f}\n")
+    f.write("           time    cpu  task name   wait time  sch delay   run time  state\n")
+    # A line is the end of a slice: its time (s), its run time (ms), its state at the end.
+    f.write(f"{(slow['sent'] + half) / 1e6:.6f} [0001]  probe[7]  0.000  0.000  {half / 1e3:.3f}  S\n")
+    f.write(f"{hi / 1e6:.6f} [0000]  everywhere[5]  0.000  0.000  {(hi - lo) / 1e3:.3f}  S\n")
+    # late[9] waits from the half to the end of the slow report, then runs 0.1 ms on CPU 1.
+    f.write(f"{(slow['arrived'] + 100) / 1e6:.6f} [0001]  late[9]  0.000  {(slow['total'] - half) / 1e3:.3f}  0.100  S\n")
+    quarter = slow["total"] // 4
+    f.write(f"{slow['arrived'] / 1e6:.6f} [0000]  <idle>  0.000  0.000  {quarter / 1e3:.3f}  I\n")
+    # preempted[11]: switched out runnable at the report's send, on again at its arrival.
+    f.write(f"{slow['sent'] / 1e6:.6f} [0001]  preempted[11]  0.000  0.000  0.050  R\n")
+    f.write(f"{(slow['arrived'] + 20) / 1e6:.6f} [0001]  preempted[11]  {slow['total'] / 1e3:.3f}  0.000  0.020  S\n")
 out = subprocess.run([sys.executable, who, th, server, sim, "1"], capture_output=True, text=True, check=True).stdout
 print(out)
 lines = out.splitlines()
 ok = any(l.strip().startswith(f"everywhere[5]") and l.split()[1] == str(slow["total"]) for l in lines) \
      and any(l.strip().startswith("probe[7]") and l.split()[1] == str(half) for l in lines) \
-     and f"{slow['incident']}: {slow['total']} us" in out
+     and f"{slow['incident']}: {slow['total']} us" in out \
+     and any(l.strip().startswith("late[9]") and l.split()[1] == str(slow["total"] - half)
+             and f"({quarter} with a CPU idle)" in l for l in lines) \
+     and any(l.strip().startswith("preempted[11]") and l.split()[1] == str(slow["total"])
+             and "waiting for a CPU" in l for l in lines)
 print(("1 passed, 0 failed" if ok else "0 passed, 1 failed") + " (who-ran.py)")
 sys.exit(0 if ok else 1)
 PY
