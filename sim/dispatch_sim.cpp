@@ -1200,10 +1200,10 @@ int main(int argc, char** argv) {
                   "consoles ask for positions as arrays (?batch=1), as the shipped console does; "
                   "0: a message per unit")
       ->capture_default_str();
-  run->add_option("--slices", o.slices,
-                  "send the fleet's positions in this many slices per period, each unit at its own phase "
-                  "(1: every unit at once)")
-      ->capture_default_str();
+  auto* slices = run->add_option("--slices", o.slices,
+                                 "send the fleet's positions in this many slices per period, each unit at its own "
+                                 "phase (1: every unit at once)")
+                      ->capture_default_str();
   run->add_option("--reporters", o.reporters, "reporter connections (on the report thread), used in turn")
       ->capture_default_str();
   run->add_option("--consoles", o.consoles, "console connections open through the run, taking the whole feed (0: none)")
@@ -1211,8 +1211,10 @@ int main(int argc, char** argv) {
   run->add_option("--max-queue-mib", o.max_queue_mib,
                   "a gateway with more than this queued skips a round of positions (held, counted)")
       ->capture_default_str();
+  // Flood frames are rendered once per gateway and sent whole each period: no slices.
   run->add_flag("--flood", o.flood,
-                "position intake benchmark: frames rendered once, only ts and a jitter patched (units do not patrol)");
+                "position intake benchmark: frames rendered once, only ts and a jitter patched (units do not patrol)")
+      ->excludes(slices);
   run->add_option("--realtime-priority", o.realtime_priority,
                   "SCHED_FIFO priority for the threads that time the answers (report and gateway threads), so that "
                   "a generator on the server's cores does not time its own wait for a CPU (0: normal priority)")

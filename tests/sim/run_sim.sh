@@ -11,6 +11,11 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
+# --flood sends frames rendered once, whole: it refuses --slices rather than ignore it.
+if "$build/sim/dispatch-sim" run --url ws://127.0.0.1:1 --tokens x --fleet y --flood --slices 3 2>"$dir/flood.err"; then
+  echo "0 passed, 1 failed: --flood took --slices"; exit 1
+fi
+grep -q -- "--slices excludes --flood" "$dir/flood.err" || { cat "$dir/flood.err"; exit 1; }
 "$build/sim/dispatch-sim" make-fleet --units 200 --seed 11 --out "$dir/fleet.json" --tokens-out "$dir/tokens.json"
 "$build/net/dispatchd" --listen 127.0.0.1:0 --db "$dir/d.db" --tokens "$dir/tokens.json" \
   --fleet "$dir/fleet.json" --trace-reports "$dir/server.trace" > "$dir/out" 2> "$dir/err" &
