@@ -59,6 +59,14 @@ inline std::string pg_url(const std::string& db) {
     }                                                   \
   } while (0)
 
+#define PG_ONLY()                                       \
+  do {                                                  \
+    if (!on_pg()) {                                     \
+      MESSAGE("PostgreSQL only; skipped on SQLite");    \
+      return;                                           \
+    }                                                   \
+  } while (0)
+
 struct TempDb {
   fs::path dir;
   std::string path;
