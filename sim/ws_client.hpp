@@ -1,5 +1,5 @@
 // The simulator's clients of the server: a WebSocket connection (ws_client.cpp) and a
-// plain HTTP GET. Beast and Asio: included by dispatch_sim.cpp only.
+// plain HTTP GET. Beast and Asio: included by dispatch-sim's own files only (sim_run.hpp).
 #pragma once
 
 #include <boost/asio.hpp>
