@@ -165,3 +165,48 @@ TEST_CASE("killed at any moment: every commit that returned is there, and the fi
     sqlite3_close(r);
   }
 }
+
+TEST_CASE("a full disk (a small tmpfs): the commit that does not fit fails, none before it is lost, and commits go on once there is room") {
+  Dir dir;
+  const std::string mnt = (dir.path / "small").string();
+  fs::create_directory(mnt);
+  // Mounting needs root (CAP_SYS_ADMIN); elsewhere there is nothing to fill.
+  if (std::system(("mount -t tmpfs -o size=1m tmpfs " + mnt + " 2>/dev/null").c_str()) != 0) {
+    MESSAGE("cannot mount a tmpfs here (not root?): skipped");
+    return;
+  }
+  struct Unmount {
+    std::string at;
+    ~Unmount() { (void)std::system(("umount " + at).c_str()); }
+  } unmount{mnt};
+  const std::string path = mnt + "/t.db", filler = mnt + "/filler";
+  // Room to give back later.
+  REQUIRE(std::system(("head -c 262144 /dev/zero > " + filler).c_str()) == 0);
+
+  sqlite3* w = open_writer(path);
+  int committed = 0, rc = SQLITE_OK;
+  for (int i = 0; i < 10000; ++i) {  // two rows a commit: the disk is full long before
+    rc = sqlite3_exec(w, "BEGIN; INSERT INTO t(v) VALUES (randomblob(500)); INSERT INTO t(v) VALUES (randomblob(500)); COMMIT",
+                      nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) break;
+    ++committed;
+  }
+  if (rc != SQLITE_OK) sqlite3_exec(w, "ROLLBACK", nullptr, nullptr, nullptr);  // if it is still open
+  INFO("committed " << committed << ", then " << std::string(sqlite3_errstr(rc)));
+  REQUIRE(rc != SQLITE_OK);
+  CHECK((rc & 0xff) == SQLITE_FULL);
+  CHECK(committed > 20);
+  {
+    sqlite3* r = open(path, nullptr);
+    CHECK(scalar(r, "SELECT count(*) FROM t") == std::to_string(2 * committed));
+    sqlite3_close(r);
+  }
+  // Room again: the next commits go through, and nothing is missing or doubled.
+  fs::remove(filler);
+  exec(w, "INSERT INTO t(v) VALUES (randomblob(500))");
+  sqlite3* r = open(path, nullptr);
+  CHECK(scalar(r, "SELECT count(*) FROM t") == std::to_string(2 * committed + 1));
+  CHECK(scalar(r, "PRAGMA integrity_check") == "ok");
+  sqlite3_close(r);
+  sqlite3_close(w);
+}
