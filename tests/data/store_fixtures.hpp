@@ -1,5 +1,6 @@
-// Shared by the store's test files (test_store*.cpp): records to write, a writer held
-// inside its commit, polling with a deadline, a database's schema as text, a full disk.
+// Shared by the store's test files (test_store*.cpp, each `using namespace store_test`):
+// records to write, a writer held inside its commit, polling with a deadline, a database's
+// schema as text, a full disk, and test_db's temporary database.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -22,7 +23,13 @@ namespace store_test {
 
 using namespace dispatch;
 using namespace dispatch::engine;
+using std::chrono::milliseconds;
+using SteadyClock = std::chrono::steady_clock;
 using test_db::count;
+using test_db::exec;
+using test_db::on_pg;
+using test_db::pg_scalar;
+using test_db::TempDb;
 
 inline rec::Unit unit(std::string id, UnitKind k = UnitKind::moto) {
   rec::Unit u;
@@ -100,9 +107,6 @@ struct HeldWriter {
     cv.notify_all();
   }
 };
-
-using std::chrono::milliseconds;
-using SteadyClock = std::chrono::steady_clock;
 
 // Polls `pred` until it holds or `limit` passes; the test goes on as soon as it holds.
 template <class P>

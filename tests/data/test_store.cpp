@@ -2,43 +2,15 @@
 // DISPATCH_TEST_BACKEND=postgresql, on a fresh database of the PostgreSQL server that
 // libpq's environment names (PGHOST, PGPORT, PGUSER, PGPASSWORD: ctest runs it under
 // pg_virtualenv). Tests that only make sense on one backend say so and return.
-#include <doctest/doctest.h>
-#include <libpq-fe.h>
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <condition_variable>
-#include <filesystem>
-#include <set>
 #include <map>
-#include <mutex>
-#include <string>
-#include <thread>
-#include <vector>
+#include <set>
 
-#include "data/lease.hpp"
 #include "tests/data/store_fixtures.hpp"
-#include "tests/data/temp_db.hpp"
-#include "data/store.hpp"
-#include "engine/engine.hpp"
 
-using namespace dispatch;
-using namespace dispatch::engine;
-namespace fs = std::filesystem;
-
-using test_db::on_pg;
-using test_db::count;
-using test_db::exec;
-using test_db::pg_scalar;
-using test_db::TempDb;
 using namespace store_test;
-using std::chrono::milliseconds;
-using SteadyClock = std::chrono::steady_clock;
 
 TEST_CASE("round trip: every record kind through submit, commit, load and the reads") {
   TempDb t;

@@ -2,43 +2,14 @@
 // optional writes, the WAL under writes that never pause, close and the destructor on a
 // failing disk, a lost PostgreSQL connection and a fenced former active. Same backends as
 // test_store.cpp.
-#include <doctest/doctest.h>
-#include <libpq-fe.h>
-#include <sqlite3.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <condition_variable>
 #include <filesystem>
-#include <set>
-#include <map>
-#include <mutex>
-#include <string>
-#include <thread>
-#include <vector>
 
 #include "data/lease.hpp"
 #include "tests/data/store_fixtures.hpp"
-#include "tests/data/temp_db.hpp"
-#include "data/store.hpp"
-#include "engine/engine.hpp"
 
-using namespace dispatch;
-using namespace dispatch::engine;
-namespace fs = std::filesystem;
-
-using test_db::on_pg;
-using test_db::count;
-using test_db::exec;
-using test_db::pg_scalar;
-using test_db::TempDb;
 using namespace store_test;
-using std::chrono::milliseconds;
-using SteadyClock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
 
 TEST_CASE("disk full: unhealthy, nothing confirmed, then everything lands once it works again") {
   SQLITE_ONLY();

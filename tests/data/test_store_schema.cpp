@@ -1,43 +1,10 @@
 // The store's schema: a new database (SQLite or PostgreSQL), one from a newer build refused
 // and left alone, and every migration from the versions before. Same backends as
 // test_store.cpp (DISPATCH_TEST_BACKEND=postgresql: a fresh PostgreSQL database).
-#include <doctest/doctest.h>
-#include <libpq-fe.h>
-#include <sqlite3.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <condition_variable>
-#include <filesystem>
-#include <set>
-#include <map>
-#include <mutex>
-#include <string>
-#include <thread>
-#include <vector>
-
 #include "data/lease.hpp"
 #include "tests/data/store_fixtures.hpp"
-#include "tests/data/temp_db.hpp"
-#include "data/store.hpp"
-#include "engine/engine.hpp"
 
-using namespace dispatch;
-using namespace dispatch::engine;
-namespace fs = std::filesystem;
-
-using test_db::on_pg;
-using test_db::count;
-using test_db::exec;
-using test_db::pg_scalar;
-using test_db::TempDb;
 using namespace store_test;
-using std::chrono::milliseconds;
-using SteadyClock = std::chrono::steady_clock;
 
 TEST_CASE("a new database gets the schema, WAL mode and its version") {
   SQLITE_ONLY();
