@@ -31,9 +31,9 @@ def load_trace_reports():
 
 def read_timehist(path):
     """From `perf sched timehist` (with --state, or without): run slices (start_us, end_us,
-    thread), idle left out; the waits for a CPU (start_us, end_us, thread, the CPU it then
-    ran on): the "sch delay" before a slice, or with --state its whole wait when it was
-    switched out runnable (preempted) before; and each CPU's idle slices (start, end, cpu)."""
+    thread), idle left out; the waits for a CPU (start_us, end_us, thread): the "sch delay"
+    before a slice, or with --state its whole wait when it was switched out runnable
+    (preempted) before; and the CPUs' idle slices (start_us, end_us)."""
     slices, waits, idle = [], [], []
     last_state = {}
     with open(path) as f:
@@ -48,12 +48,11 @@ def read_timehist(path):
                 run = float(p[-1]) * 1e3
                 delay = float(p[-2]) * 1e3
                 wait = float(p[-3]) * 1e3
-                cpu = int(p[1].strip("[]"))
             except ValueError:
                 continue
             task = " ".join(p[2:-3])
             if task.startswith("<idle>"):
-                idle.append((end - run, end, cpu))
+                idle.append((end - run, end))
                 continue
             slices.append((end - run, end, task))
             if last_state.get(task) == "R":
@@ -61,7 +60,7 @@ def read_timehist(path):
             if state:
                 last_state[task] = state
             if delay > 0:
-                waits.append((end - run - delay, end - run, task, cpu))
+                waits.append((end - run - delay, end - run, task))
     slices.sort()
     return slices, waits, idle
 
@@ -93,12 +92,12 @@ def waited_by_thread(waits, idle, a, b):
     so that is time it waited on a busy CPU while another had nothing to do: the kernel
     leaves a thread woken or preempted on a busy CPU until its next load balance)."""
     waited, with_idle = collections.Counter(), collections.Counter()
-    for s, e, task, _cpu in waits:
+    for s, e, task in waits:
         lo, hi = max(s, a), min(e, b)
         if hi <= lo:
             continue
         waited[task] += hi - lo
-        spans = sorted((max(lo, i_s), min(hi, i_e)) for i_s, i_e, _ in idle if i_e > lo and i_s < hi)
+        spans = sorted((max(lo, i_s), min(hi, i_e)) for i_s, i_e in idle if i_e > lo and i_s < hi)
         end = lo
         for x, y in spans:  # the union of the CPUs' idle time within the wait
             x = max(x, end)
