@@ -109,7 +109,6 @@ class Reader {
   std::string problem_;
 };
 
-constexpr std::int64_t max_ts = max_message_ts;  // year 3000
 
 bool read_report(Reader& r, cmd::Report& rep) {
   std::string sev;
@@ -123,7 +122,7 @@ bool read_report(Reader& r, cmd::Report& rep) {
     else rep.severity = *s;
   }
   if (r.raw("ts") && !r.raw("ts")->is_null()) {
-    if (r.integer("ts", ts, true, 0, max_ts)) rep.ts = ts;
+    if (r.integer("ts", ts, true, 0, max_message_ts)) rep.ts = ts;
   }
   if (r.integer("injured", injured, false, 0, 10000)) rep.injured = static_cast<int>(injured);
   r.boolean("drivable", rep.drivable);
@@ -188,7 +187,7 @@ void parse_message(const json::value& v, std::optional<Role> role, ParsedFrame& 
     r.string("unit", p.unit, true);
     r.number("lat", p.lat, true, -90, 90);
     r.number("lon", p.lon, true, -180, 180);
-    r.integer("ts", p.ts, true, 0, max_ts);
+    r.integer("ts", p.ts, true, 0, max_message_ts);
     r.opt_number("speed_kmh", p.speed_kmh, 0, 2000);
     r.opt_number("heading", p.heading, 0, 360);
     if (!r.ok()) return bad();
@@ -275,7 +274,7 @@ void parse_message(const json::value& v, std::optional<Role> role, ParsedFrame& 
     cmd::Sighting x;
     r.string("id", x.id, false);
     r.string("plate", x.plate, true);
-    r.integer("ts", x.ts, true, 0, max_ts);
+    r.integer("ts", x.ts, true, 0, max_message_ts);
     r.string("direction", x.direction, false, false);
     r.string("note", x.note, false, false);
     if (r.ok() && x.plate.size() > 32) r.fail("plate", "is too long (at most 32 bytes)");
@@ -286,7 +285,7 @@ void parse_message(const json::value& v, std::optional<Role> role, ParsedFrame& 
     r.string("id", x.id, true);
     r.number("lat", x.lat, true, -90, 90);
     r.number("lon", x.lon, true, -180, 180);
-    r.integer("ts", x.ts, true, 0, max_ts);
+    r.integer("ts", x.ts, true, 0, max_message_ts);
     r.string("kind", x.kind, true);
     r.string("note", x.note, false, false);
     if (r.ok() && x.kind.size() > 64) r.fail("kind", "is too long (at most 64 bytes)");
